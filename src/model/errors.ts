@@ -1,0 +1,25 @@
+/** Every failure the model layer reports carries a stable code, so callers can branch on it. */
+export type ModelErrorCode =
+  | 'MODEL_NOT_FOUND'
+  | 'MODEL_CORRUPT'
+  | 'CONFIG_INVALID'
+  | 'WEIGHTS_MISMATCH'
+  | 'TOKENIZER_INVALID'
+  | 'OPTIONS_INVALID'
+  | 'PROMPT_EMPTY'
+  | 'HUB_OFFLINE'
+  | 'HUB_ERROR'
+  | 'DOWNLOAD_CORRUPT'
+  | 'PROVIDER_UNAVAILABLE'
+  | 'ABORTED'
+  | 'WORKER_FAILED';
+
+export class ModelError extends Error {
+  readonly code: ModelErrorCode;
+
+  constructor(code: ModelErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ModelError';
+    this.code = code;
+  }
+}

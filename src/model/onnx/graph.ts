@@ -1,0 +1,164 @@
+import { ModelError } from '../errors.js';
+import type { Float32Tensor } from '../tensor.js';
+
+/**
+ * A plain, inspectable ONNX graph: nodes in topological order, named values, constant
+ * tensors. The GPT-2 forward graph is written in these terms so that the training issue
+ * can walk the nodes and emit each operator's backward beside it.
+ */
+export type ElementType = 'float32' | 'int64' | 'bool';
+
+/** A dimension: a fixed size, or a symbolic name such as "batch_size". */
+export type Dim = number | string;
+
+export interface ValueInfo {
+  readonly name: string;
+  readonly type: ElementType;
+  readonly dims: readonly Dim[];
+}
+
+export type AttributeValue = number | string | readonly number[] | { readonly float: number };
+
+export interface GraphNode {
+  readonly opType: string;
+  readonly domain: string;
+  readonly name: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly attributes: Readonly<Record<string, AttributeValue>>;
+}
+
+export type ConstantTensor =
+  | { readonly type: 'float32'; readonly dims: readonly number[]; readonly data: Float32Array }
+  | { readonly type: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array };
+
+export interface Graph {
+  readonly name: string;
+  readonly inputs: readonly ValueInfo[];
+  readonly outputs: readonly ValueInfo[];
+  readonly nodes: readonly GraphNode[];
+  readonly initializers: ReadonlyMap<string, ConstantTensor>;
+}
+
+/** A handle on a value in the graph being built; only its name reaches the file. */
+export interface Value {
+  readonly name: string;
+}
+
+export interface NodeOptions {
+  readonly attributes?: Record<string, AttributeValue>;
+  readonly domain?: string;
+}
+
+/**
+ * Builds a Graph. `scope` prefixes node and value names (h.0/attn/...) so a node found in
+ * an error message or a profile can be traced to the layer that made it.
+ */
+export class GraphBuilder {
+  private readonly inputs: ValueInfo[] = [];
+  private readonly outputs: ValueInfo[] = [];
+  private readonly nodes: GraphNode[] = [];
+  private readonly initializers = new Map<string, ConstantTensor>();
+  private readonly usedNames = new Set<string>();
+  private scopes: string[] = [];
+
+  constructor(private readonly name: string) {}
+
+  input(name: string, type: ElementType, dims: readonly Dim[]): Value {
+    this.claim(name);
+    this.inputs.push({ name, type, dims });
+    return { name };
+  }
+
+  /** Marks `value` as a graph output under `name` (an Identity node renames it when needed). */
+  output(value: Value, name: string, type: ElementType, dims: readonly Dim[]): void {
+    let produced = value;
+    if (value.name !== name) {
+      this.claim(name);
+      this.nodes.push({ opType: 'Identity', domain: '', name: `${name}/identity`, inputs: [value.name], outputs: [name], attributes: {} });
+      produced = { name };
+    }
+    this.outputs.push({ name: produced.name, type, dims });
+  }
+
+  /** A named weight, stored as an initializer under its own (Hugging Face) name. */
+  weight(name: string, tensor: Float32Tensor): Value {
+    this.claim(name);
+    this.initializers.set(name, { type: 'float32', dims: [...tensor.dims], data: tensor.data });
+    return { name };
+  }
+
+  constFloat(values: readonly number[] | number, dims?: readonly number[]): Value {
+    const data = Float32Array.from(typeof values === 'number' ? [values] : values);
+    return this.constant({ type: 'float32', dims: dims ?? (typeof values === 'number' ? [] : [data.length]), data });
+  }
+
+  constInt64(values: readonly number[] | number, dims?: readonly number[]): Value {
+    const list = typeof values === 'number' ? [values] : values;
+    const data = BigInt64Array.from(list.map((v) => BigInt(v)));
+    return this.constant({ type: 'int64', dims: dims ?? (typeof values === 'number' ? [] : [data.length]), data });
+  }
+
+  /** Runs `build` with node names prefixed by `scope`. */
+  scoped<T>(scope: string, build: () => T): T {
+    this.scopes.push(scope);
+    try {
+      return build();
+    } finally {
+      this.scopes.pop();
+    }
+  }
+
+  /** Adds one node with a single output. */
+  op(opType: string, inputs: readonly (Value | null)[], options: NodeOptions = {}): Value {
+    return this.opMulti(opType, inputs, 1, options)[0];
+  }
+
+  /** Adds one node with `outputCount` outputs. A null input is ONNX's "omitted optional input". */
+  opMulti(opType: string, inputs: readonly (Value | null)[], outputCount: number, options: NodeOptions = {}): Value[] {
+    const base = this.uniqueName([...this.scopes, opType].join('/'));
+    const outputs = Array.from({ length: outputCount }, (_, i) => (outputCount === 1 ? base : `${base}:${i}`));
+    for (const output of outputs) this.claim(output);
+    this.nodes.push({
+      opType,
+      domain: options.domain ?? '',
+      name: base,
+      inputs: inputs.map((input) => input?.name ?? ''),
+      outputs,
+      attributes: options.attributes ?? {},
+    });
+    return outputs.map((name) => ({ name }));
+  }
+
+  build(): Graph {
+    return {
+      name: this.name,
+      inputs: [...this.inputs],
+      outputs: [...this.outputs],
+      nodes: [...this.nodes],
+      initializers: new Map(this.initializers),
+    };
+  }
+
+  private constant(tensor: ConstantTensor): Value {
+    const name = this.uniqueName([...this.scopes, 'const'].join('/'));
+    this.claim(name);
+    this.initializers.set(name, tensor);
+    return { name };
+  }
+
+  private uniqueName(base: string): string {
+    if (!this.usedNames.has(base)) return base;
+    for (let i = 1; ; i++) {
+      const candidate = `${base}_${i}`;
+      if (!this.usedNames.has(candidate)) return candidate;
+    }
+  }
+
+  private claim(name: string): void {
+    if (this.usedNames.has(name)) {
+      throw new ModelError('MODEL_CORRUPT', `graph "${this.name}": the value name "${name}" is used twice`);
+    }
+    this.usedNames.add(name);
+  }
+}
