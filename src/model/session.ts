@@ -28,6 +28,8 @@ export async function createModelSession(model: Uint8Array | string, options: Se
   const { executionProvider, logger } = options;
   if (executionProvider === 'cuda' || executionProvider === 'auto') {
     try {
+      // A missing CUDA library is expected on CPU machines; our own log line reports it.
+      ort.env.logLevel = executionProvider === 'auto' ? 'fatal' : 'warning';
       const session = await ort.InferenceSession.create(model as Uint8Array, sessionOptions('cuda', options));
       logger.info({ provider: 'cuda' }, 'model session runs on CUDA');
       return wrap(session, 'cuda');
@@ -40,6 +42,8 @@ export async function createModelSession(model: Uint8Array | string, options: Se
         );
       }
       logger.info({ reason: errorMessage(error).split('\n')[0] }, 'CUDA is not available, falling back to CPU');
+    } finally {
+      ort.env.logLevel = 'warning';
     }
   }
   const session = await ort.InferenceSession.create(model as Uint8Array, sessionOptions('cpu', options));

@@ -110,17 +110,23 @@ function gpt2TokenizerJson(): Promise<Gpt2TokenizerJson> {
   return cachedTokenizerJson;
 }
 
-/** Writes tokenizer.json and tokenizer_config.json into dir (dir exists). */
-export async function writeGpt2TokenizerFiles(dir: string, modelMaxLength: number): Promise<void> {
+/** The contents of tokenizer.json and tokenizer_config.json, by file name. */
+export async function gpt2TokenizerFiles(modelMaxLength: number): Promise<Map<string, string>> {
   if (!Number.isInteger(modelMaxLength) || modelMaxLength < 1) {
     throw new ModelError('OPTIONS_INVALID', `modelMaxLength must be a positive integer, got ${modelMaxLength}`);
   }
   const { text, endOfTextId } = await gpt2TokenizerJson();
   const config = buildTokenizerConfig(endOfTextId, modelMaxLength);
-  await Promise.all([
-    writeFile(join(dir, TOKENIZER_FILE), text),
-    writeFile(join(dir, TOKENIZER_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`),
+  return new Map([
+    [TOKENIZER_FILE, text],
+    [TOKENIZER_CONFIG_FILE, `${JSON.stringify(config, null, 2)}\n`],
   ]);
+}
+
+/** Writes tokenizer.json and tokenizer_config.json into dir (dir exists). */
+export async function writeGpt2TokenizerFiles(dir: string, modelMaxLength: number): Promise<void> {
+  const files = await gpt2TokenizerFiles(modelMaxLength);
+  await Promise.all([...files].map(([name, content]) => writeFile(join(dir, name), content)));
 }
 
 function invalid(dir: string, reason: string, cause?: unknown): ModelError {
