@@ -1,0 +1,56 @@
+import { loadConfig } from '../core/config.js';
+import { LanguageModel } from '../model/language-model.js';
+import { type CliCommand, UsageError, integerOption, numberOption, parseCommandArgs } from './args.js';
+
+export const generateCommand: CliCommand = {
+  words: ['generate'],
+  usage:
+    'tunebot generate [--model DIR] "text" [--max-new-tokens N] [--seed N] [--greedy] [--temperature X] [--top-k K] [--top-p P] [--repetition-penalty R] [--stop TEXT]... [--device cpu|cuda|auto]',
+  summary: 'stream a continuation of the text to stdout',
+  async run(args) {
+    const { values, positionals } = parseCommandArgs(args, {
+      model: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      seed: { type: 'string' },
+      greedy: { type: 'boolean' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      device: { type: 'string' },
+    });
+    if (positionals.length !== 1) throw new UsageError('give the prompt as one argument (quote it)');
+    const config = loadConfig();
+    const device = values.device ?? config.model.executionProvider;
+    if (device !== 'cpu' && device !== 'cuda' && device !== 'auto') throw new UsageError(`--device must be cpu, cuda or auto, got "${device}"`);
+    const model = await LanguageModel.load(values.model ?? config.model.dir, {
+      executionProvider: device,
+      intraOpThreads: config.model.intraOpThreads,
+      logLevel: config.log.level,
+    });
+    const abort = new AbortController();
+    const onInterrupt = () => abort.abort();
+    process.once('SIGINT', onInterrupt);
+    try {
+      const defaults = config.generation;
+      const stream = model.generate(positionals[0], {
+        ...defaults,
+        maxNewTokens: integerOption(values['max-new-tokens'], 'max-new-tokens', 1) ?? defaults.maxNewTokens,
+        seed: integerOption(values.seed, 'seed', 0),
+        greedy: values.greedy ?? defaults.greedy,
+        temperature: numberOption(values.temperature, 'temperature') ?? defaults.temperature,
+        topK: integerOption(values['top-k'], 'top-k', 0) ?? defaults.topK,
+        topP: numberOption(values['top-p'], 'top-p') ?? defaults.topP,
+        repetitionPenalty: numberOption(values['repetition-penalty'], 'repetition-penalty') ?? defaults.repetitionPenalty,
+        stop: values.stop ?? defaults.stop,
+        signal: abort.signal,
+      });
+      for await (const piece of stream) process.stdout.write(piece);
+      process.stdout.write('\n');
+    } finally {
+      process.off('SIGINT', onInterrupt);
+      await model.close();
+    }
+  },
+};

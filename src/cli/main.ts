@@ -1,0 +1,47 @@
+import { ConfigError } from '../core/config.js';
+import { ModelError } from '../model/errors.js';
+import { type CliCommand, UsageError } from './args.js';
+import { generateCommand } from './generate-command.js';
+import { modelCommands } from './model-commands.js';
+
+const commands: readonly CliCommand[] = [...modelCommands, generateCommand];
+
+function help(): string {
+  const lines = commands.map((command) => `  ${command.usage}\n      ${command.summary}`);
+  return `tunebot: a self-hosted FAQ chat bot on GPT-2 and ONNX Runtime\n\nCommands:\n${lines.join('\n')}\n`;
+}
+
+function findCommand(argv: readonly string[]): { command: CliCommand; rest: readonly string[] } | null {
+  for (const command of commands) {
+    if (command.words.every((word, i) => argv[i] === word)) return { command, rest: argv.slice(command.words.length) };
+  }
+  return null;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
+    process.stdout.write(help());
+    return 0;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    process.stderr.write(`unknown command "${argv.join(' ')}"\n\n${help()}`);
+    return 2;
+  }
+  try {
+    await found.command.run(found.rest);
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`${error.message}\nusage: ${found.command.usage}\n`);
+      return 2;
+    }
+    if (error instanceof ModelError || error instanceof ConfigError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

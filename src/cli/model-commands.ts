@@ -1,0 +1,88 @@
+import { rm } from 'node:fs/promises';
+import { loadConfig } from '../core/config.js';
+import { PRESET_NAMES, type PresetName, parameterCount } from '../model/config.js';
+import { pullFromHub } from '../model/hub.js';
+import { importModel, initModel } from '../model/model-dir.js';
+import { createProgressBar, type ProgressBar } from '../model/progress.js';
+import { type CliCommand, UsageError, integerOption, parseCommandArgs } from './args.js';
+
+const init: CliCommand = {
+  words: ['model', 'init'],
+  usage: 'tunebot model init --preset tiny|gpt2|gpt2-medium [--seed N] --out DIR',
+  summary: "a new model with GPT-2's initialization",
+  async run(args) {
+    const { values } = parseCommandArgs(args, {
+      preset: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+    });
+    const preset = values.preset ?? 'tiny';
+    if (!PRESET_NAMES.includes(preset as PresetName)) {
+      throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, got "${preset}"`);
+    }
+    if (!values.out) throw new UsageError('--out DIR is required');
+    const seed = integerOption(values.seed, 'seed', 0) ?? 0;
+    const files = await initModel(values.out, preset as PresetName, seed);
+    console.log(`created ${preset} model (${parameterCount(files.config).toLocaleString('en')} parameters, seed ${seed}) in ${values.out}`);
+  },
+};
+
+const pull: CliCommand = {
+  words: ['model', 'pull'],
+  usage: 'tunebot model pull <hub-repo> [--revision REV] [--onnx] --out DIR',
+  summary: 'download a GPT-2 checkpoint from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN honoured)',
+  async run(args) {
+    const { values, positionals } = parseCommandArgs(args, {
+      revision: { type: 'string' },
+      onnx: { type: 'boolean' },
+      out: { type: 'string' },
+    });
+    const [repo] = positionals;
+    if (!repo || positionals.length > 1) throw new UsageError('give exactly one hub repo, e.g. gpt2 or openai-community/gpt2');
+    if (!values.out) throw new UsageError('--out DIR is required');
+    // The raw download sits beside the model folder, so an interrupted pull resumes from it.
+    const downloadDir = `${values.out}.download`;
+    const bars = new Map<string, ProgressBar>();
+    const pulled = await pullFromHub({
+      repo,
+      revision: values.revision,
+      outDir: downloadDir,
+      endpoint: loadConfig().hub.endpoint,
+      includeOnnx: values.onnx ?? false,
+      onProgress: (progress) => {
+        let bar = bars.get(progress.file);
+        if (!bar) {
+          bar = createProgressBar(`[${progress.fileIndex + 1}/${progress.fileCount}] ${progress.file}`, progress.totalBytes);
+          bars.set(progress.file, bar);
+        }
+        bar.update(progress.receivedBytes);
+        if (progress.receivedBytes >= progress.totalBytes) bar.finish();
+      },
+    });
+    for (const bar of bars.values()) bar.finish();
+    const files = await importModel(downloadDir, values.out, 'safetensors');
+    await rm(downloadDir, { recursive: true, force: true });
+    console.log(`pulled ${repo} at ${pulled.commit.slice(0, 12)} (${parameterCount(files.config).toLocaleString('en')} parameters) into ${values.out}`);
+  },
+};
+
+const importCommand: CliCommand = {
+  words: ['model', 'import'],
+  usage: 'tunebot model import <folder> [--format safetensors|onnx] --out DIR',
+  summary: 'import a Hugging Face GPT-2 checkpoint or an Optimum / Transformers.js ONNX export',
+  async run(args) {
+    const { values, positionals } = parseCommandArgs(args, {
+      format: { type: 'string' },
+      out: { type: 'string' },
+    });
+    const [source] = positionals;
+    if (!source || positionals.length > 1) throw new UsageError('give exactly one source folder');
+    if (!values.out) throw new UsageError('--out DIR is required');
+    const format = values.format ?? 'safetensors';
+    if (format !== 'safetensors' && format !== 'onnx') throw new UsageError(`--format must be safetensors or onnx, got "${format}"`);
+    const files = await importModel(source, values.out, format);
+    console.log(`imported ${source} (${parameterCount(files.config).toLocaleString('en')} parameters) into ${values.out}`);
+  },
+};
+
+export const modelCommands: readonly CliCommand[] = [init, pull, importCommand];

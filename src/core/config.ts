@@ -1,0 +1,136 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * tunebot's configuration: config/default.json, then the JSON file named by TUNEBOT_CONFIG
+ * (if any), then environment variables. Every leaf has an environment variable named after
+ * its path: model.executionProvider is TUNEBOT_MODEL_EXECUTION_PROVIDER.
+ */
+export const configSchema = z
+  .object({
+    model: z
+      .object({
+        /** The model folder the bot serves. */
+        dir: z.string().min(1),
+        /** The shape of a model made from scratch when the folder is empty. */
+        preset: z.enum(['tiny', 'gpt2', 'gpt2-medium']),
+        executionProvider: z.enum(['cpu', 'cuda', 'auto']),
+        /** Threads per operator; 0 lets ONNX Runtime use every core. */
+        intraOpThreads: z.number().int().min(0),
+        maxBatchSize: z.number().int().min(1).max(256),
+      })
+      .strict(),
+    generation: z
+      .object({
+        maxNewTokens: z.number().int().min(1),
+        greedy: z.boolean(),
+        temperature: z.number().min(0),
+        topK: z.number().int().min(0),
+        topP: z.number().gt(0).max(1),
+        repetitionPenalty: z.number().gt(0),
+        stop: z.array(z.string().min(1)),
+      })
+      .strict(),
+    hub: z
+      .object({
+        /** The Hugging Face hub, or a mirror; HF_ENDPOINT overrides it too. */
+        endpoint: z.url(),
+      })
+      .strict(),
+    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
+  })
+  .strict();
+
+export type TunebotConfig = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+}
+
+const DEFAULT_CONFIG_URL = new URL('../../config/default.json', import.meta.url);
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): TunebotConfig {
+  const defaults = readJson(DEFAULT_CONFIG_URL, 'config/default.json');
+  const file = env.TUNEBOT_CONFIG ? readJson(env.TUNEBOT_CONFIG, env.TUNEBOT_CONFIG) : {};
+  const merged = deepMerge(defaults, file);
+  applyEnvironment(merged, env);
+  // The names the wider ecosystem already uses win over the defaults too.
+  if (env.HF_ENDPOINT) (merged.hub as JsonObject).endpoint = env.HF_ENDPOINT;
+  if (env.LOG_LEVEL && !env.TUNEBOT_LOG_LEVEL) (merged.log as JsonObject).level = env.LOG_LEVEL;
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')} (${envName(issue.path.map(String))}): ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** TUNEBOT_ + the path in SCREAMING_SNAKE_CASE. */
+export function envName(path: readonly string[]): string {
+  return ['TUNEBOT', ...path.map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())].join('_');
+}
+
+type JsonObject = Record<string, unknown>;
+
+function readJson(path: string | URL, label: string): JsonObject {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read ${label}: ${(error as Error).message}`);
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('expected a JSON object');
+    return value as JsonObject;
+  } catch (error) {
+    throw new ConfigError(`${label} is not valid: ${(error as Error).message}`);
+  }
+}
+
+function deepMerge(base: JsonObject, override: JsonObject): JsonObject {
+  const merged: JsonObject = { ...base };
+  for (const [key, value] of Object.entries(override)) {
+    const current = merged[key];
+    merged[key] = isObject(current) && isObject(value) ? deepMerge(current, value) : value;
+  }
+  return merged;
+}
+
+/** Overwrites each leaf whose variable is set, parsed by the type of the default's value. */
+function applyEnvironment(config: JsonObject, env: NodeJS.ProcessEnv, path: string[] = []): void {
+  for (const [key, value] of Object.entries(config)) {
+    const leafPath = [...path, key];
+    if (isObject(value)) {
+      applyEnvironment(value, env, leafPath);
+      continue;
+    }
+    const raw = env[envName(leafPath)];
+    if (raw === undefined) continue;
+    config[key] = parseEnvValue(raw, value, envName(leafPath));
+  }
+}
+
+function parseEnvValue(raw: string, example: unknown, name: string): unknown {
+  if (typeof example === 'number') {
+    const value = Number(raw);
+    if (raw.trim() === '' || Number.isNaN(value)) throw new ConfigError(`${name} must be a number, got "${raw}"`);
+    return value;
+  }
+  if (typeof example === 'boolean') {
+    if (raw !== 'true' && raw !== 'false') throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+    return raw === 'true';
+  }
+  if (Array.isArray(example)) {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      throw new ConfigError(`${name} must be a JSON array, got "${raw}"`);
+    }
+  }
+  return raw;
+}
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

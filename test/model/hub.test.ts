@@ -1,0 +1,454 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { ModelError } from '../../src/model/errors.js';
+import { type PullProgress, pullFromHub } from '../../src/model/hub.js';
+import { createProgressBar, formatBytes } from '../../src/model/progress.js';
+
+const REPO = 'acme/tiny-gpt2';
+const COMMIT = 'a'.repeat(40);
+
+/** Deterministic bytes, so a wrong offset on resume shows up as a wrong hash. */
+function patternBytes(length: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  let state = seed >>> 0;
+  for (let i = 0; i < length; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    bytes[i] = state >>> 24;
+  }
+  return bytes;
+}
+
+const SMALL_FILES: Record<string, Buffer> = {
+  'config.json': Buffer.from(JSON.stringify({ model_type: 'gpt2', n_layer: 2 })),
+  'generation_config.json': Buffer.from('{"bos_token_id":50256}'),
+  'tokenizer.json': patternBytes(40_000, 1),
+  'tokenizer_config.json': Buffer.from('{"model_max_length":128}'),
+  'vocab.json': patternBytes(20_000, 2),
+  'merges.txt': patternBytes(10_000, 3),
+  'README.md': Buffer.from('# tiny'),
+  'pytorch_model.bin': patternBytes(1_000, 4),
+};
+const WEIGHTS = patternBytes(300_000, 5);
+const ONNX = patternBytes(50_000, 6);
+const EXPECTED_FILES = [
+  'config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'generation_config.json',
+  'vocab.json',
+  'merges.txt',
+  'model.safetensors',
+];
+
+interface RecordedRequest {
+  server: 'hub' | 'cdn';
+  path: string;
+  range?: string;
+  authorization?: string;
+  status: number;
+}
+
+interface FakeHubSetup {
+  /** Non-LFS files, served by the hub itself. */
+  files?: Record<string, Buffer>;
+  /** LFS files: the hub redirects them to a second server (another origin), as huggingface.co does. */
+  lfsFiles?: Record<string, Buffer>;
+  listingStatus?: number;
+  /** The first `times` requests for `file` get `bytes` bytes and then a dropped connection. */
+  drop?: { file: string; bytes: number; times: number };
+  ignoreRange?: boolean;
+  /** Listed with their true sha256 and size, served with the first byte changed. */
+  corrupt?: string[];
+  /** Served with one byte more than listed. */
+  oversize?: string[];
+}
+
+interface FakeHub {
+  endpoint: string;
+  requests: RecordedRequest[];
+  fileRequests(file: string): RecordedRequest[];
+  close(): Promise<void>;
+}
+
+async function listen(server: http.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+async function startFakeHub(setup: FakeHubSetup): Promise<FakeHub> {
+  const files = setup.files ?? SMALL_FILES;
+  const lfsFiles = setup.lfsFiles ?? { 'model.safetensors': WEIGHTS };
+  const requests: RecordedRequest[] = [];
+  const requestCounts = new Map<string, number>();
+
+  const serveContent = (req: http.IncomingMessage, res: http.ServerResponse, name: string, listed: Buffer): void => {
+    let content = listed;
+    if (setup.corrupt?.includes(name)) content = Buffer.concat([Buffer.from([listed[0] ^ 0xff]), listed.subarray(1)]);
+    if (setup.oversize?.includes(name)) content = Buffer.concat([listed, Buffer.from('x')]);
+    const count = (requestCounts.get(name) ?? 0) + 1;
+    requestCounts.set(name, count);
+    const range = setup.ignoreRange ? null : /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const start = range ? Number(range[1]) : 0;
+    const body = content.subarray(start);
+    const headers: http.OutgoingHttpHeaders = { 'content-length': body.length };
+    if (range) headers['content-range'] = `bytes ${start}-${content.length - 1}/${content.length}`;
+    res.writeHead(range ? 206 : 200, headers);
+    if (setup.drop && setup.drop.file === name && count <= setup.drop.times) {
+      // The pause lets the client take in what was sent before it sees the connection close.
+      res.write(body.subarray(0, setup.drop.bytes), () => setTimeout(() => res.socket?.destroy(), 20));
+      return;
+    }
+    res.end(body);
+  };
+
+  const record = (server: 'hub' | 'cdn', req: http.IncomingMessage, status: number): void => {
+    requests.push({ server, path: req.url ?? '', range: req.headers.range, authorization: req.headers.authorization, status });
+  };
+
+  const cdn = http.createServer((req, res) => {
+    const name = decodeURIComponent((req.url ?? '').replace(/^\/blobs\//, ''));
+    const content = lfsFiles[name];
+    record('cdn', req, content ? 200 : 404);
+    if (!content) return void res.writeHead(404).end();
+    serveContent(req, res, name, content);
+  });
+  const cdnPort = await listen(cdn);
+
+  const hub = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://hub');
+    const listing = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
+    const resolve = /^\/(.+?\/.+?)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
+    if (listing) {
+      if (listing[1] !== REPO || setup.listingStatus) {
+        const status = setup.listingStatus ?? 404;
+        record('hub', req, status);
+        if (status === 404) {
+          res.writeHead(404, { 'content-type': 'application/json', 'x-error-code': 'RepoNotFound' });
+          return void res.end(JSON.stringify({ error: 'Repository not found' }));
+        }
+        res.writeHead(status, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify({ error: 'Invalid credentials in Authorization header' }));
+      }
+      record('hub', req, 200);
+      assert.equal(url.searchParams.get('blobs'), 'true');
+      const siblings = [
+        ...Object.entries(files).map(([rfilename, content]) => ({ rfilename, size: content.length })),
+        ...Object.entries(lfsFiles).map(([rfilename, content]) => ({
+          rfilename,
+          size: content.length,
+          lfs: { sha256: createHash('sha256').update(content).digest('hex'), size: content.length, pointerSize: 134 },
+        })),
+      ];
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return void res.end(JSON.stringify({ id: REPO, sha: COMMIT, siblings }));
+    }
+    if (resolve && resolve[1] === REPO && resolve[2] === COMMIT) {
+      const name = decodeURIComponent(resolve[3]);
+      if (lfsFiles[name]) {
+        record('hub', req, 302);
+        return void res.writeHead(302, { location: `http://127.0.0.1:${cdnPort}/blobs/${encodeURIComponent(name)}` }).end();
+      }
+      if (files[name]) {
+        record('hub', req, 200);
+        return serveContent(req, res, name, files[name]);
+      }
+    }
+    record('hub', req, 404);
+    res.writeHead(404, { 'x-error-code': 'EntryNotFound' }).end();
+  });
+  const hubPort = await listen(hub);
+
+  return {
+    endpoint: `http://127.0.0.1:${hubPort}`,
+    requests,
+    fileRequests: (file) =>
+      requests.filter((r) => r.path.endsWith(`/resolve/${COMMIT}/${file}`) || r.path === `/blobs/${encodeURIComponent(file)}`),
+    async close() {
+      for (const server of [hub, cdn]) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    },
+  };
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: string, message: RegExp): Promise<ModelError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof ModelError, `expected a ModelError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    assert.match(error.message, message);
+    return error;
+  }
+  assert.fail(`expected ${code}`);
+}
+
+async function assertModelFiles(outDir: string, names: string[], onnx = false): Promise<void> {
+  for (const name of names) {
+    const expected = name === 'model.safetensors' ? WEIGHTS : SMALL_FILES[name];
+    assert.ok((await readFile(join(outDir, name))).equals(expected), `${name} differs from the served file`);
+  }
+  if (onnx) assert.ok((await readFile(join(outDir, 'onnx/model.onnx'))).equals(ONNX));
+  assert.equal(existsSync(join(outDir, '.partial')), false, '.partial must be removed after a complete pull');
+}
+
+describe('pullFromHub', () => {
+  const savedEnv = { HF_TOKEN: process.env.HF_TOKEN, HF_ENDPOINT: process.env.HF_ENDPOINT };
+  let workDir: string;
+  let outDir: string;
+  let hub: FakeHub | undefined;
+
+  before(() => {
+    delete process.env.HF_TOKEN;
+    delete process.env.HF_ENDPOINT;
+  });
+  after(() => {
+    for (const [name, value] of Object.entries(savedEnv)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  });
+  beforeEach(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'tunebot-hub-'));
+    outDir = join(workDir, 'model');
+  });
+  afterEach(async () => {
+    await hub?.close();
+    hub = undefined;
+    delete process.env.HF_TOKEN;
+    delete process.env.HF_ENDPOINT;
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  test('downloads the model files with progress, skipping what a model folder does not use', async () => {
+    hub = await startFakeHub({});
+    const events: PullProgress[] = [];
+    const result = await pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint, onProgress: (p) => events.push({ ...p }) });
+
+    assert.deepEqual(result, { outDir, commit: COMMIT, files: EXPECTED_FILES });
+    await assertModelFiles(outDir, EXPECTED_FILES);
+    assert.deepEqual((await readdir(outDir)).sort(), [...EXPECTED_FILES].sort());
+    for (const skipped of ['README.md', 'pytorch_model.bin', 'onnx/model.onnx']) {
+      assert.equal(hub.fileRequests(skipped).length, 0, `${skipped} must not be downloaded`);
+    }
+
+    for (const [fileIndex, file] of EXPECTED_FILES.entries()) {
+      const fileEvents = events.filter((e) => e.file === file);
+      assert.ok(fileEvents.length > 0, `no progress for ${file}`);
+      const expectedSize = file === 'model.safetensors' ? WEIGHTS.length : SMALL_FILES[file].length;
+      for (const e of fileEvents) assert.deepEqual([e.fileIndex, e.fileCount, e.totalBytes], [fileIndex, 7, expectedSize]);
+      const received = fileEvents.map((e) => e.receivedBytes);
+      assert.deepEqual(received, [...received].sort((a, b) => a - b), `progress of ${file} must not go backwards`);
+      assert.equal(received.at(-1), expectedSize);
+    }
+    assert.ok(events.filter((e) => e.file === 'model.safetensors').length > 2, 'a large file reports progress while it streams');
+  });
+
+  test('sends HF_TOKEN as a Bearer token to the hub but not to a CDN on another origin', async () => {
+    hub = await startFakeHub({});
+    await pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint, token: 'hf_secret' });
+    const hubRequests = hub.requests.filter((r) => r.server === 'hub');
+    assert.ok(hubRequests.length >= 8);
+    for (const r of hubRequests) assert.equal(r.authorization, 'Bearer hf_secret', r.path);
+    const cdnRequests = hub.requests.filter((r) => r.server === 'cdn');
+    assert.equal(cdnRequests.length, 1);
+    assert.equal(cdnRequests[0].authorization, undefined);
+  });
+
+  test('takes the endpoint and token from HF_ENDPOINT and HF_TOKEN when the options omit them', async () => {
+    hub = await startFakeHub({});
+    process.env.HF_ENDPOINT = `${hub.endpoint}/`;
+    process.env.HF_TOKEN = 'hf_from_env';
+    const result = await pullFromHub({ repo: REPO, outDir });
+    assert.equal(result.commit, COMMIT);
+    assert.equal(hub.requests[0].path, `/api/models/${REPO}/revision/main?blobs=true`);
+    assert.equal(hub.requests[0].authorization, 'Bearer hf_from_env');
+    await assertModelFiles(outDir, EXPECTED_FILES);
+  });
+
+  test('resumes with a Range request after the connection drops mid-file', async () => {
+    hub = await startFakeHub({ drop: { file: 'model.safetensors', bytes: 100_000, times: 1 } });
+    await pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint });
+    const weightRequests = hub.fileRequests('model.safetensors').filter((r) => r.server === 'cdn');
+    assert.equal(weightRequests.length, 2);
+    assert.equal(weightRequests[0].range, undefined);
+    const resumedFrom = Number(/^bytes=(\d+)-$/.exec(weightRequests[1].range ?? '')?.[1]);
+    assert.ok(resumedFrom > 0 && resumedFrom <= 100_000, `second request's Range: ${weightRequests[1].range}`);
+    await assertModelFiles(outDir, EXPECTED_FILES);
+  });
+
+  test('restarts from zero when the server ignores Range and answers 200', async () => {
+    hub = await startFakeHub({ drop: { file: 'model.safetensors', bytes: 100_000, times: 1 }, ignoreRange: true });
+    await pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint });
+    const weightRequests = hub.fileRequests('model.safetensors').filter((r) => r.server === 'cdn');
+    assert.equal(weightRequests.length, 2);
+    assert.match(weightRequests[1].range ?? '', /^bytes=\d+-$/);
+    await assertModelFiles(outDir, EXPECTED_FILES);
+  });
+
+  test('a sha256 mismatch fails with DOWNLOAD_CORRUPT and leaves no model file behind', async () => {
+    hub = await startFakeHub({ corrupt: ['model.safetensors'] });
+    await rejectsWith(pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint }), 'DOWNLOAD_CORRUPT', /model\.safetensors.*sha256/);
+    assert.deepEqual(await readdir(outDir), ['.partial']);
+    assert.equal(existsSync(join(outDir, '.partial', 'model.safetensors.incomplete')), false);
+  });
+
+  test('a file longer than listed fails with DOWNLOAD_CORRUPT', async () => {
+    hub = await startFakeHub({ oversize: ['config.json'] });
+    await rejectsWith(pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint }), 'DOWNLOAD_CORRUPT', /config\.json is \d+ bytes/);
+    assert.deepEqual(await readdir(outDir), ['.partial']);
+  });
+
+  test('404 and 401 from the hub are HUB_ERRORs that say what to do', async () => {
+    hub = await startFakeHub({});
+    await rejectsWith(
+      pullFromHub({ repo: 'acme/missing', outDir, endpoint: hub.endpoint }),
+      'HUB_ERROR',
+      /repo or revision not found.*acme\/missing@main/,
+    );
+    await hub.close();
+    hub = await startFakeHub({ listingStatus: 401 });
+    await rejectsWith(pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint }), 'HUB_ERROR', /HTTP 401.*set HF_TOKEN/);
+    await rejectsWith(
+      pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint, token: 'hf_bad' }),
+      'HUB_ERROR',
+      /HF_TOKEN was sent/,
+    );
+    assert.equal(hub.requests.length, 2, 'client errors are not retried');
+  });
+
+  test('an unreachable endpoint fails at once with HUB_OFFLINE', async () => {
+    const probe = http.createServer();
+    const closedPort = await listen(probe);
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const endpoint = `http://127.0.0.1:${closedPort}`;
+    const started = performance.now();
+    const error = await rejectsWith(pullFromHub({ repo: REPO, outDir, endpoint }), 'HUB_OFFLINE', /ECONNREFUSED/);
+    assert.ok(performance.now() - started < 2000, 'no retries when the hub cannot be reached');
+    assert.ok(error.message.includes(endpoint));
+    assert.match(error.message, /HF_ENDPOINT/);
+    assert.match(error.message, /tunebot model init/);
+  });
+
+  test('an interrupted pull keeps its partial file and the next pull resumes it', async () => {
+    hub = await startFakeHub({ drop: { file: 'model.safetensors', bytes: 100_000, times: 2 } });
+    await rejectsWith(
+      pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint, retries: 1 }),
+      'HUB_ERROR',
+      /model\.safetensors failed after 2 attempts.*pull again/,
+    );
+    assert.deepEqual(await readdir(outDir), ['.partial'], 'nothing lands in outDir before the pull completes');
+    const firstPullRanges = hub.fileRequests('model.safetensors').filter((r) => r.server === 'cdn').map((r) => r.range);
+    assert.equal(firstPullRanges.length, 2);
+    const retriedFrom = Number(/^bytes=(\d+)-$/.exec(firstPullRanges[1] ?? '')?.[1]);
+    assert.ok(retriedFrom > 0, `the retry resumes too: ${firstPullRanges[1]}`);
+    const partialSize = (await stat(join(outDir, '.partial', 'model.safetensors.incomplete'))).size;
+    assert.ok(partialSize > retriedFrom && partialSize < WEIGHTS.length, `partial holds ${partialSize} bytes`);
+    await hub.close();
+
+    hub = await startFakeHub({});
+    await pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint });
+    const weightRequests = hub.fileRequests('model.safetensors').filter((r) => r.server === 'cdn');
+    assert.deepEqual(
+      weightRequests.map((r) => r.range),
+      [`bytes=${partialSize}-`],
+    );
+    assert.equal(hub.fileRequests('tokenizer.json').length, 0, 'files completed by the first pull are not fetched again');
+    await assertModelFiles(outDir, EXPECTED_FILES);
+  });
+
+  test('an AbortSignal cancels the pull with ABORTED and keeps the partial for later', async () => {
+    hub = await startFakeHub({});
+    const controller = new AbortController();
+    const onProgress = (p: PullProgress): void => {
+      if (p.file === 'model.safetensors' && p.receivedBytes > 0) controller.abort();
+    };
+    await rejectsWith(
+      pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint, signal: controller.signal, onProgress }),
+      'ABORTED',
+      /cancelled/,
+    );
+    assert.deepEqual(await readdir(outDir), ['.partial']);
+    assert.ok((await stat(join(outDir, '.partial', 'model.safetensors.incomplete'))).size > 0);
+  });
+
+  test('includeOnnx adds onnx/model.onnx', async () => {
+    hub = await startFakeHub({ lfsFiles: { 'model.safetensors': WEIGHTS, 'onnx/model.onnx': ONNX } });
+    const result = await pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint, includeOnnx: true });
+    assert.deepEqual(result.files, [...EXPECTED_FILES, 'onnx/model.onnx']);
+    await assertModelFiles(outDir, EXPECTED_FILES, true);
+  });
+
+  test('a repo without model.safetensors is refused before any download', async () => {
+    hub = await startFakeHub({ lfsFiles: { 'pytorch_model.bin': WEIGHTS } });
+    await rejectsWith(
+      pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint }),
+      'HUB_ERROR',
+      /no model\.safetensors \(it has pytorch_model\.bin\); only single-file safetensors/,
+    );
+    assert.equal(hub.requests.length, 1);
+  });
+
+  test('rejects a malformed repo id', async () => {
+    await rejectsWith(pullFromHub({ repo: '../etc', outDir }), 'OPTIONS_INVALID', /owner\/name/);
+  });
+});
+
+describe('createProgressBar', () => {
+  function fakeStream(isTTY: boolean): { isTTY: boolean; text: string; write(chunk: string): boolean } {
+    return {
+      isTTY,
+      text: '',
+      write(chunk) {
+        this.text += chunk;
+        return true;
+      },
+    };
+  }
+
+  test('formatBytes uses decimal units', () => {
+    assert.equal(formatBytes(512), '512 B');
+    assert.equal(formatBytes(12_345), '12.3 kB');
+    assert.equal(formatBytes(27_300_000), '27.3 MB');
+  });
+
+  test('redraws one line on a TTY with rate and ETA', () => {
+    const stream = fakeStream(true);
+    let time = 0;
+    const bar = createProgressBar('model.safetensors', 27_300_000, stream, { now: () => time });
+    bar.update(0);
+    time = 4000;
+    bar.update(12_300_000);
+    assert.ok(
+      stream.text.endsWith('\rmodel.safetensors [#########...........] 45% 12.3/27.3 MB 3.1 MB/s ETA 5s\x1b[K'),
+      JSON.stringify(stream.text),
+    );
+    bar.finish();
+    assert.ok(stream.text.endsWith('\n'));
+    assert.ok(!stream.text.slice(0, -1).includes('\n'));
+  });
+
+  test('writes a line per tenth, at most every two seconds, when not a TTY', () => {
+    const stream = fakeStream(false);
+    let time = 0;
+    const bar = createProgressBar('train', 100, stream, { unit: 'count', now: () => time });
+    for (let step = 0; step <= 100; step++) {
+      time = step * 500;
+      bar.update(step, `loss ${(3 - step / 50).toFixed(2)}`);
+    }
+    bar.finish();
+    const lines = stream.text.trimEnd().split('\n');
+    assert.ok(!stream.text.includes('\r'));
+    assert.equal(lines.length, 11, stream.text);
+    assert.match(lines[0], /^train \[\.{20}\] 0% 0\/100 loss 3\.00$/);
+    assert.match(lines.at(-1) ?? '', /^train \[#{20}\] 100% 100\/100 2\.0\/s loss 1\.00$/);
+  });
+});
