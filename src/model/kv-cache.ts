@@ -36,7 +36,10 @@ export class BatchKvCache {
     private readonly layers: number,
     private readonly rowSize: number,
     private readonly maxLength: number,
-  ) {}
+  ) {
+    // An empty cache is laid out like one whose slots all left, so past() is an empty view.
+    this.relayout([], 0);
+  }
 
   get batchSize(): number {
     return this.slotStarts.length;

@@ -1,0 +1,391 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
+import { silentLogger } from '../../src/log.js';
+import { type Gpt2Config, headSize, makeConfig, presetConfig } from '../../src/model/config.js';
+import { Gpt2Decoder } from '../../src/model/decoder.js';
+import type { BatchKvCache } from '../../src/model/kv-cache.js';
+import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
+import { encodeModel } from '../../src/model/onnx/encode.js';
+import { SeededRandom } from '../../src/model/random.js';
+import { type ModelSession, createModelSession } from '../../src/model/session.js';
+import type { WeightMap } from '../../src/model/tensor.js';
+import { initWeights } from '../../src/model/weights.js';
+import {
+  type ReferenceCache,
+  type ReferenceModel,
+  emptyReferenceCache,
+  positionIdsFromMask,
+  referenceForward,
+  referenceForwardWithCache,
+  referenceModel,
+} from '../reference/gpt2-reference.js';
+
+/**
+ * The ONNX graphs (export and runtime) against the float64 reference, on the tiny preset and
+ * on a 2-layer 768-wide model, both with GPT-2's real vocabulary.
+ */
+const { onnx } = onnxProto;
+const TOLERANCE = 1e-4;
+
+/** initWeights leaves biases at 0 and layer-norm gains at 1; give them values that matter. */
+function perturbedWeights(config: Gpt2Config, seed: number): WeightMap {
+  const weights = initWeights(config, seed);
+  const random = new SeededRandom(seed + 1);
+  for (const [name, tensor] of weights) {
+    const isGain = /ln_\w+\.weight$/.test(name);
+    if (!isGain && !name.endsWith('.bias')) continue;
+    for (let i = 0; i < tensor.data.length; i++) tensor.data[i] = (isGain ? 1 : 0) + 0.3 * random.normal();
+  }
+  return weights;
+}
+
+function randomTokens(random: SeededRandom, count: number, vocab: number): number[] {
+  return Array.from({ length: count }, () => Math.floor(random.next() * vocab));
+}
+
+function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  assert.equal(actual.length, expected.length);
+  let max = 0;
+  for (let i = 0; i < actual.length; i++) max = Math.max(max, Math.abs(actual[i] - expected[i]));
+  return max;
+}
+
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string): void {
+  const diff = maxAbsDiff(actual, expected);
+  assert.ok(diff < TOLERANCE, `${label}: max |diff| ${diff} >= ${TOLERANCE}`);
+}
+
+/** Rows right-aligned with the pad token (eos, as HF pads GPT-2) in front; mask 0 on padding. */
+interface PaddedBatch {
+  readonly padding: number[];
+  readonly ids: number[][];
+  readonly mask: number[][];
+  readonly positions: number[][];
+}
+
+function leftPadded(rows: number[][], padId: number): PaddedBatch {
+  const width = Math.max(...rows.map((row) => row.length));
+  const padding = rows.map((row) => width - row.length);
+  const mask = rows.map((row, b) => [...new Array<number>(padding[b]).fill(0), ...row.map(() => 1)]);
+  return {
+    padding,
+    ids: rows.map((row, b) => [...new Array<number>(padding[b]).fill(padId), ...row]),
+    mask,
+    positions: positionIdsFromMask(mask),
+  };
+}
+
+const openSession = (bytes: Uint8Array) => createModelSession(bytes, { executionProvider: 'cpu', logger: silentLogger });
+
+const int64 = (rows: number[][]) => new ort.Tensor('int64', BigInt64Array.from(rows.flat(), BigInt), [rows.length, rows[0].length]);
+
+function emptyPast(config: Gpt2Config, batch: number): Record<string, ort.Tensor> {
+  const past: Record<string, ort.Tensor> = {};
+  for (let layer = 0; layer < config.n_layer; layer++) {
+    for (const which of ['key', 'value']) {
+      past[`past_key_values.${layer}.${which}`] = new ort.Tensor('float32', new Float32Array(0), [batch, config.n_head, 0, headSize(config)]);
+    }
+  }
+  return past;
+}
+
+/** Runs the export graph on columns [from, to) after `past` (the columns before `from`). */
+async function runExport(
+  session: ModelSession,
+  batch: PaddedBatch,
+  from: number,
+  to: number,
+  past: Record<string, ort.Tensor>,
+  positions = batch.positions,
+): Promise<{ logits: ort.Tensor; present: Record<string, ort.Tensor> }> {
+  const columns = (rows: number[][], start: number) => rows.map((row) => row.slice(start, to));
+  const outputs = await session.run({
+    input_ids: int64(columns(batch.ids, from)),
+    attention_mask: int64(columns(batch.mask, 0)),
+    position_ids: int64(columns(positions, from)),
+    ...past,
+  });
+  const present: Record<string, ort.Tensor> = {};
+  for (const [name, tensor] of Object.entries(outputs)) {
+    if (name.startsWith('present.')) present[name.replace('present.', 'past_key_values.')] = tensor;
+  }
+  return { logits: outputs.logits, present };
+}
+
+/** Compares the export graph's logits for columns [from, to) with the reference at every real (non-padding) position. */
+function assertExportLogits(logits: ort.Tensor, reference: Float64Array[][], batch: PaddedBatch, from: number, to: number, label: string): void {
+  const [rows, steps, vocab] = logits.dims;
+  assert.deepEqual([rows, steps], [batch.ids.length, to - from]);
+  const data = logits.data as Float32Array;
+  for (let b = 0; b < rows; b++) {
+    for (let t = 0; t < steps; t++) {
+      const column = from + t;
+      if (batch.mask[b][column] === 0) continue;
+      const offset = (b * steps + t) * vocab;
+      assertClose(data.subarray(offset, offset + vocab), reference[b][column], `${label}, row ${b}, column ${column}`);
+    }
+  }
+}
+
+/** present.N.key/value [B, H, S, D] against the reference's per-position (C) rows, on real positions. */
+function assertPresentMatches(config: Gpt2Config, present: Record<string, ort.Tensor>, cache: ReferenceCache, batch: PaddedBatch): void {
+  const H = config.n_head;
+  const D = headSize(config);
+  for (let layer = 0; layer < config.n_layer; layer++) {
+    for (const which of ['key', 'value'] as const) {
+      const tensor = present[`past_key_values.${layer}.${which}`];
+      const width = batch.ids[0].length;
+      assert.deepEqual(tensor.dims, [batch.ids.length, H, width, D]);
+      const data = tensor.data as Float32Array;
+      const expectedRows = which === 'key' ? cache.keys[layer] : cache.values[layer];
+      batch.mask.forEach((maskRow, b) =>
+        maskRow.forEach((real, s) => {
+          if (real === 0) return;
+          const actual = Float32Array.from({ length: H * D }, (_, i) => data[((b * H + Math.floor(i / D)) * width + s) * D + (i % D)]);
+          assertClose(actual, expectedRows[b][s], `present.${layer}.${which} row ${b}, position ${s}`);
+        }),
+      );
+    }
+  }
+}
+
+/** One model's sessions and its reference run on a left-padded batch of two. */
+interface Fixture {
+  config: Gpt2Config;
+  model: ReferenceModel;
+  /** The export graph's ONNX file. */
+  exportBytes: Uint8Array;
+  exportSession: ModelSession;
+  runtimeSession: ModelSession;
+  batch: PaddedBatch;
+  /** referenceForward on batch: logits[b][column] (V). */
+  reference: Float64Array[][];
+  referenceCache: ReferenceCache;
+}
+
+/**
+ * The checks every model gets: rowLengths are the real lengths of the batch's two rows (the
+ * second the longer, so the first is padded), chunks split the columns for the cached run,
+ * and moreTests adds the model's own cases.
+ */
+function describeModel(
+  name: string,
+  config: Gpt2Config,
+  seed: number,
+  rowLengths: [number, number],
+  chunks: number[],
+  moreTests: (fixture: () => Fixture) => void,
+): void {
+  describe(name, () => {
+    let fixture: Fixture;
+    before(async () => {
+      const weights = perturbedWeights(config, seed);
+      const random = new SeededRandom(seed + 2);
+      const batch = leftPadded(
+        rowLengths.map((length) => randomTokens(random, length, config.vocab_size)),
+        config.eos_token_id,
+      );
+      const model = referenceModel(config, weights);
+      const referenceCache = emptyReferenceCache(model, batch.ids.length);
+      const reference = referenceForwardWithCache(model, referenceCache, batch.ids, batch.mask);
+      const exportBytes = encodeModel(buildGpt2Graph(config, weights, 'export'));
+      fixture = {
+        config,
+        model,
+        exportBytes,
+        exportSession: await openSession(exportBytes),
+        runtimeSession: await openSession(encodeModel(buildGpt2Graph(config, weights, 'runtime'))),
+        batch,
+        reference,
+        referenceCache,
+      };
+    });
+    after(async () => {
+      await fixture?.exportSession.release();
+      await fixture?.runtimeSession.release();
+    });
+
+    it('the reference logits are far from trivial (so 1e-4 means something)', () => {
+      const logits = fixture.reference[1][0];
+      const mean = logits.reduce((sum, v) => sum + v, 0) / logits.length;
+      const spread = Math.sqrt(logits.reduce((sum, v) => sum + (v - mean) ** 2, 0) / logits.length);
+      assert.ok(spread > 0.1, `logit standard deviation ${spread}`);
+      assert.ok(maxAbsDiff(fixture.reference[1][1], fixture.reference[1][2]) > 0.1, 'positions differ');
+    });
+
+    it('export graph, no past: a left-padded batch of two matches the reference', async () => {
+      const { exportSession, batch, reference, config } = fixture;
+      const width = batch.ids[0].length;
+      const { logits, present } = await runExport(exportSession, batch, 0, width, emptyPast(config, 2));
+      assert.deepEqual(logits.dims, [2, width, config.vocab_size]);
+      assertExportLogits(logits, reference, batch, 0, width, 'full forward');
+      assertPresentMatches(config, present, fixture.referenceCache, batch);
+    });
+
+    it(`export graph with the cache: chunks ${JSON.stringify(chunks)} fed present -> past`, async () => {
+      const { exportSession, batch, reference, config } = fixture;
+      let past = emptyPast(config, 2);
+      let from = 0;
+      for (const length of chunks) {
+        const to = from + length;
+        const { logits, present } = await runExport(exportSession, batch, from, to, past);
+        assertExportLogits(logits, reference, batch, from, to, `chunk [${from}, ${to})`);
+        assert.deepEqual(present['past_key_values.0.key'].dims, [2, config.n_head, to, headSize(config)]);
+        past = present;
+        from = to;
+      }
+      assert.equal(from, batch.ids[0].length, 'the chunks cover the batch');
+      assertPresentMatches(config, past, fixture.referenceCache, batch);
+    });
+
+    moreTests(() => fixture);
+  });
+}
+
+/** What a sequence was fed and the logits the decoder returned at each of its positions. */
+class DecodedSequence {
+  fed = 0;
+  readonly logits = new Map<number, Float32Array>();
+  constructor(readonly tokens: readonly number[]) {}
+
+  record(logits: Float32Array): void {
+    this.logits.set(this.fed - 1, Float32Array.from(logits));
+  }
+
+  assertMatches(expected: readonly Float64Array[], label: string): void {
+    assert.ok(this.logits.size > 0);
+    for (const [position, logits] of this.logits) assertClose(logits, expected[position], `${label}, position ${position}`);
+  }
+}
+
+/** Drives a Gpt2Decoder and its BatchKvCache, mirroring the cache's slots in `active`. */
+class DecoderRun {
+  readonly active: DecodedSequence[] = [];
+  readonly cache: BatchKvCache;
+  constructor(private readonly decoder: Gpt2Decoder) {
+    this.cache = decoder.newBatchCache();
+  }
+
+  async prefillAndJoin(sequence: DecodedSequence, length: number): Promise<void> {
+    const { logits, cache } = await this.decoder.prefill(sequence.tokens.slice(0, length));
+    sequence.fed = length;
+    sequence.record(logits);
+    assert.equal(this.cache.join(cache), this.active.length);
+    this.active.push(sequence);
+  }
+
+  async step(): Promise<void> {
+    const logits = await this.decoder.step(
+      this.cache,
+      this.active.map((sequence) => sequence.tokens[sequence.fed]),
+    );
+    assert.equal(logits.length, this.active.length);
+    this.active.forEach((sequence, slot) => {
+      sequence.fed++;
+      sequence.record(logits[slot]);
+      assert.equal(this.cache.sequenceLength(slot), sequence.fed, `slot ${slot} length`);
+    });
+  }
+
+  leave(slot: number): void {
+    this.cache.leave(slot);
+    this.active.splice(slot, 1);
+  }
+}
+
+// Row 0 has 4 padding columns, so the first chunk of the cached run is padding only.
+describeModel('tiny (initializer_range 0.1)', makeConfig({ ...presetConfig('tiny'), initializer_range: 0.1 }), 11, [6, 10], [3, 4, 1, 1, 1], (fixture) => {
+  it('export graph: positions that ignore the padding are caught', async () => {
+    const { exportSession, batch, reference, config } = fixture();
+    const width = batch.ids[0].length;
+    const naive = batch.ids.map((row) => row.map((_, t) => t));
+    const { logits } = await runExport(exportSession, batch, 0, width, emptyPast(config, 2), naive);
+    const vocab = config.vocab_size;
+    const lastOfPaddedRow = (logits.data as Float32Array).subarray((width - 1) * vocab, width * vocab);
+    assert.ok(maxAbsDiff(lastOfPaddedRow, reference[0][width - 1]) > 100 * TOLERANCE);
+  });
+
+  it('export graph: Optimum names, dims and a symbolic batch_size', () => {
+    const { config, exportBytes, exportSession } = fixture();
+    const graph = onnx.ModelProto.decode(exportBytes).graph!;
+    const dimsOf = (info: onnxProto.onnx.IValueInfoProto) =>
+      info.type!.tensorType!.shape!.dim!.map((dim) => (dim.dimParam ? dim.dimParam : Number(dim.dimValue)));
+    const H = config.n_head;
+    const D = headSize(config);
+    const layers = Array.from({ length: config.n_layer }, (_, layer) => layer);
+    const cacheNames = (prefix: string) => layers.flatMap((layer) => [`${prefix}.${layer}.key`, `${prefix}.${layer}.value`]);
+    assert.deepEqual(
+      graph.input!.map((info) => info.name),
+      ['input_ids', 'attention_mask', 'position_ids', ...cacheNames('past_key_values')],
+    );
+    assert.deepEqual(
+      graph.output!.map((info) => info.name),
+      ['logits', ...cacheNames('present')],
+    );
+    assert.deepEqual([...exportSession.inputNames].sort(), graph.input!.map((info) => info.name!).sort());
+    assert.deepEqual([...exportSession.outputNames].sort(), graph.output!.map((info) => info.name!).sort());
+    const inputs = new Map(graph.input!.map((info) => [info.name!, info]));
+    const outputs = new Map(graph.output!.map((info) => [info.name!, info]));
+    for (const info of graph.input!) assert.equal(dimsOf(info)[0], 'batch_size', `${info.name} batch dim`);
+    assert.deepEqual(dimsOf(inputs.get('input_ids')!), ['batch_size', 'sequence_length']);
+    assert.deepEqual(dimsOf(inputs.get('position_ids')!), ['batch_size', 'sequence_length']);
+    assert.deepEqual(dimsOf(inputs.get('attention_mask')!), ['batch_size', 'past_sequence_length + sequence_length']);
+    assert.equal(inputs.get('input_ids')!.type!.tensorType!.elemType, onnx.TensorProto.DataType.INT64);
+    for (const name of cacheNames('past_key_values')) {
+      assert.deepEqual(dimsOf(inputs.get(name)!), ['batch_size', H, 'past_sequence_length', D]);
+      assert.equal(inputs.get(name)!.type!.tensorType!.elemType, onnx.TensorProto.DataType.FLOAT);
+    }
+    assert.deepEqual(dimsOf(outputs.get('logits')!), ['batch_size', 'sequence_length', config.vocab_size]);
+    for (const name of cacheNames('present')) {
+      assert.deepEqual(dimsOf(outputs.get(name)!), ['batch_size', H, 'past_sequence_length + sequence_length', D]);
+    }
+  });
+
+  it('runtime graph: prefill, a batch of different lengths, a join mid-way, leaves', async () => {
+    const { config, runtimeSession, model } = fixture();
+    const random = new SeededRandom(99);
+    const [a, b, c] = [14, 14, 18].map((length) => new DecodedSequence(randomTokens(random, length, config.vocab_size)));
+    const run = new DecoderRun(new Gpt2Decoder(runtimeSession, config));
+    await run.prefillAndJoin(a, 5);
+    await run.prefillAndJoin(b, 3);
+    for (let i = 0; i < 3; i++) await run.step(); // a 8, b 6
+    await run.prefillAndJoin(c, 12); // the longest joins: a and b get more padding
+    assert.equal(run.cache.width, 12);
+    for (let i = 0; i < 5; i++) await run.step(); // a 13, b 11, c 17: past the first capacity (16)
+    run.leave(0); // a leaves; b and c move down
+    await run.step(); // b 12, c 18
+    run.leave(1); // c, the longest, leaves: b's padding goes
+    assert.equal(run.cache.width, 12);
+    for (let i = 0; i < 2; i++) await run.step(); // b 14
+    assert.deepEqual([a.fed, b.fed, c.fed], [13, 14, 18]);
+    for (const [label, sequence] of Object.entries({ a, b, c })) {
+      sequence.assertMatches(referenceForward(model, [sequence.tokens.slice(0, sequence.fed)])[0], label);
+    }
+  });
+});
+
+describeModel(
+  '2 layers, 768 wide',
+  makeConfig({ n_layer: 2, n_head: 12, n_embd: 768, n_positions: 128 }),
+  21,
+  [4, 6],
+  [3, 1, 1, 1],
+  (fixture) => {
+    it('runtime graph: prefill, a batch of two decoding, one leaving', async () => {
+      // The batch rows, unpadded, so the export run's reference serves again.
+      const { config, runtimeSession, batch, reference } = fixture();
+      const [short, long] = batch.ids.map((row, b) => new DecodedSequence(row.slice(batch.padding[b])));
+      const run = new DecoderRun(new Gpt2Decoder(runtimeSession, config));
+      await run.prefillAndJoin(long, 3);
+      await run.prefillAndJoin(short, 2);
+      for (let i = 0; i < 2; i++) await run.step(); // long 5, short 4
+      run.leave(1);
+      await run.step(); // long 6
+      assert.deepEqual([short.fed, long.fed], [4, 6]);
+      short.assertMatches(reference[0].slice(batch.padding[0]), 'short');
+      long.assertMatches(reference[1].slice(batch.padding[1]), 'long');
+    });
+  },
+);
