@@ -2,6 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { type Gpt2Config, innerSize } from '../src/model/config.js';
 import { GraphBuilder } from '../src/model/onnx/graph.js';
 import { encodeModel } from '../src/model/onnx/encode.js';
+import { SeededRandom } from '../src/model/random.js';
 
 /**
  * The machine's limit for fp32 decode at batch 1: one token must read every weight once, so
@@ -19,13 +20,17 @@ export async function measureWeightStreamLimit(config: Gpt2Config, runs: number)
   for (let layer = 0; layer < config.n_layer; layer++) {
     matrices.push([`h.${layer}.c_attn`, c, 3 * c], [`h.${layer}.attn_proj`, c, c], [`h.${layer}.c_fc`, c, inner], [`h.${layer}.mlp_proj`, inner, c]);
   }
+  // Distinct random values: pages of one repeated value can be merged by the host and then
+  // stream from cache, which would overstate the limit.
+  const random = new SeededRandom(1);
+  const randomMatrix = (length: number) => Float32Array.from({ length }, () => random.next() - 0.5);
   let bytes = 0;
   matrices.forEach(([name, rows, columns], i) => {
-    const weight = g.weight(name, { dims: [rows, columns], data: new Float32Array(rows * columns).fill(0.001) });
+    const weight = g.weight(name, { dims: [rows, columns], data: randomMatrix(rows * columns) });
     bytes += rows * columns * 4;
     g.output(g.op('MatMul', [rows === c ? narrow : wide, weight]), `out${i}`, 'float32', [1, columns]);
   });
-  const head = g.weight('wte', { dims: [config.vocab_size, c], data: new Float32Array(config.vocab_size * c).fill(0.001) });
+  const head = g.weight('wte', { dims: [config.vocab_size, c], data: randomMatrix(config.vocab_size * c) });
   bytes += config.vocab_size * c * 4;
   g.output(g.op('Gemm', [narrow, head], { attributes: { transB: 1 } }), 'logits', 'float32', [1, config.vocab_size]);
 

@@ -8,17 +8,13 @@ import type { ModelSession } from './session.js';
  * sequence, and decode steps for a whole batch that share one session.run.
  */
 export class Gpt2Decoder {
-  private readonly rowSize: number;
-
   constructor(
     private readonly session: ModelSession,
     readonly config: Gpt2Config,
-  ) {
-    this.rowSize = config.n_head * headSize(config);
-  }
+  ) {}
 
   newBatchCache(): BatchKvCache {
-    return new BatchKvCache(this.config.n_layer, this.rowSize, this.config.n_positions);
+    return new BatchKvCache(this.config.n_layer, this.config.n_head, headSize(this.config), this.config.n_positions);
   }
 
   /** Runs a whole prompt (batch 1, no past); returns the last position's logits and its cache. */
@@ -32,7 +28,8 @@ export class Gpt2Decoder {
       batch: 1,
       newLength: length,
       pastLength: 0,
-      past: () => empty,
+      pastKeys: () => empty,
+      pastValues: () => empty,
     });
     return {
       logits: outputs.logits,
@@ -46,14 +43,20 @@ export class Gpt2Decoder {
    */
   async step(cache: BatchKvCache, tokens: readonly number[]): Promise<Float32Array[]> {
     const batch = cache.batchSize;
+    const lengths = Array.from({ length: batch }, (_, slot) => cache.sequenceLength(slot));
+    const longest = Math.max(...lengths);
+    if (longest + 1 > this.config.n_positions) {
+      throw new RangeError(`a sequence of ${longest} tokens cannot grow past the context of ${this.config.n_positions}`);
+    }
     const outputs = await this.run({
       ids: BigInt64Array.from(tokens, BigInt),
-      positions: BigInt64Array.from({ length: batch }, (_, slot) => BigInt(cache.sequenceLength(slot))),
+      positions: BigInt64Array.from(lengths, BigInt),
       mask: cache.nextAttentionMask(),
       batch,
       newLength: 1,
-      pastLength: cache.width,
-      past: (layer, which) => cache.past(layer, which),
+      pastLength: cache.capacity,
+      pastKeys: (layer) => cache.pastKeys(layer),
+      pastValues: (layer) => cache.pastValues(layer),
     });
     cache.append(outputs.newKeys, outputs.newValues);
     const vocab = this.config.vocab_size;
@@ -67,7 +70,8 @@ export class Gpt2Decoder {
     batch: number;
     newLength: number;
     pastLength: number;
-    past: (layer: number, which: 'keys' | 'values') => Float32Array;
+    pastKeys: (layer: number) => Float32Array;
+    pastValues: (layer: number) => Float32Array;
   }): Promise<{ logits: Float32Array; newKeys: Float32Array[]; newValues: Float32Array[] }> {
     const { batch, newLength, pastLength } = input;
     const H = this.config.n_head;
@@ -78,8 +82,8 @@ export class Gpt2Decoder {
       attention_mask: new ort.Tensor('int64', input.mask, [batch, pastLength + newLength]),
     };
     for (let layer = 0; layer < this.config.n_layer; layer++) {
-      feeds[`past.${layer}.key`] = new ort.Tensor('float32', input.past(layer, 'keys'), [pastLength, batch, H, D]);
-      feeds[`past.${layer}.value`] = new ort.Tensor('float32', input.past(layer, 'values'), [pastLength, batch, H, D]);
+      feeds[`past.${layer}.key`] = new ort.Tensor('float32', input.pastKeys(layer), [batch, H, D, pastLength]);
+      feeds[`past.${layer}.value`] = new ort.Tensor('float32', input.pastValues(layer), [batch, H, pastLength, D]);
     }
     const outputs = await this.session.run(feeds);
     const layers = Array.from({ length: this.config.n_layer }, (_, layer) => layer);

@@ -11,11 +11,14 @@ import { getWeight } from './weights.js';
  *   input_ids, attention_mask, position_ids, past_key_values.N.key/value [B, H, P, D]
  *   -> logits [B, T, V], present.N.key/value [B, H, P+T, D].
  * - `runtime`: what tunebot itself runs. ONNX Runtime's Node binding copies every output
- *   into a fresh buffer, so handing the whole cache back each step would cost O(context)
- *   copies per token. Here the cache lives in JavaScript, time-major [P, B, H, D] so that the
- *   first P rows of a preallocated buffer are one contiguous feed (no copy in), and the
- *   graph returns only the new rows new.N.key/value [T, B, H, D] and the last position's
- *   logits [B, V] (a 512-token prompt needs one row of the 50257-wide head, not 512).
+ *   into a fresh buffer, so a cache handed back whole each step would cost O(context) copies
+ *   per token, and concatenating past and new keys inside the graph costs as much again.
+ *   Here the cache lives in JavaScript (kv-cache.ts) in the layouts the attention MatMuls
+ *   take as they are: past.N.key [B, H, D, P] (keys transposed) and past.N.value [B, H, P, D],
+ *   fed with no copy. Attention scores the past and the step's own tokens separately and
+ *   joins only the small score matrices; the graph returns the step's keys and values,
+ *   new.N.key/value [B, H, T, D], and the last position's logits [B, V] (a 512-token prompt
+ *   needs one row of the 50257-wide head, not 512).
  */
 export type Gpt2GraphKind = 'export' | 'runtime';
 
@@ -38,10 +41,11 @@ export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt
     kind === 'export'
       ? { key: `past_key_values.${layer}.key`, value: `past_key_values.${layer}.value` }
       : { key: `past.${layer}.key`, value: `past.${layer}.value` };
-  const pastDims = kind === 'export' ? ['batch_size', H, 'past_sequence_length', D] : ['past_sequence_length', 'batch_size', H, D];
+  const pastValueDims = ['batch_size', H, 'past_sequence_length', D];
+  const pastKeyDims = kind === 'export' ? pastValueDims : ['batch_size', H, D, 'past_sequence_length'];
   const past = Array.from({ length: config.n_layer }, (_, layer) => ({
-    key: g.input(pastNames(layer).key, 'float32', pastDims),
-    value: g.input(pastNames(layer).value, 'float32', pastDims),
+    key: g.input(pastNames(layer).key, 'float32', pastKeyDims),
+    value: g.input(pastNames(layer).value, 'float32', pastValueDims),
   }));
 
   const wte = w('wte.weight');
@@ -99,7 +103,7 @@ export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt
 
   cacheOutputs.forEach((cache, layer) => {
     const names = kind === 'export' ? { key: `present.${layer}.key`, value: `present.${layer}.value` } : { key: `new.${layer}.key`, value: `new.${layer}.value` };
-    const dims = kind === 'export' ? ['batch_size', H, 'past_sequence_length + sequence_length', D] : ['sequence_length', 'batch_size', H, D];
+    const dims = kind === 'export' ? ['batch_size', H, 'past_sequence_length + sequence_length', D] : ['batch_size', H, 'sequence_length', D];
     g.output(cache.key, names.key, 'float32', dims);
     g.output(cache.value, names.value, 'float32', dims);
   });
@@ -149,29 +153,29 @@ function selfAttention(
   const [q, k, v] = g.opMulti('Split', [qkv, g.constInt64([p.C, p.C, p.C])], 3, { attributes: { axis: 2 } });
   const headsShape = g.constInt64([0, 0, p.H, p.D]);
   const toHeads = (t: Value) => g.op('Reshape', [t, headsShape]); // (B, T, H, D)
-  const query = g.op('Transpose', [toHeads(q)], { attributes: { perm: [0, 2, 1, 3] } }); // (B, H, T, D)
-
-  let keysT: Value; // (B, H, D, P+T)
-  let values: Value; // (B, H, P+T, D)
+  const headsFirst = (t: Value) => g.op('Transpose', [toHeads(t)], { attributes: { perm: [0, 2, 1, 3] } }); // (B, H, T, D)
+  const query = headsFirst(q);
+  const scale = g.constFloat(1 / Math.sqrt(p.D));
+  const attend = (scores: Value) => g.op('Softmax', [g.op('Add', [g.op('Mul', [scores, scale]), attentionBias])], { attributes: { axis: -1 } });
+  let context: Value; // (B, H, T, D)
   let cache: { key: Value; value: Value };
   if (kind === 'export') {
-    const present = (t: Value, pastT: Value) =>
-      g.op('Concat', [pastT, g.op('Transpose', [toHeads(t)], { attributes: { perm: [0, 2, 1, 3] } })], { attributes: { axis: 2 } });
+    const present = (t: Value, pastT: Value) => g.op('Concat', [pastT, headsFirst(t)], { attributes: { axis: 2 } });
     cache = { key: present(k, past.key), value: present(v, past.value) }; // (B, H, P+T, D)
-    keysT = g.op('Transpose', [cache.key], { attributes: { perm: [0, 1, 3, 2] } });
-    values = cache.value;
+    const keysT = g.op('Transpose', [cache.key], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, P+T)
+    context = g.op('MatMul', [attend(g.op('MatMul', [query, keysT])), cache.value]);
   } else {
-    const timeMajor = (t: Value) => g.op('Transpose', [toHeads(t)], { attributes: { perm: [1, 0, 2, 3] } }); // (T, B, H, D)
-    cache = { key: timeMajor(k), value: timeMajor(v) };
-    const allKeys = g.op('Concat', [past.key, cache.key], { attributes: { axis: 0 } }); // (P+T, B, H, D)
-    const allValues = g.op('Concat', [past.value, cache.value], { attributes: { axis: 0 } });
-    keysT = g.op('Transpose', [allKeys], { attributes: { perm: [1, 2, 3, 0] } });
-    values = g.op('Transpose', [allValues], { attributes: { perm: [1, 2, 0, 3] } });
+    cache = { key: headsFirst(k), value: headsFirst(v) }; // (B, H, T, D)
+    const newKeysT = g.op('Transpose', [cache.key], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, T)
+    const scores = g.op('Concat', [g.op('MatMul', [query, past.key]), g.op('MatMul', [query, newKeysT])], { attributes: { axis: 3 } }); // (B, H, T, P+T)
+    const probabilities = attend(scores);
+    const pastLength = g.op('Slice', [g.op('Shape', [past.key]), g.constInt64([3]), g.constInt64([4])]); // [P]
+    const newLength = g.op('Slice', [g.op('Shape', [query]), g.constInt64([2]), g.constInt64([3])]); // [T]
+    const splitSizes = g.op('Concat', [pastLength, newLength], { attributes: { axis: 0 } });
+    const [pastProbabilities, newProbabilities] = g.opMulti('Split', [probabilities, splitSizes], 2, { attributes: { axis: 3 } });
+    context = g.op('Add', [g.op('MatMul', [pastProbabilities, past.value]), g.op('MatMul', [newProbabilities, cache.value])]);
   }
 
-  const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [query, keysT]), g.constFloat(1 / Math.sqrt(p.D))]), attentionBias]); // (B, H, T, P+T)
-  const probabilities = g.op('Softmax', [scores], { attributes: { axis: -1 } });
-  const context = g.op('MatMul', [probabilities, values]); // (B, H, T, D)
   const merged = g.op('Reshape', [g.op('Transpose', [context], { attributes: { perm: [0, 2, 1, 3] } }), g.constInt64([0, 0, p.C])]);
   return { output: linear(g, merged, p.projWeight, p.projBias), cache };
 }

@@ -161,7 +161,9 @@ export class LanguageModel {
         if (message.type === 'closed') void this.worker.terminate();
       });
       this.send({ type: 'close' });
-    }).then(() => this.failAll(new ModelError('WORKER_FAILED', 'the model was closed')));
+    });
+    // Running requests end now; what the worker reports about them while it winds down is dropped.
+    this.failAll(new ModelError('WORKER_FAILED', 'the model was closed'));
     return this.closed;
   }
 

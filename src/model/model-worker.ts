@@ -80,10 +80,14 @@ async function start(): Promise<void> {
         break;
       case 'close':
         for (const request of requests.values()) request.cancel();
-        void session.release().finally(() => {
-          post({ type: 'closed' });
-          port.close();
-        });
+        // A decode step may be running on the session: release it only once the loop has stopped.
+        void scheduler
+          .idle()
+          .then(() => session.release())
+          .finally(() => {
+            post({ type: 'closed' });
+            port.close();
+          });
         break;
     }
   });

@@ -42,16 +42,49 @@ export function topK(k: number): LogitsProcessor {
   };
 }
 
-/** Keeps the most likely tokens until their probabilities sum to at least p. */
+/**
+ * Keeps the most likely tokens until their probabilities sum to at least p. The nucleus is
+ * usually small, so candidates are taken best-first in growing rounds (64, 256, ...) rather
+ * than by sorting the whole vocabulary; the kept set is the same as a full sort would give.
+ */
 export function topP(p: number): LogitsProcessor {
   return (_tokens, logits) => {
-    const order = candidatesByLogit(logits);
-    const probabilities = softmaxOf(logits, order);
-    let cumulative = 0;
-    let keep = 0;
-    while (keep < order.length && cumulative < p) cumulative += probabilities[keep++];
-    for (let i = keep; i < order.length; i++) logits[order[i]] = -Infinity;
+    const { max, sum } = softmaxNormalizer(logits);
+    for (let count = 64; ; count *= 4) {
+      const order = topIndices(logits, count);
+      let cumulative = 0;
+      let keep = 0;
+      while (keep < order.length && cumulative < p) cumulative += Math.exp(logits[order[keep++]] - max) / sum;
+      if (cumulative >= p || order.length < count) {
+        const kept = new Set(order.subarray(0, keep));
+        for (let i = 0; i < logits.length; i++) if (!kept.has(i)) logits[i] = -Infinity;
+        return;
+      }
+    }
   };
+}
+
+/** max and sum of exp(logit - max) over the finite logits, for probabilities in float64. */
+export function softmaxNormalizer(logits: Float32Array): { max: number; sum: number } {
+  let max = -Infinity;
+  for (const logit of logits) if (logit > max) max = logit;
+  let sum = 0;
+  for (const logit of logits) if (logit !== -Infinity) sum += Math.exp(logit - max);
+  return { max, sum };
+}
+
+/** The ids of the `count` largest finite logits, best first, the lower id first on a tie. */
+export function topIndices(logits: Float32Array, count: number): Uint32Array {
+  const finite: number[] = [];
+  if (count >= logits.length) {
+    for (let i = 0; i < logits.length; i++) if (logits[i] !== -Infinity) finite.push(i);
+  } else {
+    const threshold = kthLargest(logits, count);
+    for (let i = 0; i < logits.length; i++) if (logits[i] >= threshold && logits[i] !== -Infinity) finite.push(i);
+  }
+  return Uint32Array.from(finite)
+    .sort((a, b) => logits[b] - logits[a] || a - b)
+    .subarray(0, count);
 }
 
 /** The k-th largest value, with a min-heap of size k: O(V log k) instead of sorting V logits. */
@@ -86,25 +119,4 @@ function kthLargest(values: Float32Array, k: number): number {
     }
   }
   return heap[0];
-}
-
-/** Indices of the finite logits, most likely first. */
-export function candidatesByLogit(logits: Float32Array): Uint32Array {
-  const finite: number[] = [];
-  for (let i = 0; i < logits.length; i++) if (logits[i] !== -Infinity) finite.push(i);
-  return Uint32Array.from(finite).sort((a, b) => logits[b] - logits[a] || a - b);
-}
-
-/** softmax over logits[order[i]], in float64, in the order given. */
-export function softmaxOf(logits: Float32Array, order: Uint32Array): Float64Array {
-  const probabilities = new Float64Array(order.length);
-  if (order.length === 0) return probabilities;
-  const max = logits[order[0]];
-  let sum = 0;
-  for (let i = 0; i < order.length; i++) {
-    probabilities[i] = Math.exp(logits[order[i]] - max);
-    sum += probabilities[i];
-  }
-  for (let i = 0; i < order.length; i++) probabilities[i] /= sum;
-  return probabilities;
 }

@@ -1,5 +1,5 @@
 import { SeededRandom } from '../random.js';
-import { candidatesByLogit, softmaxOf } from './logits-processors.js';
+import { softmaxNormalizer } from './logits-processors.js';
 
 /** Picks the next token from processed logits. */
 export interface Sampler {
@@ -17,19 +17,24 @@ export function greedySampler(): Sampler {
   };
 }
 
-/** Draws from softmax(logits) with a seeded generator, so a seed replays the same text. */
+/**
+ * Draws from softmax(logits) with a seeded generator, so a seed replays the same text. The
+ * draw walks the vocabulary in id order: no sort, so sampling the full distribution stays cheap.
+ */
 export function multinomialSampler(seed: number): Sampler {
   const random = new SeededRandom(seed);
   return {
     next(logits) {
-      const order = candidatesByLogit(logits);
-      const probabilities = softmaxOf(logits, order);
-      let remaining = random.next();
-      for (let i = 0; i < order.length; i++) {
-        remaining -= probabilities[i];
-        if (remaining < 0) return order[i];
+      const { max, sum } = softmaxNormalizer(logits);
+      let remaining = random.next() * sum;
+      let last = 0;
+      for (let i = 0; i < logits.length; i++) {
+        if (logits[i] === -Infinity) continue;
+        remaining -= Math.exp(logits[i] - max);
+        if (remaining < 0) return i;
+        last = i;
       }
-      return order[order.length - 1];
+      return last;
     },
   };
 }

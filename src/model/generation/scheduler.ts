@@ -53,6 +53,7 @@ export class GenerationScheduler {
   private readonly active: ActiveSequence[] = [];
   private readonly cache: BatchKvCache;
   private running = false;
+  private stopped: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly decoder: Gpt2Decoder,
@@ -75,12 +76,17 @@ export class GenerationScheduler {
       cancelled: false,
     };
     this.waiting.push(sequence);
-    if (!this.running) void this.loop();
+    if (!this.running) this.stopped = this.loop();
     return {
       cancel: () => {
         sequence.cancelled = true;
       },
     };
+  }
+
+  /** Settles once the loop has stopped: no decode step is running or about to run. */
+  idle(): Promise<void> {
+    return this.stopped;
   }
 
   private async loop(): Promise<void> {

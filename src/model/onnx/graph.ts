@@ -60,6 +60,7 @@ export class GraphBuilder {
   private readonly nodes: GraphNode[] = [];
   private readonly initializers = new Map<string, ConstantTensor>();
   private readonly usedNames = new Set<string>();
+  private readonly usedNodeNames = new Set<string>();
   private scopes: string[] = [];
 
   constructor(private readonly name: string) {}
@@ -117,6 +118,7 @@ export class GraphBuilder {
   /** Adds one node with `outputCount` outputs. A null input is ONNX's "omitted optional input". */
   opMulti(opType: string, inputs: readonly (Value | null)[], outputCount: number, options: NodeOptions = {}): Value[] {
     const base = this.uniqueName([...this.scopes, opType].join('/'));
+    this.usedNodeNames.add(base);
     const outputs = Array.from({ length: outputCount }, (_, i) => (outputCount === 1 ? base : `${base}:${i}`));
     for (const output of outputs) this.claim(output);
     this.nodes.push({
@@ -147,11 +149,13 @@ export class GraphBuilder {
     return { name };
   }
 
+  /** A name free as a value and as a node: a node's outputs are named after it. */
   private uniqueName(base: string): string {
-    if (!this.usedNames.has(base)) return base;
+    const taken = (name: string) => this.usedNames.has(name) || this.usedNodeNames.has(name);
+    if (!taken(base)) return base;
     for (let i = 1; ; i++) {
       const candidate = `${base}_${i}`;
-      if (!this.usedNames.has(candidate)) return candidate;
+      if (!taken(candidate)) return candidate;
     }
   }
 
