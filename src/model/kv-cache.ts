@@ -22,8 +22,8 @@ export interface SequenceCache {
 const CAPACITY_CHUNK = 64;
 
 export class BatchKvCache {
-  private keys: Float32Array[] = [];
-  private values: Float32Array[] = [];
+  private keys: Float32Array[];
+  private values: Float32Array[];
   private slotCapacity = 0;
   private columnCapacity = 0;
   private readonly lengths: number[] = [];
@@ -33,7 +33,10 @@ export class BatchKvCache {
     private readonly heads: number,
     private readonly headSize: number,
     private readonly maxLength: number,
-  ) {}
+  ) {
+    this.keys = Array.from({ length: layers }, () => new Float32Array(0));
+    this.values = Array.from({ length: layers }, () => new Float32Array(0));
+  }
 
   get batchSize(): number {
     return this.lengths.length;
@@ -78,11 +81,17 @@ export class BatchKvCache {
 
   /** Removes `slot`; slots after it move down by one. */
   leave(slot: number): void {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.batchSize) {
+      throw new RangeError(`no slot ${slot} in a batch of ${this.batchSize}`);
+    }
     const blockSize = this.heads * this.headSize * this.columnCapacity;
     const end = this.batchSize * blockSize;
     for (let layer = 0; layer < this.layers; layer++) {
       this.keys[layer].copyWithin(slot * blockSize, (slot + 1) * blockSize, end);
       this.values[layer].copyWithin(slot * blockSize, (slot + 1) * blockSize, end);
+      // the vacated last block is where the next sequence joins, and join writes only its own columns
+      this.keys[layer].fill(0, end - blockSize, end);
+      this.values[layer].fill(0, end - blockSize, end);
     }
     this.lengths.splice(slot, 1);
     this.shrink();
@@ -154,13 +163,13 @@ export class BatchKvCache {
     const P = columnCapacity;
     const kept = Math.min(oldP, P);
     const blocks = this.batchSize * H;
-    this.keys = this.keys.length === 0 ? this.fresh(slotCapacity, P) : this.keys.map((from) => {
+    this.keys = this.keys.map((from) => {
       // each (slot, head, d) row of oldP columns becomes a row of P columns
       const to = new Float32Array(slotCapacity * H * D * P);
       for (let row = 0; row < blocks * D; row++) to.set(from.subarray(row * oldP, row * oldP + kept), row * P);
       return to;
     });
-    this.values = this.values.length === 0 ? this.fresh(slotCapacity, P) : this.values.map((from) => {
+    this.values = this.values.map((from) => {
       // each (slot, head) block of oldP rows of D becomes a block of P rows
       const to = new Float32Array(slotCapacity * H * D * P);
       for (let block = 0; block < blocks; block++) to.set(from.subarray(block * oldP * D, (block * oldP + kept) * D), block * P * D);
@@ -168,10 +177,6 @@ export class BatchKvCache {
     });
     this.slotCapacity = slotCapacity;
     this.columnCapacity = columnCapacity;
-  }
-
-  private fresh(slotCapacity: number, columns: number): Float32Array[] {
-    return Array.from({ length: this.layers }, () => new Float32Array(slotCapacity * this.heads * this.headSize * columns));
   }
 }
 

@@ -5,6 +5,7 @@ const { onnx } = onnxProto;
 
 const ELEMENT_TYPES: Record<ElementType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
+  float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,
   bool: onnx.TensorProto.DataType.BOOL,
 };

@@ -6,7 +6,10 @@ import type { Float32Tensor } from '../tensor.js';
  * tensors. The GPT-2 forward graph is written in these terms so that the training issue
  * can walk the nodes and emit each operator's backward beside it.
  */
-export type ElementType = 'float32' | 'int64' | 'bool';
+export type ElementType = 'float32' | 'float64' | 'int64' | 'bool';
+
+/** The floating-point type of a graph's activations; tests of gradients build float64 graphs. */
+export type FloatType = 'float32' | 'float64';
 
 /** A dimension: a fixed size, or a symbolic name such as "batch_size". */
 export type Dim = number | string;
@@ -30,6 +33,7 @@ export interface GraphNode {
 
 export type ConstantTensor =
   | { readonly type: 'float32'; readonly dims: readonly number[]; readonly data: Float32Array }
+  | { readonly type: 'float64'; readonly dims: readonly number[]; readonly data: Float64Array }
   | { readonly type: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array };
 
 export interface Graph {
@@ -63,7 +67,16 @@ export class GraphBuilder {
   private readonly usedNodeNames = new Set<string>();
   private scopes: string[] = [];
 
-  constructor(private readonly name: string) {}
+  constructor(
+    private readonly name: string,
+    /** The type of constFloat's constants, so they match the activations they meet. */
+    readonly floatType: FloatType = 'float32',
+  ) {}
+
+  /** A snapshot of what has been built so far (the autodiff walks it, then keeps building). */
+  get graphSoFar(): Graph {
+    return this.build();
+  }
 
   input(name: string, type: ElementType, dims: readonly Dim[]): Value {
     this.claim(name);
@@ -90,8 +103,11 @@ export class GraphBuilder {
   }
 
   constFloat(values: readonly number[] | number, dims?: readonly number[]): Value {
-    const data = Float32Array.from(typeof values === 'number' ? [values] : values);
-    return this.constant({ type: 'float32', dims: dims ?? (typeof values === 'number' ? [] : [data.length]), data });
+    const list = typeof values === 'number' ? [values] : values;
+    const shape = dims ?? (typeof values === 'number' ? [] : [list.length]);
+    return this.floatType === 'float64'
+      ? this.constant({ type: 'float64', dims: shape, data: Float64Array.from(list) })
+      : this.constant({ type: 'float32', dims: shape, data: Float32Array.from(list) });
   }
 
   constInt64(values: readonly number[] | number, dims?: readonly number[]): Value {
