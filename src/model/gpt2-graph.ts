@@ -27,11 +27,17 @@ const MASKED_SCORE = -1e9;
 
 export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt2GraphKind): Graph {
   const g = new GraphBuilder(kind === 'export' ? 'gpt2' : 'gpt2_runtime');
-  const C = config.n_embd;
   const H = config.n_head;
   const D = headSize(config);
   const V = config.vocab_size;
-  const w = (name: string): Value => g.weight(name, getWeight(weights, name));
+  const initializers = new Map<string, Value>();
+  const weight = (name: string): Value => {
+    const existing = initializers.get(name);
+    if (existing) return existing;
+    const value = g.weight(name, getWeight(weights, name));
+    initializers.set(name, value);
+    return value;
+  };
 
   // inputs: ids and positions (B, T); attention_mask (B, P+T), 1 = attend, 0 = padding
   const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
@@ -48,66 +54,152 @@ export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt
     value: g.input(pastNames(layer).value, 'float32', pastValueDims),
   }));
 
-  const wte = w('wte.weight');
-  const attentionBias = g.scoped('mask', () => buildAttentionBias(g, inputIds, attentionMask));
-
-  // x = wte[input_ids] + wpe[position_ids]: (B, T, C)
-  let x = g.scoped('embed', () =>
-    g.op('Add', [g.op('Gather', [wte, inputIds], { attributes: { axis: 0 } }), g.op('Gather', [w('wpe.weight'), positionIds], { attributes: { axis: 0 } })]),
-  );
-
-  const cacheOutputs: { key: Value; value: Value }[] = [];
-  for (let layer = 0; layer < config.n_layer; layer++) {
-    const p = `h.${layer}.`;
-    g.scoped(`h.${layer}`, () => {
-      const normed1 = layerNorm(g, x, w(`${p}ln_1.weight`), w(`${p}ln_1.bias`), config.layer_norm_epsilon);
-      const attention = g.scoped('attn', () =>
-        selfAttention(g, kind, normed1, past[layer], attentionBias, {
-          qkvWeight: w(`${p}attn.c_attn.weight`),
-          qkvBias: w(`${p}attn.c_attn.bias`),
-          projWeight: w(`${p}attn.c_proj.weight`),
-          projBias: w(`${p}attn.c_proj.bias`),
-          C,
-          H,
-          D,
-        }),
-      );
-      cacheOutputs.push(attention.cache);
-      x = g.op('Add', [x, attention.output]);
-      const normed2 = layerNorm(g, x, w(`${p}ln_2.weight`), w(`${p}ln_2.bias`), config.layer_norm_epsilon);
-      const mlp = g.scoped('mlp', () => {
-        const hidden = gelu(g, linear(g, normed2, w(`${p}mlp.c_fc.weight`), w(`${p}mlp.c_fc.bias`)));
-        return linear(g, hidden, w(`${p}mlp.c_proj.weight`), w(`${p}mlp.c_proj.bias`));
-      });
-      x = g.op('Add', [x, mlp]);
-    });
-  }
+  const caches: { key: Value; value: Value }[] = [];
+  const attention: AttentionCore = (layer, heads, attend) => {
+    const result = kind === 'export' ? attentionWithPresent(g, heads, past[layer], attend) : attentionWithSeparatePast(g, heads, past[layer], attend);
+    caches.push(result.cache);
+    return result.context;
+  };
+  const hidden = transformer(g, config, weight, plainProjection(g, weight), { inputIds, positionIds, attentionMask }, attention);
 
   g.scoped('head', () => {
     if (kind === 'export') {
-      // logits for every position: (B, T, C) -> (B*T, C) @ wte^T -> (B, T, V)
-      const normed = layerNorm(g, x, w('ln_f.weight'), w('ln_f.bias'), config.layer_norm_epsilon);
-      const rows = g.op('Reshape', [normed, g.constInt64([-1, C])]);
-      const logits = g.op('Gemm', [rows, wte], { attributes: { transB: 1 } });
-      const batchAndTime = g.op('Slice', [g.op('Shape', [inputIds]), g.constInt64([0]), g.constInt64([2])]);
-      const shape = g.op('Concat', [batchAndTime, g.constInt64([V])], { attributes: { axis: 0 } });
-      g.output(g.op('Reshape', [logits, shape]), 'logits', 'float32', ['batch_size', 'sequence_length', V]);
+      g.output(logitsForEveryPosition(g, config, weight, hidden, inputIds), 'logits', 'float32', ['batch_size', 'sequence_length', V]);
     } else {
       // the last position only: (B, T, C) -> (B, C) @ wte^T -> (B, V)
-      const last = g.op('Slice', [x, g.constInt64([-1]), g.constInt64([Number.MAX_SAFE_INTEGER]), g.constInt64([1])]);
+      const last = g.op('Slice', [hidden, g.constInt64([-1]), g.constInt64([Number.MAX_SAFE_INTEGER]), g.constInt64([1])]);
       const lastRow = g.op('Squeeze', [last, g.constInt64([1])]);
-      const normed = layerNorm(g, lastRow, w('ln_f.weight'), w('ln_f.bias'), config.layer_norm_epsilon);
-      g.output(g.op('Gemm', [normed, wte], { attributes: { transB: 1 } }), 'logits', 'float32', ['batch_size', V]);
+      const normed = layerNorm(g, lastRow, weight('ln_f.weight'), weight('ln_f.bias'), config.layer_norm_epsilon);
+      g.output(g.op('Gemm', [normed, weight('wte.weight')], { attributes: { transB: 1 } }), 'logits', 'float32', ['batch_size', V]);
     }
   });
 
-  cacheOutputs.forEach((cache, layer) => {
+  caches.forEach((cache, layer) => {
     const names = kind === 'export' ? { key: `present.${layer}.key`, value: `present.${layer}.value` } : { key: `new.${layer}.key`, value: `new.${layer}.value` };
     const dims = kind === 'export' ? ['batch_size', H, 'past_sequence_length + sequence_length', D] : ['batch_size', H, 'sequence_length', D];
     g.output(cache.key, names.key, 'float32', dims);
     g.output(cache.value, names.value, 'float32', dims);
   });
   return g.build();
+}
+
+/** x @ W + b for the Conv1D weights under `prefix` (h.0.attn.c_attn, ...). LoRA supplies its own. */
+export type Projection = (x: Value, prefix: string) => Value;
+
+export function plainProjection(g: GraphBuilder, weight: (name: string) => Value): Projection {
+  return (x, prefix) => linear(g, x, weight(`${prefix}.weight`), weight(`${prefix}.bias`));
+}
+
+export interface TransformerInputs {
+  readonly inputIds: Value; // (B, T) int64
+  readonly positionIds: Value; // (B, T) int64
+  readonly attentionMask: Value; // (B, P+T) int64
+}
+
+/** Query, keys and values of the step's own tokens, each (B, H, T, D). */
+export interface AttentionHeads {
+  readonly query: Value;
+  readonly key: Value;
+  readonly value: Value;
+}
+
+/** Softmax of scaled, masked scores (B, H, T, S) into probabilities. */
+export type Attend = (scores: Value) => Value;
+
+/** Attention's core for one layer: returns the context (B, H, T, D). Kinds differ only here. */
+export type AttentionCore = (layer: number, heads: AttentionHeads, attend: Attend) => Value;
+
+/**
+ * Embeddings and the transformer blocks, shared by every graph: returns the last block's
+ * output (B, T, C), before ln_f. `weight` gives a weight by its HF name (an initializer for
+ * inference, a graph input for training); `project` computes the Conv1D layers.
+ */
+export function transformer(
+  g: GraphBuilder,
+  config: Gpt2Config,
+  weight: (name: string) => Value,
+  project: Projection,
+  inputs: TransformerInputs,
+  attention: AttentionCore,
+): Value {
+  const C = config.n_embd;
+  const H = config.n_head;
+  const D = headSize(config);
+  const epsilon = config.layer_norm_epsilon;
+  const attentionBias = g.scoped('mask', () => buildAttentionBias(g, inputs.inputIds, inputs.attentionMask));
+  const scale = g.constFloat(1 / Math.sqrt(D));
+  const attend: Attend = (scores) =>
+    g.op('Softmax', [g.op('Add', [g.op('Mul', [scores, scale]), attentionBias])], { attributes: { axis: -1 } });
+
+  // x = wte[input_ids] + wpe[position_ids]: (B, T, C)
+  let x = g.scoped('embed', () =>
+    g.op('Add', [
+      g.op('Gather', [weight('wte.weight'), inputs.inputIds], { attributes: { axis: 0 } }),
+      g.op('Gather', [weight('wpe.weight'), inputs.positionIds], { attributes: { axis: 0 } }),
+    ]),
+  );
+  for (let layer = 0; layer < config.n_layer; layer++) {
+    const p = `h.${layer}.`;
+    g.scoped(`h.${layer}`, () => {
+      const normed1 = layerNorm(g, x, weight(`${p}ln_1.weight`), weight(`${p}ln_1.bias`), epsilon);
+      const attended = g.scoped('attn', () => {
+        const qkv = project(normed1, `${p}attn.c_attn`); // (B, T, 3C)
+        const [q, k, v] = g.opMulti('Split', [qkv, g.constInt64([C, C, C])], 3, { attributes: { axis: 2 } });
+        const headsShape = g.constInt64([0, 0, H, D]);
+        const headsFirst = (t: Value) => g.op('Transpose', [g.op('Reshape', [t, headsShape])], { attributes: { perm: [0, 2, 1, 3] } }); // (B, H, T, D)
+        const context = attention(layer, { query: headsFirst(q), key: headsFirst(k), value: headsFirst(v) }, attend);
+        const merged = g.op('Reshape', [g.op('Transpose', [context], { attributes: { perm: [0, 2, 1, 3] } }), g.constInt64([0, 0, C])]);
+        return project(merged, `${p}attn.c_proj`);
+      });
+      x = g.op('Add', [x, attended]);
+      const normed2 = layerNorm(g, x, weight(`${p}ln_2.weight`), weight(`${p}ln_2.bias`), epsilon);
+      const mlp = g.scoped('mlp', () => project(gelu(g, project(normed2, `${p}mlp.c_fc`)), `${p}mlp.c_proj`));
+      x = g.op('Add', [x, mlp]);
+    });
+  }
+  return x;
+}
+
+/** ln_f, then logits for every position: (B, T, C) -> (B*T, C) @ wte^T -> (B, T, V). */
+export function logitsForEveryPosition(g: GraphBuilder, config: Gpt2Config, weight: (name: string) => Value, hidden: Value, inputIds: Value): Value {
+  const normed = layerNorm(g, hidden, weight('ln_f.weight'), weight('ln_f.bias'), config.layer_norm_epsilon);
+  const rows = g.op('Reshape', [normed, g.constInt64([-1, config.n_embd])]);
+  const logits = g.op('Gemm', [rows, weight('wte.weight')], { attributes: { transB: 1 } });
+  const batchAndTime = g.op('Slice', [g.op('Shape', [inputIds]), g.constInt64([0]), g.constInt64([2])]);
+  const shape = g.op('Concat', [batchAndTime, g.constInt64([config.vocab_size])], { attributes: { axis: 0 } });
+  return g.op('Reshape', [logits, shape]);
+}
+
+/** Attention over the step's own tokens only (training: no cache). */
+export function attentionWithoutCache(g: GraphBuilder, heads: AttentionHeads, attend: Attend): Value {
+  const keysT = g.op('Transpose', [heads.key], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, T)
+  return g.op('MatMul', [attend(g.op('MatMul', [heads.query, keysT])), heads.value]);
+}
+
+/** Optimum's cache: present = Concat(past, new) along time, [B, H, P+T, D], handed back whole. */
+function attentionWithPresent(g: GraphBuilder, heads: AttentionHeads, past: { key: Value; value: Value }, attend: Attend) {
+  const cache = {
+    key: g.op('Concat', [past.key, heads.key], { attributes: { axis: 2 } }),
+    value: g.op('Concat', [past.value, heads.value], { attributes: { axis: 2 } }),
+  };
+  const keysT = g.op('Transpose', [cache.key], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, P+T)
+  return { context: g.op('MatMul', [attend(g.op('MatMul', [heads.query, keysT])), cache.value]), cache };
+}
+
+/**
+ * tunebot's cache: past keys (B, H, D, P) and values (B, H, P, D) are scored and weighted in
+ * place, the step's own keys and values separately; only the small score matrices are joined.
+ */
+function attentionWithSeparatePast(g: GraphBuilder, heads: AttentionHeads, past: { key: Value; value: Value }, attend: Attend) {
+  const newKeysT = g.op('Transpose', [heads.key], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, T)
+  const scores = g.op('Concat', [g.op('MatMul', [heads.query, past.key]), g.op('MatMul', [heads.query, newKeysT])], { attributes: { axis: 3 } }); // (B, H, T, P+T)
+  const probabilities = attend(scores);
+  const pastLength = g.op('Slice', [g.op('Shape', [past.key]), g.constInt64([3]), g.constInt64([4])]); // [P]
+  const newLength = g.op('Slice', [g.op('Shape', [heads.query]), g.constInt64([2]), g.constInt64([3])]); // [T]
+  const splitSizes = g.op('Concat', [pastLength, newLength], { attributes: { axis: 0 } });
+  const [pastProbabilities, newProbabilities] = g.opMulti('Split', [probabilities, splitSizes], 2, { attributes: { axis: 3 } });
+  const context = g.op('Add', [g.op('MatMul', [pastProbabilities, past.value]), g.op('MatMul', [newProbabilities, heads.value])]);
+  return { context, cache: { key: heads.key, value: heads.value } };
 }
 
 /**
@@ -130,62 +222,12 @@ function buildAttentionBias(g: GraphBuilder, inputIds: Value, attentionMask: Val
   return g.op('Where', [allowed, g.constFloat(0), g.constFloat(MASKED_SCORE)]);
 }
 
-interface AttentionWeights {
-  qkvWeight: Value; // (C, 3C)
-  qkvBias: Value; // (3C)
-  projWeight: Value; // (C, C)
-  projBias: Value; // (C)
-  C: number;
-  H: number;
-  D: number;
-}
-
-/** Causal multi-head self-attention with a KV cache; x is (B, T, C), returns (B, T, C). */
-function selfAttention(
-  g: GraphBuilder,
-  kind: Gpt2GraphKind,
-  x: Value,
-  past: { key: Value; value: Value },
-  attentionBias: Value,
-  p: AttentionWeights,
-): { output: Value; cache: { key: Value; value: Value } } {
-  const qkv = linear(g, x, p.qkvWeight, p.qkvBias); // (B, T, 3C)
-  const [q, k, v] = g.opMulti('Split', [qkv, g.constInt64([p.C, p.C, p.C])], 3, { attributes: { axis: 2 } });
-  const headsShape = g.constInt64([0, 0, p.H, p.D]);
-  const toHeads = (t: Value) => g.op('Reshape', [t, headsShape]); // (B, T, H, D)
-  const headsFirst = (t: Value) => g.op('Transpose', [toHeads(t)], { attributes: { perm: [0, 2, 1, 3] } }); // (B, H, T, D)
-  const query = headsFirst(q);
-  const scale = g.constFloat(1 / Math.sqrt(p.D));
-  const attend = (scores: Value) => g.op('Softmax', [g.op('Add', [g.op('Mul', [scores, scale]), attentionBias])], { attributes: { axis: -1 } });
-  let context: Value; // (B, H, T, D)
-  let cache: { key: Value; value: Value };
-  if (kind === 'export') {
-    const present = (t: Value, pastT: Value) => g.op('Concat', [pastT, headsFirst(t)], { attributes: { axis: 2 } });
-    cache = { key: present(k, past.key), value: present(v, past.value) }; // (B, H, P+T, D)
-    const keysT = g.op('Transpose', [cache.key], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, P+T)
-    context = g.op('MatMul', [attend(g.op('MatMul', [query, keysT])), cache.value]);
-  } else {
-    cache = { key: headsFirst(k), value: headsFirst(v) }; // (B, H, T, D)
-    const newKeysT = g.op('Transpose', [cache.key], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, T)
-    const scores = g.op('Concat', [g.op('MatMul', [query, past.key]), g.op('MatMul', [query, newKeysT])], { attributes: { axis: 3 } }); // (B, H, T, P+T)
-    const probabilities = attend(scores);
-    const pastLength = g.op('Slice', [g.op('Shape', [past.key]), g.constInt64([3]), g.constInt64([4])]); // [P]
-    const newLength = g.op('Slice', [g.op('Shape', [query]), g.constInt64([2]), g.constInt64([3])]); // [T]
-    const splitSizes = g.op('Concat', [pastLength, newLength], { attributes: { axis: 0 } });
-    const [pastProbabilities, newProbabilities] = g.opMulti('Split', [probabilities, splitSizes], 2, { attributes: { axis: 3 } });
-    context = g.op('Add', [g.op('MatMul', [pastProbabilities, past.value]), g.op('MatMul', [newProbabilities, cache.value])]);
-  }
-
-  const merged = g.op('Reshape', [g.op('Transpose', [context], { attributes: { perm: [0, 2, 1, 3] } }), g.constInt64([0, 0, p.C])]);
-  return { output: linear(g, merged, p.projWeight, p.projBias), cache };
-}
-
 /** Conv1D as GPT-2 has it: x (..., in) @ weight (in, out) + bias (out). */
-function linear(g: GraphBuilder, x: Value, weight: Value, bias: Value): Value {
+export function linear(g: GraphBuilder, x: Value, weight: Value, bias: Value): Value {
   return g.op('Add', [g.op('MatMul', [x, weight]), bias]);
 }
 
-function layerNorm(g: GraphBuilder, x: Value, scale: Value, bias: Value, epsilon: number): Value {
+export function layerNorm(g: GraphBuilder, x: Value, scale: Value, bias: Value, epsilon: number): Value {
   return g.op('LayerNormalization', [x, scale, bias], { attributes: { axis: -1, epsilon: { float: epsilon } } });
 }
 

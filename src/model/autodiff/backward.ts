@@ -1,0 +1,98 @@
+import { ModelError } from '../errors.js';
+import type { AttributeValue, Graph, GraphBuilder, GraphNode, Value } from '../onnx/graph.js';
+import { GRADIENT_RULES } from './rules.js';
+
+/**
+ * Reverse-mode differentiation of a graph written with GraphBuilder, into more nodes of the
+ * same builder (tinygrad's plan): find the values that depend on the parameters, walk the
+ * nodes from the last to the first, and for each node whose outputs carry a gradient apply
+ * its op's rule from GRADIENT_RULES; contributions to a value used twice are summed.
+ */
+export interface GradientContext {
+  readonly g: GraphBuilder;
+  readonly node: GraphNode;
+  readonly inputs: readonly Value[];
+  readonly outputs: readonly Value[];
+  /** The gradient of each output, or null where none flows back. */
+  readonly dOutputs: readonly (Value | null)[];
+  /** Whether input i depends on a parameter (rules skip the gradients nobody needs). */
+  needsGradient(input: number): boolean;
+  attribute<T extends AttributeValue>(name: string, fallback: T): T;
+  /** The rank of a value whose shape the graph declares (inputs and constants), else undefined. */
+  staticDims(value: Value): readonly (number | string)[] | undefined;
+}
+
+/** Gradients of one node's inputs, in input order; null where none is needed or defined. */
+export type GradientRule = (context: GradientContext) => (Value | null)[];
+
+/**
+ * Adds the backward pass of `loss` (a scalar) with respect to `parameters` to the builder.
+ * Returns each parameter's gradient by name; a parameter the loss does not depend on gets
+ * an explicit zero gradient so that callers always receive every gradient.
+ */
+export function buildBackward(g: GraphBuilder, loss: Value, parameters: readonly Value[]): Map<string, Value> {
+  const forward = g.graphSoFar;
+  const dependsOnParameter = new Set(parameters.map((parameter) => parameter.name));
+  for (const node of forward.nodes) {
+    if (node.inputs.some((input) => dependsOnParameter.has(input))) for (const output of node.outputs) dependsOnParameter.add(output);
+  }
+  if (!dependsOnParameter.has(loss.name)) {
+    throw new ModelError('MODEL_CORRUPT', `the loss "${loss.name}" does not depend on any parameter`);
+  }
+
+  // d loss / d loss = 1, written so it has the loss's type and shape.
+  const contributions = new Map<string, Value[]>([[loss.name, [g.op('Add', [g.op('Mul', [loss, g.constFloat(0)]), g.constFloat(1)])]]]);
+  const gradientOf = (name: string): Value | null => {
+    const parts = contributions.get(name);
+    if (!parts || parts.length === 0) return null;
+    if (parts.length > 1) {
+      const summed = g.op('Sum', parts);
+      contributions.set(name, [summed]);
+      return summed;
+    }
+    return parts[0];
+  };
+
+  const declared = declaredDims(forward);
+  for (let index = forward.nodes.length - 1; index >= 0; index--) {
+    const node = forward.nodes[index];
+    if (!node.outputs.some((output) => dependsOnParameter.has(output) && contributions.has(output))) continue;
+    const rule = GRADIENT_RULES[node.opType];
+    if (!rule) {
+      throw new ModelError('MODEL_CORRUPT', `no gradient rule for ONNX operator ${node.opType} (node ${node.name}); add one to autodiff/rules.ts`);
+    }
+    const inputs = node.inputs.map((name) => ({ name }));
+    const dInputs = g.scoped(`grad/${node.name}`, () =>
+      rule({
+        g,
+        node,
+        inputs,
+        outputs: node.outputs.map((name) => ({ name })),
+        dOutputs: node.outputs.map(gradientOf),
+        needsGradient: (i) => dependsOnParameter.has(node.inputs[i]),
+        attribute: <T extends AttributeValue>(name: string, fallback: T) => (node.attributes[name] as T | undefined) ?? fallback,
+        staticDims: (value) => declared.get(value.name),
+      }),
+    );
+    dInputs.forEach((dInput, i) => {
+      const name = node.inputs[i];
+      if (!dInput || !dependsOnParameter.has(name)) return;
+      const parts = contributions.get(name) ?? [];
+      parts.push(dInput);
+      contributions.set(name, parts);
+    });
+  }
+
+  const gradients = new Map<string, Value>();
+  for (const parameter of parameters) {
+    gradients.set(parameter.name, gradientOf(parameter.name) ?? g.op('Mul', [parameter, g.constFloat(0)]));
+  }
+  return gradients;
+}
+
+function declaredDims(graph: Graph): Map<string, readonly (number | string)[]> {
+  const dims = new Map<string, readonly (number | string)[]>();
+  for (const input of graph.inputs) dims.set(input.name, input.dims);
+  for (const [name, tensor] of graph.initializers) dims.set(name, tensor.dims);
+  return dims;
+}

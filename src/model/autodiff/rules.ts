@@ -1,0 +1,276 @@
+import { ModelError } from '../errors.js';
+import type { GraphBuilder, Value } from '../onnx/graph.js';
+import type { GradientContext, GradientRule } from './backward.js';
+
+/**
+ * One gradient rule per ONNX operator that tunebot's graphs use. Each rule states its
+ * operator's forward in a comment and returns the gradients of the inputs, in input order.
+ * Broadcasting operators sum their gradients back to each input's shape (sumToShapeOf).
+ */
+
+// ---- shapes -------------------------------------------------------------------------------
+
+/**
+ * Sums `gradient` over the axes along which `input` was broadcast, then gives it `input`'s
+ * shape. Written with shape operators so it works for any rank and any runtime dims.
+ */
+export function sumToShapeOf(g: GraphBuilder, gradient: Value, input: Value): Value {
+  const inputShape = g.op('Shape', [input]);
+  const gradientShape = g.op('Shape', [gradient]);
+  const missing = g.op('Sub', [g.op('Size', [gradientShape]), g.op('Size', [inputShape])]);
+  const ones = g.op('Expand', [g.constInt64([1]), g.op('Unsqueeze', [missing, g.constInt64([0])])]);
+  const aligned = g.op('Concat', [ones, inputShape], { attributes: { axis: 0 } }); // input's shape, padded on the left with 1s
+  const broadcastAxes = g.op('Squeeze', [g.op('NonZero', [g.op('Not', [g.op('Equal', [aligned, gradientShape])])]), g.constInt64([0])]);
+  const summed = g.op('ReduceSum', [gradient, broadcastAxes], { attributes: { keepdims: 1, noop_with_empty_axes: 1 } });
+  return g.op('Reshape', [summed, inputShape]);
+}
+
+function zerosLike(g: GraphBuilder, value: Value): Value {
+  return g.op('Expand', [g.constFloat(0), g.op('Shape', [value])]);
+}
+
+/** The permutation that swaps the last two of `rank` axes. */
+function swapLastTwo(rank: number): number[] {
+  return [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
+}
+
+function only(context: GradientContext, i: number, build: () => Value): Value | null {
+  return context.needsGradient(i) ? build() : null;
+}
+
+function outputGradient(context: GradientContext, i = 0): Value {
+  const gradient = context.dOutputs[i];
+  if (!gradient) throw new ModelError('MODEL_CORRUPT', `${context.node.name}: output ${i} has no gradient`);
+  return gradient;
+}
+
+// ---- elementwise --------------------------------------------------------------------------
+
+/** Y = A + B (broadcast): dA = dY, dB = dY, each summed to its input's shape. */
+const add: GradientRule = (c) => {
+  const dY = outputGradient(c);
+  return [only(c, 0, () => sumToShapeOf(c.g, dY, c.inputs[0])), only(c, 1, () => sumToShapeOf(c.g, dY, c.inputs[1]))];
+};
+
+/** Y = A - B: dA = dY, dB = -dY. */
+const sub: GradientRule = (c) => {
+  const dY = outputGradient(c);
+  return [only(c, 0, () => sumToShapeOf(c.g, dY, c.inputs[0])), only(c, 1, () => c.g.op('Neg', [sumToShapeOf(c.g, dY, c.inputs[1])]))];
+};
+
+/** Y = A * B: dA = dY * B, dB = dY * A. */
+const mul: GradientRule = (c) => {
+  const dY = outputGradient(c);
+  const [a, b] = c.inputs;
+  return [only(c, 0, () => sumToShapeOf(c.g, c.g.op('Mul', [dY, b]), a)), only(c, 1, () => sumToShapeOf(c.g, c.g.op('Mul', [dY, a]), b))];
+};
+
+/** Y = A / B: dA = dY / B, dB = -dY * Y / B. */
+const div: GradientRule = (c) => {
+  const dY = outputGradient(c);
+  const [a, b] = c.inputs;
+  return [
+    only(c, 0, () => sumToShapeOf(c.g, c.g.op('Div', [dY, b]), a)),
+    only(c, 1, () => sumToShapeOf(c.g, c.g.op('Neg', [c.g.op('Div', [c.g.op('Mul', [dY, c.outputs[0]]), b])]), b)),
+  ];
+};
+
+/** Y = -X. */
+const neg: GradientRule = (c) => [c.g.op('Neg', [outputGradient(c)])];
+
+/** Y = tanh(X): dX = dY * (1 - Y^2). */
+const tanh: GradientRule = (c) => {
+  const y = c.outputs[0];
+  return [c.g.op('Mul', [outputGradient(c), c.g.op('Sub', [c.g.constFloat(1), c.g.op('Mul', [y, y])])])];
+};
+
+/** Y = X. */
+const identity: GradientRule = (c) => [outputGradient(c)];
+
+/** Y = Where(condition, A, B): the gradient goes to whichever side was chosen. */
+const where: GradientRule = (c) => {
+  const dY = outputGradient(c);
+  const [condition, a, b] = c.inputs;
+  const zero = c.g.constFloat(0);
+  return [
+    null,
+    only(c, 1, () => sumToShapeOf(c.g, c.g.op('Where', [condition, dY, zero]), a)),
+    only(c, 2, () => sumToShapeOf(c.g, c.g.op('Where', [condition, zero, dY]), b)),
+  ];
+};
+
+// ---- shape operators ----------------------------------------------------------------------
+
+/** Y = Reshape(X, shape): dX = Reshape(dY, Shape(X)). Squeeze and Unsqueeze are reshapes too. */
+const reshape: GradientRule = (c) => [c.g.op('Reshape', [outputGradient(c), c.g.op('Shape', [c.inputs[0]])]), null];
+
+/** Y = Transpose(X, perm): dX = Transpose(dY, perm^-1). */
+const transpose: GradientRule = (c) => {
+  const perm = c.attribute<readonly number[]>('perm', []);
+  if (perm.length === 0) throw new ModelError('MODEL_CORRUPT', `${c.node.name}: Transpose without perm is not differentiated`);
+  const inverse = perm.map((_, axis) => perm.indexOf(axis));
+  return [c.g.op('Transpose', [outputGradient(c)], { attributes: { perm: inverse } })];
+};
+
+/** [Y0, Y1, ...] = Split(X, sizes, axis): dX = Concat(dY0, dY1, ...), zeros where no gradient flows. */
+const split: GradientRule = (c) => {
+  const axis = c.attribute('axis', 0);
+  const parts = c.outputs.map((output, i) => c.dOutputs[i] ?? zerosLike(c.g, output));
+  return [c.g.op('Concat', parts, { attributes: { axis } }), null];
+};
+
+/** Y = Concat(X0, X1, ..., axis): dXi = the slice of dY that Xi filled. */
+const concat: GradientRule = (c) => {
+  const axis = c.attribute('axis', 0);
+  const dY = outputGradient(c);
+  const axes = c.g.constInt64([axis]);
+  let start = c.g.constInt64([0]);
+  return c.inputs.map((input, i) => {
+    const size = c.g.op('Gather', [c.g.op('Shape', [input]), c.g.constInt64([axis])], { attributes: { axis: 0 } });
+    const end = c.g.op('Add', [start, size]);
+    const gradient = c.needsGradient(i) ? c.g.op('Slice', [dY, start, end, axes]) : null;
+    start = end;
+    return gradient;
+  });
+};
+
+// ---- linear algebra -----------------------------------------------------------------------
+
+/**
+ * Y = A @ B. A 2-D B (a weight [K, N]) broadcast over A's batch dims (A is [..., M, K]) gets
+ * dB = A^T dY over all rows at once; otherwise both carry the same batch dims.
+ */
+const matMul: GradientRule = (c) => {
+  const dY = outputGradient(c);
+  const [a, b] = c.inputs;
+  const bDims = c.staticDims(b);
+  if (bDims?.length === 2 && typeof bDims[0] === 'number' && typeof bDims[1] === 'number') {
+    const [k, n] = bDims;
+    return [
+      only(c, 0, () => c.g.op('MatMul', [dY, c.g.op('Transpose', [b], { attributes: { perm: [1, 0] } })])),
+      only(c, 1, () => c.g.op('Gemm', [c.g.op('Reshape', [a, c.g.constInt64([-1, k])]), c.g.op('Reshape', [dY, c.g.constInt64([-1, n])])], { attributes: { transA: 1 } })),
+    ];
+  }
+  // batched: Einsum's ellipsis covers any number of batch dims
+  return [
+    only(c, 0, () => c.g.op('Einsum', [dY, b], { attributes: { equation: '...mn,...kn->...mk' } })),
+    only(c, 1, () => c.g.op('Einsum', [a, dY], { attributes: { equation: '...mk,...mn->...kn' } })),
+  ];
+};
+
+/** Y = A @ B^T (transB = 1) or A @ B, plus an optional C; alpha = beta = 1, transA = 0. */
+const gemm: GradientRule = (c) => {
+  if (c.attribute<number>('transA', 0) !== 0 || c.attribute<{ float: number } | number>('alpha', 1) !== 1) {
+    throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only Gemm with transA = 0 and alpha = 1 is differentiated`);
+  }
+  const dY = outputGradient(c);
+  const [a, b, bias] = c.inputs;
+  const transB = c.attribute<number>('transB', 0) === 1;
+  return [
+    only(c, 0, () => c.g.op('Gemm', [dY, b], { attributes: { transB: transB ? 0 : 1 } })),
+    only(c, 1, () => (transB ? c.g.op('Gemm', [dY, a], { attributes: { transA: 1 } }) : c.g.op('Gemm', [a, dY], { attributes: { transA: 1 } }))),
+    ...(bias ? [only(c, 2, () => sumToShapeOf(c.g, dY, bias))] : []),
+  ];
+};
+
+/**
+ * Y = W[indices] along axis 0 (an embedding lookup): dW accumulates each row of dY into the
+ * row its index picked, so a token id used twice gets both contributions (ScatterND, add).
+ */
+const gather: GradientRule = (c) => {
+  if (c.attribute<number>('axis', 0) !== 0) throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only Gather on axis 0 is differentiated`);
+  const [data, indices] = c.inputs;
+  return [
+    only(c, 0, () =>
+      c.g.op('ScatterND', [zerosLike(c.g, data), c.g.op('Unsqueeze', [indices, c.g.constInt64([-1])]), outputGradient(c)], {
+        attributes: { reduction: 'add' },
+      }),
+    ),
+    null,
+  ];
+};
+
+/** Y = GatherElements(X, indices, axis): dX scatters dY back (adding on repeats). */
+const gatherElements: GradientRule = (c) => {
+  const [data, indices] = c.inputs;
+  return [
+    only(c, 0, () =>
+      c.g.op('ScatterElements', [zerosLike(c.g, data), indices, outputGradient(c)], { attributes: { axis: c.attribute('axis', 0), reduction: 'add' } }),
+    ),
+    null,
+  ];
+};
+
+// ---- normalization and probabilities -----------------------------------------------------
+
+/**
+ * Y = (X - mean) / sqrt(var + eps) * scale + bias over the last axis. Backward recomputes the
+ * normalized input xhat and rstd (what llm.c saves from the forward):
+ *   dbias = sum dY, dscale = sum dY * xhat, dX = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+ */
+const layerNormalization: GradientRule = (c) => {
+  if (c.attribute<number>('axis', -1) !== -1) throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only LayerNormalization over the last axis is differentiated`);
+  const { g } = c;
+  const epsilon = c.attribute<{ float: number }>('epsilon', { float: 1e-5 }).float;
+  const dY = outputGradient(c);
+  const [x, scale, bias] = c.inputs;
+  const last = g.constInt64([-1]);
+  const mean = (t: Value) => g.op('ReduceMean', [t, last], { attributes: { keepdims: 1 } });
+  const centered = g.op('Sub', [x, mean(x)]);
+  const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [mean(g.op('Mul', [centered, centered])), g.constFloat(epsilon)])])]);
+  const xhat = g.op('Mul', [centered, rstd]);
+  const dxhat = g.op('Mul', [dY, scale]);
+  return [
+    only(c, 0, () => g.op('Mul', [rstd, g.op('Sub', [g.op('Sub', [dxhat, mean(dxhat)]), g.op('Mul', [xhat, mean(g.op('Mul', [dxhat, xhat]))])])])),
+    only(c, 1, () => sumToShapeOf(g, g.op('Mul', [dY, xhat]), scale)),
+    bias ? only(c, 2, () => sumToShapeOf(g, dY, bias)) : null,
+  ];
+};
+
+/** Y = softmax(X) along axis: dX = Y * (dY - sum(dY * Y)). */
+const softmax: GradientRule = (c) => {
+  const y = c.outputs[0];
+  const dY = outputGradient(c);
+  const sum = c.g.op('ReduceSum', [c.g.op('Mul', [dY, y]), c.g.constInt64([c.attribute('axis', -1)])], { attributes: { keepdims: 1 } });
+  return [c.g.op('Mul', [y, c.g.op('Sub', [dY, sum])])];
+};
+
+/** Y = log softmax(X) along axis: dX = dY - exp(Y) * sum(dY). */
+const logSoftmax: GradientRule = (c) => {
+  const dY = outputGradient(c);
+  const sum = c.g.op('ReduceSum', [dY, c.g.constInt64([c.attribute('axis', -1)])], { attributes: { keepdims: 1 } });
+  return [c.g.op('Sub', [dY, c.g.op('Mul', [c.g.op('Exp', [c.outputs[0]]), sum])])];
+};
+
+/** Y = ReduceSum(X, axes): dX = dY broadcast back over the reduced axes. */
+const reduceSum: GradientRule = (c) => {
+  let dY = outputGradient(c);
+  const axes = c.inputs[1];
+  if (c.attribute<number>('keepdims', 1) === 0 && axes) dY = c.g.op('Unsqueeze', [dY, axes]);
+  return [c.g.op('Expand', [dY, c.g.op('Shape', [c.inputs[0]])]), null];
+};
+
+export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
+  Add: add,
+  Sub: sub,
+  Mul: mul,
+  Div: div,
+  Neg: neg,
+  Tanh: tanh,
+  Identity: identity,
+  Where: where,
+  Reshape: reshape,
+  Squeeze: reshape,
+  Unsqueeze: reshape,
+  Transpose: transpose,
+  Split: split,
+  Concat: concat,
+  MatMul: matMul,
+  Gemm: gemm,
+  Gather: gather,
+  GatherElements: gatherElements,
+  LayerNormalization: layerNormalization,
+  Softmax: softmax,
+  LogSoftmax: logSoftmax,
+  ReduceSum: reduceSum,
+};
