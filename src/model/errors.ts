@@ -6,13 +6,16 @@ export type ModelErrorCode =
   | 'WEIGHTS_MISMATCH'
   | 'TOKENIZER_INVALID'
   | 'OPTIONS_INVALID'
-  | 'PROMPT_EMPTY'
+  | 'DATA_INVALID'
   | 'HUB_OFFLINE'
   | 'HUB_ERROR'
   | 'DOWNLOAD_CORRUPT'
   | 'PROVIDER_UNAVAILABLE'
   | 'ABORTED'
-  | 'WORKER_FAILED';
+  | 'WORKER_FAILED'
+  | 'TRAINING_DIVERGED'
+  | 'OUT_OF_MEMORY'
+  | 'CANCELLED';
 
 export class ModelError extends Error {
   readonly code: ModelErrorCode;

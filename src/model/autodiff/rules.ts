@@ -17,8 +17,11 @@ import type { GradientContext, GradientRule } from './backward.js';
 export function sumToShapeOf(g: GraphBuilder, gradient: Value, input: Value): Value {
   const inputShape = g.op('Shape', [input]);
   const gradientShape = g.op('Shape', [gradient]);
-  const missing = g.op('Sub', [g.op('Size', [gradientShape]), g.op('Size', [inputShape])]);
-  const ones = g.op('Expand', [g.constInt64([1]), g.op('Unsqueeze', [missing, g.constInt64([0])])]);
+  // Ranks as Shape(Shape(...)), not Size(Shape(...)): ONNX Runtime 1.30's shape inference takes
+  // Size of a shape tensor for the element count of the shaped tensor (24 for [2,3,4], not 3),
+  // and then rejects the Equal below whenever the dims are declared.
+  const missing = g.op('Sub', [g.op('Shape', [gradientShape]), g.op('Shape', [inputShape])]); // [1]
+  const ones = g.op('Expand', [g.constInt64([1]), missing]);
   const aligned = g.op('Concat', [ones, inputShape], { attributes: { axis: 0 } }); // input's shape, padded on the left with 1s
   const broadcastAxes = g.op('Squeeze', [g.op('NonZero', [g.op('Not', [g.op('Equal', [aligned, gradientShape])])]), g.constInt64([0])]);
   const summed = g.op('ReduceSum', [gradient, broadcastAxes], { attributes: { keepdims: 1, noop_with_empty_axes: 1 } });
@@ -214,8 +217,8 @@ const layerNormalization: GradientRule = (c) => {
   const epsilon = c.attribute<{ float: number }>('epsilon', { float: 1e-5 }).float;
   const dY = outputGradient(c);
   const [x, scale, bias] = c.inputs;
-  const last = g.constInt64([-1]);
-  const mean = (t: Value) => g.op('ReduceMean', [t, last], { attributes: { keepdims: 1 } });
+  // opset 17's ReduceMean takes its axes as an attribute (ReduceSum's moved to an input in 13)
+  const mean = (t: Value) => g.op('ReduceMean', [t], { attributes: { axes: [-1], keepdims: 1 } });
   const centered = g.op('Sub', [x, mean(x)]);
   const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [mean(g.op('Mul', [centered, centered])), g.constFloat(epsilon)])])]);
   const xhat = g.op('Mul', [centered, rstd]);

@@ -98,7 +98,12 @@ export class GraphBuilder {
   /** A named weight, stored as an initializer under its own (Hugging Face) name. */
   weight(name: string, tensor: Float32Tensor): Value {
     this.claim(name);
-    this.initializers.set(name, { type: 'float32', dims: [...tensor.dims], data: tensor.data });
+    this.initializers.set(
+      name,
+      this.floatType === 'float64'
+        ? { type: 'float64', dims: [...tensor.dims], data: Float64Array.from(tensor.data) }
+        : { type: 'float32', dims: [...tensor.dims], data: tensor.data },
+    );
     return { name };
   }
 

@@ -1,0 +1,345 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { buildBackward } from '../../../src/model/autodiff/backward.js';
+import { GRADIENT_RULES } from '../../../src/model/autodiff/rules.js';
+import { ModelError } from '../../../src/model/errors.js';
+import { encodeModel } from '../../../src/model/onnx/encode.js';
+import { GraphBuilder, type Value } from '../../../src/model/onnx/graph.js';
+import { SeededRandom } from '../../../src/model/random.js';
+
+/**
+ * Every gradient rule against central finite differences. Each case builds a small graph
+ * (inputs with fixed dims, the operator under test, loss = sum over outputs of
+ * ReduceSum(output * R) with R a fixed random tensor so every output element's gradient
+ * differs), adds buildBackward's pass, and compares each parameter's gradient with
+ * (loss(x + h) - loss(x - h)) / 2h computed by the same model on perturbed inputs.
+ *
+ * Everything is float64 (ONNX Runtime's CPU kernels cover every operator here in double):
+ * h = 1e-6, truncation error ~h^2 and rounding ~1e-16 |loss| / h ~ 1e-9, so agreement within
+ * 1e-6 relative (|a-b| / (|a|+|b|)) or 1e-9 absolute; the worst seen is ~4e-8 relative.
+ */
+const random = new SeededRandom(20240611);
+
+type Operand =
+  | { readonly kind: 'parameter' | 'float'; readonly dims: readonly number[]; readonly data: Float64Array }
+  | { readonly kind: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array }
+  | { readonly kind: 'bool'; readonly dims: readonly number[]; readonly data: Uint8Array };
+type Operands = Readonly<Record<string, Operand>>;
+type Values = Record<string, Value>;
+
+const count = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+const normals = (n: number) => Float64Array.from({ length: n }, () => random.normal());
+
+/** A differentiable input, standard normal unless given. */
+const parameter = (dims: readonly number[], data: ArrayLike<number> = normals(count(dims))): Operand => ({ kind: 'parameter', dims, data: Float64Array.from(data) });
+/** A float input that is not a parameter (a mask, a second operand held fixed). */
+const fixed = (dims: readonly number[], data: ArrayLike<number> = normals(count(dims))): Operand => ({ kind: 'float', dims, data: Float64Array.from(data) });
+const int64 = (dims: readonly number[], data: readonly number[]): Operand => ({ kind: 'int64', dims, data: BigInt64Array.from(data.map(BigInt)) });
+const bool = (dims: readonly number[], data: readonly boolean[]): Operand => ({ kind: 'bool', dims, data: Uint8Array.from(data.map(Number)) });
+/** Values bounded away from zero, for divisors. */
+const awayFromZero = (dims: readonly number[]) => parameter(dims, Array.from(normals(count(dims)), (v) => Math.sign(v || 1) * (0.5 + Math.abs(v) / 2)));
+
+function declareInputs(g: GraphBuilder, operands: Operands): Values {
+  const values: Values = {};
+  for (const [name, operand] of Object.entries(operands)) {
+    values[name] = g.input(name, operand.kind === 'parameter' || operand.kind === 'float' ? g.floatType : operand.kind, operand.dims);
+  }
+  return values;
+}
+
+function feedsOf(operands: Operands): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [name, operand] of Object.entries(operands)) {
+    const dims = [...operand.dims];
+    if (operand.kind === 'int64') feeds[name] = new ort.Tensor('int64', operand.data, dims);
+    else if (operand.kind === 'bool') feeds[name] = new ort.Tensor('bool', operand.data, dims);
+    else feeds[name] = new ort.Tensor('float64', operand.data, dims);
+  }
+  return feeds;
+}
+
+function closeEnough(analytic: number, numeric: number): boolean {
+  const error = Math.abs(analytic - numeric);
+  return error < 1e-9 || error / Math.max(1e-8, Math.abs(analytic) + Math.abs(numeric)) < 1e-6;
+}
+
+interface Checked {
+  readonly loss: number;
+  readonly gradients: ReadonlyMap<string, Float64Array>;
+}
+
+/** Builds loss and backward, runs them, and checks every parameter's gradient element by finite differences. */
+async function checkGradients(operands: Operands, buildLoss: (g: GraphBuilder, v: Values) => Value): Promise<Checked> {
+  const g = new GraphBuilder('gradient-check', 'float64');
+  const values = declareInputs(g, operands);
+  const loss = buildLoss(g, values);
+  const names = Object.keys(operands).filter((name) => operands[name].kind === 'parameter');
+  const gradients = buildBackward(g, loss, names.map((name) => values[name]));
+  g.output(loss, 'loss', 'float64', []);
+  for (const name of names) g.output(gradients.get(name)!, `d_${name}`, 'float64', operands[name].dims);
+
+  const session = await ort.InferenceSession.create(encodeModel(g.build()));
+  try {
+    const base = await session.run(feedsOf(operands));
+    const lossAt = async () => Number((await session.run(feedsOf(operands), ['loss'])).loss.data[0]);
+    const h = 1e-6;
+    const checked = new Map<string, Float64Array>();
+    for (const name of names) {
+      const output = base[`d_${name}`];
+      assert.deepEqual(output.dims, operands[name].dims, `d_${name} has the shape of ${name}`);
+      const analytic = Float64Array.from(output.data as Float64Array);
+      const x = operands[name].data as Float64Array;
+      const failures: string[] = [];
+      for (let j = 0; j < x.length; j++) {
+        const saved = x[j];
+        x[j] = saved + h;
+        const plus = await lossAt();
+        x[j] = saved - h;
+        const minus = await lossAt();
+        const numeric = (plus - minus) / (saved + h - (saved - h)); // the step as rounded, not 2h
+        x[j] = saved;
+        if (!closeEnough(analytic[j], numeric)) failures.push(`d_${name}[${j}]: autodiff ${analytic[j]}, finite difference ${numeric}`);
+      }
+      assert.equal(failures.length, 0, `${failures.length} of ${x.length} elements differ:\n${failures.slice(0, 8).join('\n')}`);
+      checked.set(name, analytic);
+    }
+    return { loss: Number(base.loss.data[0]), gradients: checked };
+  } finally {
+    await session.release();
+  }
+}
+
+/** The forward outputs' shapes, from a model that outputs Shape(output) for each. */
+async function outputDims(operands: Operands, forward: (g: GraphBuilder, v: Values) => Value | Value[]): Promise<number[][]> {
+  const g = new GraphBuilder('shapes', 'float64');
+  const outputs = [forward(g, declareInputs(g, operands))].flat();
+  outputs.forEach((output, i) => g.output(g.op('Shape', [output]), `shape${i}`, 'int64', ['rank']));
+  const session = await ort.InferenceSession.create(encodeModel(g.build()));
+  try {
+    const result = await session.run(feedsOf(operands));
+    return outputs.map((_, i) => Array.from(result[`shape${i}`].data as BigInt64Array, Number));
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * Checks the operator(s) that `forward` builds: loss = sum_i ReduceSum(output_i * R_i).
+ * Returns the weights R_i too, for tests that work a gradient out by hand.
+ */
+async function checkOperator(operands: Operands, forward: (g: GraphBuilder, v: Values) => Value | Value[]) {
+  const weights = (await outputDims(operands, forward)).map((dims) => ({ dims, data: normals(count(dims)) }));
+  const checked = await checkGradients(
+    operands,
+    (g, v) => {
+      const terms = [forward(g, v)].flat().map((output, i) =>
+        g.op('ReduceSum', [g.op('Mul', [output, g.constFloat([...weights[i].data], weights[i].dims)])], { attributes: { keepdims: 0 } }),
+      );
+      return terms.reduce((sum, term) => g.op('Add', [sum, term]));
+    },
+  );
+  return { ...checked, weights: weights.map((w) => w.data) };
+}
+
+describe('gradient rules against central finite differences (float64)', () => {
+  describe('broadcasting elementwise operators', () => {
+    for (const op of ['Add', 'Sub', 'Mul', 'Div']) {
+      for (const bDims of [[4], [3, 1], [2, 3, 4]]) {
+        it(`${op}: [2,3,4] with [${bDims}]`, async () => {
+          await checkOperator({ a: parameter([2, 3, 4]), b: op === 'Div' ? awayFromZero(bDims) : parameter(bDims) }, (g, v) => g.op(op, [v.a, v.b]));
+        });
+      }
+      it(`${op}: [3,1] with [2,3,4] (the first operand broadcast)`, async () => {
+        await checkOperator({ a: parameter([3, 1]), b: op === 'Div' ? awayFromZero([2, 3, 4]) : parameter([2, 3, 4]) }, (g, v) => g.op(op, [v.a, v.b]));
+      });
+    }
+
+    const condition = Array.from({ length: 24 }, (_, i) => (i * 7) % 3 !== 0);
+    it('Where: condition [2,3,4], A [4], B [3,1]', async () => {
+      const { gradients } = await checkOperator({ c: bool([2, 3, 4], condition), a: parameter([4]), b: parameter([3, 1]) }, (g, v) => g.op('Where', [v.c, v.a, v.b]));
+      assert.ok(gradients.get('a')!.some((d) => d !== 0) && gradients.get('b')!.some((d) => d !== 0));
+    });
+    it('Where: condition [3,1] broadcast, A [2,3,4], B a fixed [4]', async () => {
+      await checkOperator({ c: bool([3, 1], [true, false, true]), a: parameter([2, 3, 4]), b: fixed([4]) }, (g, v) => g.op('Where', [v.c, v.a, v.b]));
+    });
+  });
+
+  describe('unary operators', () => {
+    for (const op of ['Neg', 'Tanh', 'Identity']) {
+      it(op, async () => {
+        await checkOperator({ x: parameter([2, 3]) }, (g, v) => g.op(op, [v.x]));
+      });
+    }
+  });
+
+  describe('shape operators', () => {
+    it('Reshape [2,3,4] -> [4,-1]', async () => {
+      await checkOperator({ x: parameter([2, 3, 4]) }, (g, v) => g.op('Reshape', [v.x, g.constInt64([4, -1])]));
+    });
+    it('Squeeze [2,1,3] on axis 1', async () => {
+      await checkOperator({ x: parameter([2, 1, 3]) }, (g, v) => g.op('Squeeze', [v.x, g.constInt64([1])]));
+    });
+    it('Unsqueeze [2,3] on axes 0 and -1', async () => {
+      await checkOperator({ x: parameter([2, 3]) }, (g, v) => g.op('Unsqueeze', [v.x, g.constInt64([0, -1])]));
+    });
+    for (const [dims, perm] of [[[2, 3, 4], [2, 0, 1]], [[2, 3, 2, 4], [0, 2, 1, 3]], [[2, 3, 4, 5], [3, 1, 0, 2]]]) {
+      it(`Transpose [${dims}] with perm [${perm}]`, async () => {
+        await checkOperator({ x: parameter(dims) }, (g, v) => g.op('Transpose', [v.x], { attributes: { perm } }));
+      });
+    }
+    it('Split [2,3,6] into 2+1+3 on axis 2, every output used', async () => {
+      await checkOperator({ x: parameter([2, 3, 6]) }, (g, v) => g.opMulti('Split', [v.x, g.constInt64([2, 1, 3])], 3, { attributes: { axis: 2 } }));
+    });
+    it('Split [2,6] into 2+4 on axis 1 with the first output unused: zero gradient there', async () => {
+      const { gradients } = await checkOperator({ x: parameter([2, 6]) }, (g, v) => g.opMulti('Split', [v.x, g.constInt64([2, 4])], 2, { attributes: { axis: 1 } })[1]);
+      const dx = gradients.get('x')!;
+      assert.ok([0, 1, 6, 7].every((i) => dx[i] === 0));
+      assert.ok([2, 3, 4, 5, 8, 9, 10, 11].every((i) => dx[i] !== 0));
+    });
+    it('Concat of [2,3], a fixed [2,1] and [2,2] on axis 1', async () => {
+      await checkOperator({ a: parameter([2, 3]), c: fixed([2, 1]), b: parameter([2, 2]) }, (g, v) => g.op('Concat', [v.a, v.c, v.b], { attributes: { axis: 1 } }));
+    });
+    it('Concat of [1,2,3] and [2,2,3] on axis -3', async () => {
+      await checkOperator({ a: parameter([1, 2, 3]), b: parameter([2, 2, 3]) }, (g, v) => g.op('Concat', [v.a, v.b], { attributes: { axis: -3 } }));
+    });
+  });
+
+  describe('linear algebra', () => {
+    it('MatMul [2,3,4] x [4,5] (a 2-D weight broadcast over the batch)', async () => {
+      await checkOperator({ a: parameter([2, 3, 4]), w: parameter([4, 5]) }, (g, v) => g.op('MatMul', [v.a, v.w]));
+    });
+    it('MatMul [3,4] x [4,5]', async () => {
+      await checkOperator({ a: parameter([3, 4]), w: parameter([4, 5]) }, (g, v) => g.op('MatMul', [v.a, v.w]));
+    });
+    it('MatMul [2,2,3,4] x [2,2,4,5] (batched)', async () => {
+      await checkOperator({ a: parameter([2, 2, 3, 4]), b: parameter([2, 2, 4, 5]) }, (g, v) => g.op('MatMul', [v.a, v.b]));
+    });
+    it('Gemm transB = 1, no bias', async () => {
+      await checkOperator({ a: parameter([3, 4]), b: parameter([5, 4]) }, (g, v) => g.op('Gemm', [v.a, v.b], { attributes: { transB: 1 } }));
+    });
+    it('Gemm transB = 0 with a bias [5]', async () => {
+      await checkOperator({ a: parameter([3, 4]), b: parameter([4, 5]), c: parameter([5]) }, (g, v) => g.op('Gemm', [v.a, v.b, v.c]));
+    });
+    it('Gemm transB = 1 with a bias [3,1]', async () => {
+      await checkOperator({ a: parameter([3, 4]), b: parameter([5, 4]), c: parameter([3, 1]) }, (g, v) => g.op('Gemm', [v.a, v.b, v.c], { attributes: { transB: 1 } }));
+    });
+  });
+
+  describe('indexing', () => {
+    it('Gather: an embedding batch with a repeated token id accumulates every use of its row', async () => {
+      const ids = [1, 3, 1, 4, 1, 0]; // token 1 three times, token 2 never
+      const { gradients, weights } = await checkOperator({ wte: parameter([5, 3]), ids: int64([2, 3], ids) }, (g, v) => g.op('Gather', [v.wte, v.ids], { attributes: { axis: 0 } }));
+      const dWte = gradients.get('wte')!;
+      const r = weights[0]; // dY = R, [2,3,3]
+      for (let d = 0; d < 3; d++) {
+        assert.ok(Math.abs(dWte[1 * 3 + d] - (r[0 * 3 + d] + r[2 * 3 + d] + r[4 * 3 + d])) < 1e-12, 'row 1 sums its three uses');
+        assert.equal(dWte[2 * 3 + d], 0, 'row 2 is never looked up');
+      }
+    });
+    it('GatherElements on axis 1 with repeated indices', async () => {
+      const indices = [0, 0, 2, 3, 1, 3, 2, 2, 2];
+      const { gradients, weights } = await checkOperator({ x: parameter([3, 4]), i: int64([3, 3], indices) }, (g, v) => g.op('GatherElements', [v.x, v.i], { attributes: { axis: 1 } }));
+      const [dx, r] = [gradients.get('x')!, weights[0]];
+      assert.ok(Math.abs(dx[2 * 4 + 2] - (r[6] + r[7] + r[8])) < 1e-12, 'x[2][2], picked three times, gets all three');
+      assert.equal(dx[2 * 4 + 0], 0);
+    });
+    it('GatherElements on axis 0 with repeated indices', async () => {
+      await checkOperator({ x: parameter([3, 2]), i: int64([4, 2], [0, 2, 0, 2, 1, 1, 0, 0]) }, (g, v) => g.op('GatherElements', [v.x, v.i], { attributes: { axis: 0 } }));
+    });
+  });
+
+  describe('normalization and probabilities', () => {
+    it('LayerNormalization over the last axis: input, scale and bias', async () => {
+      await checkOperator({ x: parameter([2, 3, 4]), scale: parameter([4]), bias: parameter([4]) }, (g, v) =>
+        g.op('LayerNormalization', [v.x, v.scale, v.bias], { attributes: { axis: -1, epsilon: { float: 1e-5 } } }),
+      );
+    });
+    for (const op of ['Softmax', 'LogSoftmax']) {
+      it(`${op} on axis -1`, async () => {
+        await checkOperator({ x: parameter([2, 3, 4]) }, (g, v) => g.op(op, [v.x], { attributes: { axis: -1 } }));
+      });
+    }
+    for (const [axes, keepdims] of [[[1], 1], [[1], 0], [[0, -1], 0], [[-3, 2], 1]] as const) {
+      it(`ReduceSum over axes [${axes}] with keepdims ${keepdims}`, async () => {
+        await checkOperator({ x: parameter([2, 3, 4]) }, (g, v) => g.op('ReduceSum', [v.x, g.constInt64([...axes])], { attributes: { keepdims } }));
+      });
+    }
+    it('ReduceSum over every axis (no axes input), keepdims 1', async () => {
+      await checkOperator({ x: parameter([2, 3, 4]) }, (g, v) => g.op('ReduceSum', [v.x], { attributes: { keepdims: 1 } }));
+    });
+  });
+
+  describe('the backward pass', () => {
+    it('sums the contributions of a value used several times', async () => {
+      // y = tanh(x) * x + tanh(x) + x * x: x feeds three nodes, Mul(x, x) twice over
+      await checkOperator({ x: parameter([2, 3]) }, (g, v) => {
+        const t = g.op('Tanh', [v.x]);
+        return g.op('Add', [g.op('Add', [g.op('Mul', [t, v.x]), t]), g.op('Mul', [v.x, v.x])]);
+      });
+    });
+    it('a weight shared by two MatMuls gets both gradients', async () => {
+      await checkOperator({ a: parameter([2, 3, 4]), w: parameter([4, 4]) }, (g, v) => g.op('MatMul', [g.op('Tanh', [g.op('MatMul', [v.a, v.w])]), v.w]));
+    });
+    it('a parameter the loss does not use gets a zero gradient', async () => {
+      const { gradients } = await checkOperator({ x: parameter([2, 3]), unused: parameter([3, 2]), sideways: parameter([2]) }, (g, v) => {
+        g.output(g.op('Tanh', [v.sideways]), 'side', g.floatType, [2]); // used by the graph, not by the loss
+        return g.op('Neg', [v.x]);
+      });
+      assert.ok(gradients.get('unused')!.every((d) => d === 0));
+      assert.ok(gradients.get('sideways')!.every((d) => d === 0));
+    });
+    it('an operator without a rule fails with a ModelError naming it', () => {
+      assert.equal(GRADIENT_RULES.Floor, undefined);
+      const g = new GraphBuilder('no-rule', 'float64');
+      const x = g.input('x', 'float64', [3]);
+      const loss = g.op('ReduceSum', [g.op('Floor', [x])], { attributes: { keepdims: 0 } });
+      assert.throws(() => buildBackward(g, loss, [x]), (error: unknown) => error instanceof ModelError && /\bFloor\b/.test(error.message));
+    });
+    it('a loss that does not depend on the parameters fails with a ModelError', () => {
+      const g = new GraphBuilder('unrelated', 'float64');
+      const x = g.input('x', 'float64', [3]);
+      const other = g.input('other', 'float64', [3]);
+      const loss = g.op('ReduceSum', [other], { attributes: { keepdims: 0 } });
+      assert.throws(() => buildBackward(g, loss, [x]), (error: unknown) => error instanceof ModelError && error.message.includes(loss.name));
+    });
+  });
+
+  describe('masked cross-entropy, as tunebot writes it', () => {
+    const [N, V] = [4, 6];
+    const targets = [2, 5, 0, 2];
+    /** mean over unmasked rows of -log softmax(logits)[target]; mask and count are not parameters. */
+    const maskedCrossEntropy = (g: GraphBuilder, v: Values) => {
+      const logProbabilities = g.op('LogSoftmax', [v.logits], { attributes: { axis: -1 } });
+      const picked = g.op('GatherElements', [logProbabilities, v.targets], { attributes: { axis: 1 } }); // (N, 1)
+      const total = g.op('ReduceSum', [g.op('Mul', [g.op('Neg', [picked]), v.mask])], { attributes: { keepdims: 0 } });
+      const tokens = g.op('Max', [g.op('ReduceSum', [v.mask], { attributes: { keepdims: 0 } }), g.constFloat(1)]);
+      return g.op('Div', [total, tokens]);
+    };
+    const operands = (mask: number[]) => ({ logits: parameter([N, V]), targets: int64([N, 1], targets), mask: fixed([N, 1], mask) });
+
+    it('d loss / d logits matches finite differences, and is softmax - onehot on unmasked rows', async () => {
+      const inputs = operands([1, 0, 1, 1]);
+      const { loss, gradients } = await checkGradients(inputs, maskedCrossEntropy);
+      const logits = inputs.logits.data as Float64Array;
+      const dLogits = gradients.get('logits')!;
+      let expectedLoss = 0;
+      for (let n = 0; n < N; n++) {
+        const row = logits.subarray(n * V, (n + 1) * V);
+        const logSum = Math.log(row.reduce((s, x) => s + Math.exp(x), 0));
+        const rowMask = [1, 0, 1, 1][n];
+        expectedLoss += (rowMask * (logSum - row[targets[n]])) / 3;
+        for (let k = 0; k < V; k++) {
+          const expected = (rowMask * (Math.exp(row[k] - logSum) - (k === targets[n] ? 1 : 0))) / 3;
+          assert.ok(Math.abs(dLogits[n * V + k] - expected) < 1e-12, `dlogits[${n}][${k}]`);
+        }
+      }
+      assert.ok(Math.abs(loss - expectedLoss) < 1e-12);
+    });
+    it('an all-zero mask gives loss 0 and zero gradients, without NaN', async () => {
+      const { loss, gradients } = await checkGradients(operands([0, 0, 0, 0]), maskedCrossEntropy);
+      assert.equal(loss, 0);
+      assert.ok(gradients.get('logits')!.every((d) => d === 0));
+    });
+  });
+});
