@@ -1,4 +1,5 @@
 import { loadConfig } from '../core/config.js';
+import { type GenerationOptions, resolveGenerationOptions } from '../model/generation/options.js';
 import { LanguageModel } from '../model/language-model.js';
 import { type CliCommand, UsageError, integerOption, numberOption, parseCommandArgs } from './args.js';
 
@@ -24,6 +25,20 @@ export const generateCommand: CliCommand = {
     const config = loadConfig();
     const device = values.device ?? config.model.executionProvider;
     if (device !== 'cpu' && device !== 'cuda' && device !== 'auto') throw new UsageError(`--device must be cpu, cuda or auto, got "${device}"`);
+    const defaults = config.generation;
+    const generation: GenerationOptions = {
+      ...defaults,
+      maxNewTokens: integerOption(values['max-new-tokens'], 'max-new-tokens', 1) ?? defaults.maxNewTokens,
+      seed: integerOption(values.seed, 'seed', 0),
+      greedy: values.greedy ?? defaults.greedy,
+      temperature: numberOption(values.temperature, 'temperature') ?? defaults.temperature,
+      topK: integerOption(values['top-k'], 'top-k', 0) ?? defaults.topK,
+      topP: numberOption(values['top-p'], 'top-p') ?? defaults.topP,
+      repetitionPenalty: numberOption(values['repetition-penalty'], 'repetition-penalty') ?? defaults.repetitionPenalty,
+      stop: values.stop ?? defaults.stop,
+    };
+    // A mistake in the options is reported before a model of possibly gigabytes is loaded.
+    resolveGenerationOptions(generation);
     const model = await LanguageModel.load(values.model ?? config.model.dir, {
       executionProvider: device,
       intraOpThreads: config.model.intraOpThreads,
@@ -33,19 +48,7 @@ export const generateCommand: CliCommand = {
     const onInterrupt = () => abort.abort();
     process.once('SIGINT', onInterrupt);
     try {
-      const defaults = config.generation;
-      const stream = model.generate(positionals[0], {
-        ...defaults,
-        maxNewTokens: integerOption(values['max-new-tokens'], 'max-new-tokens', 1) ?? defaults.maxNewTokens,
-        seed: integerOption(values.seed, 'seed', 0),
-        greedy: values.greedy ?? defaults.greedy,
-        temperature: numberOption(values.temperature, 'temperature') ?? defaults.temperature,
-        topK: integerOption(values['top-k'], 'top-k', 0) ?? defaults.topK,
-        topP: numberOption(values['top-p'], 'top-p') ?? defaults.topP,
-        repetitionPenalty: numberOption(values['repetition-penalty'], 'repetition-penalty') ?? defaults.repetitionPenalty,
-        stop: values.stop ?? defaults.stop,
-        signal: abort.signal,
-      });
+      const stream = model.generate(positionals[0], { ...generation, signal: abort.signal });
       for await (const piece of stream) process.stdout.write(piece);
       process.stdout.write('\n');
     } finally {

@@ -1,10 +1,11 @@
 import { ConfigError } from '../core/config.js';
 import { ModelError } from '../model/errors.js';
 import { type CliCommand, UsageError } from './args.js';
+import { finetuneCommand } from './finetune-command.js';
 import { generateCommand } from './generate-command.js';
 import { modelCommands } from './model-commands.js';
 
-const commands: readonly CliCommand[] = [...modelCommands, generateCommand];
+const commands: readonly CliCommand[] = [...modelCommands, generateCommand, finetuneCommand];
 
 function help(): string {
   const lines = commands.map((command) => `  ${command.usage}\n      ${command.summary}`);

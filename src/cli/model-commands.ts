@@ -1,10 +1,20 @@
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { loadConfig } from '../core/config.js';
 import { PRESET_NAMES, type PresetName, parameterCount } from '../model/config.js';
+import { ModelError } from '../model/errors.js';
 import { pullFromHub } from '../model/hub.js';
 import { importModel, initModel } from '../model/model-dir.js';
 import { createProgressBar, type ProgressBar } from '../model/progress.js';
 import { type CliCommand, UsageError, integerOption, parseCommandArgs } from './args.js';
+
+/**
+ * Checked before any work: a pull would otherwise download the whole checkpoint and only then
+ * find that it cannot write the model folder.
+ */
+function requireNewFolder(out: string): void {
+  if (existsSync(out)) throw new ModelError('OPTIONS_INVALID', `${out} already exists; give --out a new folder (a model folder is never overwritten)`);
+}
 
 const init: CliCommand = {
   words: ['model', 'init'],
@@ -22,6 +32,7 @@ const init: CliCommand = {
     }
     if (!values.out) throw new UsageError('--out DIR is required');
     const seed = integerOption(values.seed, 'seed', 0) ?? 0;
+    requireNewFolder(values.out);
     const files = await initModel(values.out, preset as PresetName, seed);
     console.log(`created ${preset} model (${parameterCount(files.config).toLocaleString('en')} parameters, seed ${seed}) in ${values.out}`);
   },
@@ -40,6 +51,7 @@ const pull: CliCommand = {
     const [repo] = positionals;
     if (!repo || positionals.length > 1) throw new UsageError('give exactly one hub repo, e.g. gpt2 or openai-community/gpt2');
     if (!values.out) throw new UsageError('--out DIR is required');
+    requireNewFolder(values.out);
     // The raw download sits beside the model folder, so an interrupted pull resumes from it.
     const downloadDir = `${values.out}.download`;
     const bars = new Map<string, ProgressBar>();
@@ -80,6 +92,7 @@ const importCommand: CliCommand = {
     if (!values.out) throw new UsageError('--out DIR is required');
     const format = values.format ?? 'safetensors';
     if (format !== 'safetensors' && format !== 'onnx') throw new UsageError(`--format must be safetensors or onnx, got "${format}"`);
+    requireNewFolder(values.out);
     const files = await importModel(source, values.out, format);
     console.log(`imported ${source} (${parameterCount(files.config).toLocaleString('en')} parameters) into ${values.out}`);
   },

@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ModelError } from './errors.js';
+import { startWorkerThread } from './worker-thread.js';
 import type { GenerationOptions } from './generation/options.js';
 import type { GenerationResult } from './generation/scheduler.js';
 import type { ExecutionProviderChoice } from './session.js';
@@ -33,17 +34,6 @@ interface PendingRequest {
 }
 
 /**
- * Built, the worker is model-worker.js beside this file. Run from sources (tests, tsx), it is
- * model-worker.ts, and a worker does not inherit tsx's loader, so a bootstrap registers it.
- */
-function startWorker(workerData: WorkerInit): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./model-worker.js', import.meta.url), { workerData });
-  const source = new URL('./model-worker.ts', import.meta.url).href;
-  const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(source)}); })`;
-  return new Worker(bootstrap, { eval: true, workerData });
-}
-
-/**
  * A GPT-2 model running in its own worker thread. `generate` streams text; concurrent calls
  * are batched by the worker's scheduler.
  */
@@ -72,7 +62,7 @@ export class LanguageModel {
       maxBatchSize: options.maxBatchSize ?? 16,
       logLevel: options.logLevel ?? process.env.LOG_LEVEL ?? 'info',
     };
-    const worker = startWorker(init);
+    const worker = startWorkerThread(import.meta.url, 'model-worker', init);
     const info = await new Promise<ModelInfo>((resolve, reject) => {
       const onMessage = (message: FromWorker) => {
         if (message.type === 'ready') resolve(message.info);

@@ -14,10 +14,14 @@ export const ONNX_MODEL_PATH = join('onnx', 'model.onnx');
  * Writes a complete model directory (DESIGN.md): config, generation config, weights, the
  * GPT-2 tokenizer files and onnx/model.onnx generated from the weights, atomically.
  */
-export async function saveModel(dir: string, files: ModelFiles, options: { overwrite?: boolean } = {}): Promise<void> {
-  const extraFiles = new Map<string, Uint8Array | string>(await gpt2TokenizerFiles(files.config.n_positions));
+export async function saveModel(
+  dir: string,
+  files: ModelFiles,
+  options: { overwrite?: boolean; extraFiles?: ReadonlyMap<string, Uint8Array | string> } = {},
+): Promise<void> {
+  const extraFiles = new Map<string, Uint8Array | string>([...(await gpt2TokenizerFiles(files.config.n_positions)), ...(options.extraFiles ?? [])]);
   extraFiles.set(ONNX_MODEL_PATH, encodeModel(buildGpt2Graph(files.config, files.weights, 'export')));
-  await writeModelDir(dir, files, extraFiles, options);
+  await writeModelDir(dir, files, extraFiles, { overwrite: options.overwrite });
 }
 
 /** `tunebot model init`: a new model with GPT-2's initialization. */
