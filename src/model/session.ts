@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from '../log.js';
 import { ModelError } from './errors.js';
@@ -27,9 +30,10 @@ export interface ModelSession {
 export async function createModelSession(model: Uint8Array | string, options: SessionOptions): Promise<ModelSession> {
   const { executionProvider, logger } = options;
   if (executionProvider === 'cuda' || executionProvider === 'auto') {
+    const missing = missingCudaLibrary();
     try {
-      // A missing CUDA library is expected on CPU machines; our own log line reports it.
-      ort.env.logLevel = executionProvider === 'auto' ? 'fatal' : 'warning';
+      // Without the provider library ONNX Runtime would only fail louder; say why ourselves.
+      if (missing) throw new Error(`${missing} is not installed`);
       const session = await ort.InferenceSession.create(model as Uint8Array, sessionOptions('cuda', options));
       logger.info({ provider: 'cuda' }, 'model session runs on CUDA');
       return wrap(session, 'cuda');
@@ -42,13 +46,22 @@ export async function createModelSession(model: Uint8Array | string, options: Se
         );
       }
       logger.info({ reason: errorMessage(error).split('\n')[0] }, 'CUDA is not available, falling back to CPU');
-    } finally {
-      ort.env.logLevel = 'warning';
     }
   }
   const session = await ort.InferenceSession.create(model as Uint8Array, sessionOptions('cpu', options));
   logger.info({ provider: 'cpu' }, 'model session runs on CPU');
   return wrap(session, 'cpu');
+}
+
+/**
+ * onnxruntime-node ships its CUDA provider only when its install script fetched it
+ * (ONNXRUNTIME_NODE_INSTALL=cuda12): the library sits beside the binding. Returns its path
+ * when it is missing, else null.
+ */
+function missingCudaLibrary(): string | null {
+  const packageRoot = dirname(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')));
+  const library = join(packageRoot, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so');
+  return existsSync(library) ? null : library;
 }
 
 function sessionOptions(provider: ExecutionProvider, options: SessionOptions): ort.InferenceSession.SessionOptions {

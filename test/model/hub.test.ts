@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { ModelError } from '../../src/model/errors.js';
 import { type PullProgress, pullFromHub } from '../../src/model/hub.js';
 import { createProgressBar, formatBytes } from '../../src/model/progress.js';
+import { type LoopbackHub, type LoopbackHubSetup, closedPort, startLoopbackHub } from '../helpers/loopback-hub.js';
 
 const REPO = 'acme/tiny-gpt2';
 const COMMIT = 'a'.repeat(40);
@@ -47,136 +45,8 @@ const EXPECTED_FILES = [
   'model.safetensors',
 ];
 
-interface RecordedRequest {
-  server: 'hub' | 'cdn';
-  path: string;
-  range?: string;
-  authorization?: string;
-  status: number;
-}
-
-interface FakeHubSetup {
-  /** Non-LFS files, served by the hub itself. */
-  files?: Record<string, Buffer>;
-  /** LFS files: the hub redirects them to a second server (another origin), as huggingface.co does. */
-  lfsFiles?: Record<string, Buffer>;
-  listingStatus?: number;
-  /** The first `times` requests for `file` get `bytes` bytes and then a dropped connection. */
-  drop?: { file: string; bytes: number; times: number };
-  ignoreRange?: boolean;
-  /** Listed with their true sha256 and size, served with the first byte changed. */
-  corrupt?: string[];
-  /** Served with one byte more than listed. */
-  oversize?: string[];
-}
-
-interface FakeHub {
-  endpoint: string;
-  requests: RecordedRequest[];
-  fileRequests(file: string): RecordedRequest[];
-  close(): Promise<void>;
-}
-
-async function listen(server: http.Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as AddressInfo).port;
-}
-
-async function startFakeHub(setup: FakeHubSetup): Promise<FakeHub> {
-  const files = setup.files ?? SMALL_FILES;
-  const lfsFiles = setup.lfsFiles ?? { 'model.safetensors': WEIGHTS };
-  const requests: RecordedRequest[] = [];
-  const requestCounts = new Map<string, number>();
-
-  const serveContent = (req: http.IncomingMessage, res: http.ServerResponse, name: string, listed: Buffer): void => {
-    let content = listed;
-    if (setup.corrupt?.includes(name)) content = Buffer.concat([Buffer.from([listed[0] ^ 0xff]), listed.subarray(1)]);
-    if (setup.oversize?.includes(name)) content = Buffer.concat([listed, Buffer.from('x')]);
-    const count = (requestCounts.get(name) ?? 0) + 1;
-    requestCounts.set(name, count);
-    const range = setup.ignoreRange ? null : /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    const start = range ? Number(range[1]) : 0;
-    const body = content.subarray(start);
-    const headers: http.OutgoingHttpHeaders = { 'content-length': body.length };
-    if (range) headers['content-range'] = `bytes ${start}-${content.length - 1}/${content.length}`;
-    res.writeHead(range ? 206 : 200, headers);
-    if (setup.drop && setup.drop.file === name && count <= setup.drop.times) {
-      // The pause lets the client take in what was sent before it sees the connection close.
-      res.write(body.subarray(0, setup.drop.bytes), () => setTimeout(() => res.socket?.destroy(), 20));
-      return;
-    }
-    res.end(body);
-  };
-
-  const record = (server: 'hub' | 'cdn', req: http.IncomingMessage, status: number): void => {
-    requests.push({ server, path: req.url ?? '', range: req.headers.range, authorization: req.headers.authorization, status });
-  };
-
-  const cdn = http.createServer((req, res) => {
-    const name = decodeURIComponent((req.url ?? '').replace(/^\/blobs\//, ''));
-    const content = lfsFiles[name];
-    record('cdn', req, content ? 200 : 404);
-    if (!content) return void res.writeHead(404).end();
-    serveContent(req, res, name, content);
-  });
-  const cdnPort = await listen(cdn);
-
-  const hub = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://hub');
-    const listing = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
-    const resolve = /^\/(.+?\/.+?)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
-    if (listing) {
-      if (listing[1] !== REPO || setup.listingStatus) {
-        const status = setup.listingStatus ?? 404;
-        record('hub', req, status);
-        if (status === 404) {
-          res.writeHead(404, { 'content-type': 'application/json', 'x-error-code': 'RepoNotFound' });
-          return void res.end(JSON.stringify({ error: 'Repository not found' }));
-        }
-        res.writeHead(status, { 'content-type': 'application/json' });
-        return void res.end(JSON.stringify({ error: 'Invalid credentials in Authorization header' }));
-      }
-      record('hub', req, 200);
-      assert.equal(url.searchParams.get('blobs'), 'true');
-      const siblings = [
-        ...Object.entries(files).map(([rfilename, content]) => ({ rfilename, size: content.length })),
-        ...Object.entries(lfsFiles).map(([rfilename, content]) => ({
-          rfilename,
-          size: content.length,
-          lfs: { sha256: createHash('sha256').update(content).digest('hex'), size: content.length, pointerSize: 134 },
-        })),
-      ];
-      res.writeHead(200, { 'content-type': 'application/json' });
-      return void res.end(JSON.stringify({ id: REPO, sha: COMMIT, siblings }));
-    }
-    if (resolve && resolve[1] === REPO && resolve[2] === COMMIT) {
-      const name = decodeURIComponent(resolve[3]);
-      if (lfsFiles[name]) {
-        record('hub', req, 302);
-        return void res.writeHead(302, { location: `http://127.0.0.1:${cdnPort}/blobs/${encodeURIComponent(name)}` }).end();
-      }
-      if (files[name]) {
-        record('hub', req, 200);
-        return serveContent(req, res, name, files[name]);
-      }
-    }
-    record('hub', req, 404);
-    res.writeHead(404, { 'x-error-code': 'EntryNotFound' }).end();
-  });
-  const hubPort = await listen(hub);
-
-  return {
-    endpoint: `http://127.0.0.1:${hubPort}`,
-    requests,
-    fileRequests: (file) =>
-      requests.filter((r) => r.path.endsWith(`/resolve/${COMMIT}/${file}`) || r.path === `/blobs/${encodeURIComponent(file)}`),
-    async close() {
-      for (const server of [hub, cdn]) {
-        server.closeAllConnections();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-      }
-    },
-  };
+function startFakeHub(faults: Partial<LoopbackHubSetup>): Promise<LoopbackHub> {
+  return startLoopbackHub({ repo: REPO, commit: COMMIT, files: SMALL_FILES, lfsFiles: { 'model.safetensors': WEIGHTS }, ...faults });
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string, message: RegExp): Promise<ModelError> {
@@ -204,7 +74,7 @@ describe('pullFromHub', () => {
   const savedEnv = { HF_TOKEN: process.env.HF_TOKEN, HF_ENDPOINT: process.env.HF_ENDPOINT };
   let workDir: string;
   let outDir: string;
-  let hub: FakeHub | undefined;
+  let hub: LoopbackHub | undefined;
 
   before(() => {
     delete process.env.HF_TOKEN;
@@ -326,10 +196,7 @@ describe('pullFromHub', () => {
   });
 
   test('an unreachable endpoint fails at once with HUB_OFFLINE', async () => {
-    const probe = http.createServer();
-    const closedPort = await listen(probe);
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const endpoint = `http://127.0.0.1:${closedPort}`;
+    const endpoint = `http://127.0.0.1:${await closedPort()}`;
     const started = performance.now();
     const error = await rejectsWith(pullFromHub({ repo: REPO, outDir, endpoint }), 'HUB_OFFLINE', /ECONNREFUSED/);
     assert.ok(performance.now() - started < 2000, 'no retries when the hub cannot be reached');
