@@ -4,8 +4,9 @@ import { type CliCommand, UsageError } from './args.js';
 import { finetuneCommand } from './finetune-command.js';
 import { generateCommand } from './generate-command.js';
 import { modelCommands } from './model-commands.js';
+import { chatCommand, startCommand } from './serve-commands.js';
 
-const commands: readonly CliCommand[] = [...modelCommands, generateCommand, finetuneCommand];
+const commands: readonly CliCommand[] = [startCommand, chatCommand, ...modelCommands, generateCommand, finetuneCommand];
 
 function help(): string {
   const lines = commands.map((command) => `  ${command.usage}\n      ${command.summary}`);

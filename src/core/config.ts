@@ -18,6 +18,8 @@ export const configSchema = z
         /** Threads per operator; 0 lets ONNX Runtime use every core. */
         intraOpThreads: z.number().int().min(0),
         maxBatchSize: z.number().int().min(1).max(256),
+        /** A Hugging Face repo (e.g. "gpt2") to pull as the first model instead of a new one of `preset`. */
+        pull: z.string().min(1).nullable(),
       })
       .strict(),
     generation: z
@@ -37,6 +39,37 @@ export const configSchema = z
         endpoint: z.url(),
       })
       .strict(),
+    storage: z.object({ url: z.string().regex(/^(sqlite|redis|rediss):\/\//u, 'must start with sqlite://, redis:// or rediss://') }).strict(),
+    faq: z.object({ scope: z.enum(['shared', 'per-scope']) }).strict(),
+    engine: z
+      .object({
+        /** platform:userId pairs that are admins whatever the platform says. */
+        admins: z.array(z.string().regex(/^\w+:.+$/u, 'must be platform:userId')),
+        confidentMatch: z.number().min(0).max(1),
+        relevantMatch: z.number().min(0).max(1),
+        topK: z.number().int().min(1).max(20),
+        instructions: z.string(),
+        fallback: z.string().min(1),
+        maxMessageChars: z.number().int().min(1),
+        rateLimit: z.object({ perMinute: z.number().positive(), burst: z.number().int().min(1) }).strict(),
+        memory: z.object({ maxTurns: z.number().int().min(0), maxTokens: z.number().int().min(0), ttlHours: z.number().positive() }).strict(),
+        debug: z.boolean(),
+      })
+      .strict(),
+    fineTune: z
+      .object({
+        epochs: z.number().int().min(1),
+        learningRate: z.number().positive(),
+        batchSize: z.number().int().min(1),
+        /** 0 fine-tunes every weight; a rank trains LoRA adapters instead. */
+        lora: z.number().int().min(0),
+        /** auto: promote when the gate does not do worse; force: always; hold: never (use /model use). */
+        gate: z.enum(['auto', 'force', 'hold']),
+        trainedVariants: z.number().int().min(0),
+        heldOutVariants: z.number().int().min(0),
+      })
+      .strict(),
+    local: z.object({ port: z.number().int().min(0).max(65535) }).strict(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
   })
   .strict();

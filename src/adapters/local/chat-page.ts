@@ -1,0 +1,91 @@
+/** The local chat page: one file, no build step, talks to the HTTP API in http-server.ts. */
+export const CHAT_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>tunebot</title>
+<style>
+  body { font: 15px/1.45 system-ui, sans-serif; margin: 0; display: flex; flex-direction: column; height: 100vh; background: #f6f7f9; }
+  header { padding: 10px 16px; background: #1f6feb; color: white; font-weight: 600; }
+  #log { flex: 1; overflow-y: auto; padding: 16px; }
+  .turn { max-width: 75%; margin: 6px 0; padding: 8px 12px; border-radius: 10px; white-space: pre-wrap; }
+  .user { background: #dbe9ff; margin-left: auto; }
+  .bot { background: white; border: 1px solid #dde; }
+  form { display: flex; gap: 8px; padding: 12px 16px; background: white; border-top: 1px solid #dde; }
+  #text { flex: 1; padding: 8px; font: inherit; }
+  button, label.file { padding: 8px 14px; font: inherit; cursor: pointer; }
+  label.file input { display: none; }
+</style>
+</head>
+<body>
+<header>tunebot: local chat <small>(/help lists the commands)</small></header>
+<div id="log" aria-live="polite"></div>
+<form id="form">
+  <input id="text" autocomplete="off" placeholder="Ask a question, or /faq list, /model status ..." autofocus>
+  <button id="send" type="submit">Send</button>
+  <label class="file" title="faq import">Import FAQ<input id="file" type="file" accept=".csv,.json,.jsonl,.yaml,.yml,.md,.markdown"></label>
+</form>
+<script>
+const log = document.getElementById('log');
+const userId = localStorage.getItem('tunebot-user') || ('web-' + Math.random().toString(36).slice(2, 10));
+localStorage.setItem('tunebot-user', userId);
+
+function bubble(kind, text) {
+  const div = document.createElement('div');
+  div.className = 'turn ' + kind;
+  div.textContent = text;
+  log.appendChild(div);
+  log.scrollTop = log.scrollHeight;
+  return div;
+}
+
+async function stream(response, target) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\\n\\n')) !== -1) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const name = (event.match(/^event: (.*)$/m) || [])[1] || 'message';
+      const data = JSON.parse((event.match(/^data: (.*)$/m) || [])[1] || '{}');
+      if (name === 'message') target.textContent += data.text;
+      if (name === 'error') target.textContent += '\\n[error] ' + data.error;
+      log.scrollTop = log.scrollHeight;
+    }
+  }
+  target.dataset.done = 'true';
+}
+
+document.getElementById('form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const input = document.getElementById('text');
+  const text = input.value;
+  if (!text.trim()) return;
+  input.value = '';
+  bubble('user', text);
+  const reply = bubble('bot', '');
+  const response = await fetch('/api/messages', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId, text }) });
+  if (!response.ok) { reply.textContent = (await response.json()).error; reply.dataset.done = 'true'; return; }
+  await stream(response, reply);
+});
+
+document.getElementById('file').addEventListener('change', async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  bubble('user', '/faq import ' + file.name);
+  const reply = bubble('bot', '');
+  const response = await fetch('/api/upload?userId=' + encodeURIComponent(userId) + '&name=' + encodeURIComponent(file.name), { method: 'POST', body: file });
+  if (!response.ok) { reply.textContent = (await response.json()).error; reply.dataset.done = 'true'; return; }
+  await stream(response, reply);
+  event.target.value = '';
+});
+</script>
+</body>
+</html>
+`;

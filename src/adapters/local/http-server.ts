@@ -1,0 +1,103 @@
+import { createServer, type IncomingMessage as HttpRequest, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../../log.js';
+import type { Attachment, IncomingMessage } from '../../core/message.js';
+import { CHAT_PAGE } from './chat-page.js';
+
+/**
+ * The local adapter's HTTP face, bound to 127.0.0.1:
+ *   GET  /                 the chat page
+ *   POST /api/messages     {"userId", "text", "displayName"?} -> text/event-stream of
+ *                          `data: {"text": piece}` events, then `event: done`
+ *   POST /api/upload?userId=U&name=faq.csv  (raw body) -> same stream, as "/faq import" with the file
+ *   GET  /healthz          "ok"
+ * Everyone here is the local admin: the server listens on loopback only.
+ */
+export interface ChatEngine {
+  handle(message: IncomingMessage): AsyncIterable<string>;
+}
+
+export const MAX_UPLOAD_BYTES = 60 * 1024 * 1024;
+const MAX_JSON_BYTES = 1024 * 1024;
+
+export async function startLocalServer(engine: ChatEngine, options: { port: number; logger: Logger }): Promise<{ server: Server; url: string }> {
+  const server = createServer((request, response) => {
+    route(engine, request, response).catch((error: unknown) => {
+      options.logger.error({ err: error }, 'local chat request failed');
+      if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
+      response.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return { server, url: `http://127.0.0.1:${port}` };
+}
+
+async function route(engine: ChatEngine, request: HttpRequest, response: ServerResponse): Promise<void> {
+  const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+  if (request.method === 'GET' && url.pathname === '/') {
+    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(CHAT_PAGE);
+  } else if (request.method === 'GET' && url.pathname === '/healthz') {
+    response.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+  } else if (request.method === 'POST' && url.pathname === '/api/messages') {
+    const body = await readBody(request, MAX_JSON_BYTES);
+    if (!body) return sendJson(response, 413, { error: `a message body is limited to ${MAX_JSON_BYTES} bytes` });
+    let parsed: { userId?: unknown; text?: unknown; displayName?: unknown };
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      return sendJson(response, 400, { error: 'the body must be JSON: {"userId": "...", "text": "..."}' });
+    }
+    if (typeof parsed.userId !== 'string' || !parsed.userId || typeof parsed.text !== 'string') {
+      return sendJson(response, 400, { error: 'userId (a non-empty string) and text (a string) are required' });
+    }
+    await streamReply(engine, response, localMessage(parsed.userId, typeof parsed.displayName === 'string' ? parsed.displayName : parsed.userId, parsed.text, []));
+  } else if (request.method === 'POST' && url.pathname === '/api/upload') {
+    const userId = url.searchParams.get('userId');
+    const name = url.searchParams.get('name');
+    if (!userId || !name) return sendJson(response, 400, { error: 'userId and name query parameters are required' });
+    const body = await readBody(request, MAX_UPLOAD_BYTES);
+    if (!body) return sendJson(response, 413, { error: `an upload is limited to ${MAX_UPLOAD_BYTES} bytes` });
+    const attachment: Attachment = { name, size: body.length, bytes: async () => new Uint8Array(body) };
+    await streamReply(engine, response, localMessage(userId, userId, '/faq import', [attachment]));
+  } else {
+    sendJson(response, 404, { error: `no route ${request.method} ${url.pathname}` });
+  }
+}
+
+function localMessage(userId: string, displayName: string, text: string, attachments: Attachment[]): IncomingMessage {
+  return { platform: 'local', scope: { workspace: 'local', channel: 'web' }, user: { id: userId, displayName }, text, attachments, platformAdmin: true };
+}
+
+async function streamReply(engine: ChatEngine, response: ServerResponse, message: IncomingMessage): Promise<void> {
+  response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  try {
+    for await (const piece of engine.handle(message)) response.write(`data: ${JSON.stringify({ text: piece })}\n\n`);
+    response.write('event: done\ndata: {}\n\n');
+  } catch (error) {
+    response.write(`event: error\ndata: ${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n\n`);
+  }
+  response.end();
+}
+
+/** The body, or null when it is over `limit` bytes (reading stops there). */
+async function readBody(request: HttpRequest, limit: number): Promise<Buffer | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) {
+      request.resume();
+      return null;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}

@@ -1,0 +1,169 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../log.js';
+import { pullFromHub } from '../model/hub.js';
+import { importModel, initModel } from '../model/model-dir.js';
+import { gpt2TokenizerFiles, loadTokenizer, type Tokenizer } from '../model/tokenizer.js';
+import { DEFAULT_FINE_TUNE } from '../model/training/trainer.js';
+import { allCommands } from './commands/all-commands.js';
+import type { TunebotConfig } from './config.js';
+import { ConversationEngine } from './engine.js';
+import type { EngineSettings } from './engine-settings.js';
+import { faqScopeKey, FaqStore } from './faq/faq-store.js';
+import { parseFaqFile } from './faq/formats.js';
+import { FineTuneJobs, type JobRecord } from './fine-tune-jobs.js';
+import { Inbox } from './inbox.js';
+import { ConversationMemory } from './memory.js';
+import type { IncomingMessage } from './message.js';
+import { ModelHost } from './model-host.js';
+import { ModelRegistry } from './model-registry.js';
+import type { EngineServices } from './services.js';
+import { openStorage } from './storage/open-storage.js';
+
+/**
+ * Builds the engine and everything it uses from the configuration: storage, FAQ, memory, the
+ * model registry and the live model. Adapters receive the engine; nothing here knows them.
+ */
+export interface App {
+  readonly engine: ConversationEngine;
+  readonly services: EngineServices;
+  close(): Promise<void>;
+}
+
+export const SAMPLE_FAQ = fileURLToPath(new URL('../../config/sample-faq.md', import.meta.url));
+
+export async function createApp(config: TunebotConfig, logger: Logger): Promise<App> {
+  const storage = await openStorage(config.storage.url, { logger });
+  const registry = new ModelRegistry(config.model.dir);
+  const host = new ModelHost({ executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger);
+  const memory = new ConversationMemory(storage.turns, { ttlMs: config.engine.memory.ttlHours * 3_600_000, maxStoredTurns: 200 });
+  const tokenizer = await tokenizerFor(registry);
+  const scopeOf = (message: Pick<IncomingMessage, 'platform' | 'scope'>) => faqScopeKey(config.faq.scope, message.platform, message.scope.workspace);
+  const faqStores = new Map<string, FaqStore>();
+  const inboxes = new Map<string, Inbox>();
+  const settings: EngineSettings = {
+    ...config.engine,
+    generation: config.generation,
+  };
+  const jobs = new FineTuneJobs(
+    storage.keyv,
+    registry,
+    host,
+    tokenizer,
+    {
+      fineTune: {
+        ...DEFAULT_FINE_TUNE,
+        epochs: config.fineTune.epochs,
+        learningRate: config.fineTune.learningRate,
+        batchSize: config.fineTune.batchSize,
+        validationFraction: 0,
+        earlyStopPatience: 0,
+        lora: config.fineTune.lora > 0 ? { rank: config.fineTune.lora, alpha: 2 * config.fineTune.lora } : undefined,
+        executionProvider: config.model.executionProvider,
+      },
+      gate: { ...config.engine, mode: config.fineTune.gate, trainedVariants: config.fineTune.trainedVariants, heldOutVariants: config.fineTune.heldOutVariants },
+      logLevel: config.log.level,
+    },
+    logger,
+  );
+  const services: EngineServices = {
+    settings,
+    faqFor: (message) => {
+      const key = scopeOf(message);
+      let store = faqStores.get(key);
+      if (!store) faqStores.set(key, (store = FaqStore.forScope(storage.keyv, key)));
+      return store;
+    },
+    inboxFor: (message) => {
+      const key = scopeOf(message);
+      let inbox = inboxes.get(key);
+      if (!inbox) inboxes.set(key, (inbox = new Inbox(storage.keyv, key)));
+      return inbox;
+    },
+    memory,
+    model: host,
+    registry,
+    jobs,
+    tokenizer,
+    logger,
+  };
+  await jobs.recoverInterrupted();
+  const live = await registry.currentVersion();
+  if (live) await host.swapTo(registry.dirOf(live), live);
+  const engine: ConversationEngine = new ConversationEngine(services, allCommands((message) => engine.handle(message)));
+  return {
+    engine,
+    services,
+    async close() {
+      await host.close();
+      await storage.close();
+    },
+  };
+}
+
+/** Every version shares GPT-2's tokenizer; a fresh install has none on disk yet. */
+async function tokenizerFor(registry: ModelRegistry): Promise<Tokenizer> {
+  const dir = await registry.currentDir();
+  if (dir) return loadTokenizer(dir);
+  const temp = await mkdtemp(join(tmpdir(), 'tunebot-tokenizer-'));
+  for (const [name, content] of await gpt2TokenizerFiles(1024)) await writeFile(join(temp, name), content);
+  try {
+    return await loadTokenizer(temp);
+  } finally {
+    await rm(temp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The first start, offline: a new model (or a pulled one, when config names it), the sample
+ * FAQ when the FAQ is empty, and a fine-tune on it, so that `npm start` serves a bot that
+ * knows something. Each step is skipped when already done.
+ */
+export async function prepareFirstStart(
+  app: App,
+  config: TunebotConfig,
+  logger: Logger,
+  onProgress: (job: JobRecord) => void,
+): Promise<void> {
+  const { registry, model } = app.services;
+  if (!(await registry.currentVersion())) {
+    const version = await registry.nextVersion();
+    const staging = join(config.model.dir, `.new-${version}`);
+    await rm(staging, { recursive: true, force: true });
+    if (config.model.pull) {
+      logger.info({ repo: config.model.pull }, 'first start: pulling the model from the hub');
+      const download = `${staging}.download`;
+      await pullFromHub({ repo: config.model.pull, outDir: download, endpoint: config.hub.endpoint });
+      await importModel(download, staging, 'safetensors');
+      await rm(download, { recursive: true, force: true });
+    } else {
+      logger.info({ preset: config.model.preset }, 'first start: creating a new model');
+      await initModel(staging, config.model.preset, 0);
+    }
+    await registry.publish(staging, version);
+    await registry.use(version);
+    await model.swapTo(registry.dirOf(version), version);
+  }
+  const local: IncomingMessage = { platform: 'local', scope: { workspace: 'local', channel: 'start' }, user: { id: 'local', displayName: 'local' }, text: '', attachments: [], platformAdmin: true };
+  const faq = app.services.faqFor(local);
+  if ((await faq.entries()).length === 0) {
+    const records = parseFaqFile(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown');
+    await faq.applyImport(records, 'merge');
+    logger.info({ entries: records.length }, 'first start: imported the sample FAQ');
+  }
+  const versions = await registry.versions();
+  if (versions.every((version) => version.training === null)) {
+    logger.info('first start: fine-tuning the model on the FAQ');
+    const { record, done } = await app.services.jobs.start(faq, 'local:local', 'local:first-start');
+    const timer = setInterval(() => onProgress(record), 250);
+    try {
+      const finished = await done;
+      onProgress(finished);
+      if (finished.status === 'failed') throw new Error(`the first fine-tune failed: ${finished.error}`);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+}

@@ -1,0 +1,126 @@
+import { detectFormat, FAQ_FORMATS, parseFaqFile, toFaqFormat } from '../faq/formats.js';
+import type { ImportPreview } from '../faq/faq-store.js';
+import { type Command, CommandUsageError } from './command.js';
+
+const add: Command = {
+  words: ['faq', 'add'],
+  usage: 'faq add "question" "answer" [tag ...]',
+  summary: 'add an entry to the FAQ',
+  admin: true,
+  async run({ message, args, services }) {
+    if (args.length < 2) throw new CommandUsageError('Give the question and the answer, each in quotes.');
+    const entry = await services.faqFor(message).add(args[0], args[1], args.slice(2));
+    return `Added ${entry.id}: "${entry.question}"`;
+  },
+};
+
+const importCommand: Command = {
+  words: ['faq', 'import'],
+  usage: 'faq import [merge|replace] [preview] (with a file attached)',
+  summary: `import a ${FAQ_FORMATS.join(', ')} file: merge keeps entries the file lacks, replace removes them`,
+  admin: true,
+  async run({ message, args, services }) {
+    const file = message.attachments[0];
+    if (!file) throw new CommandUsageError('Attach the FAQ file to the command.');
+    const mode = args.includes('replace') ? 'replace' : 'merge';
+    const previewOnly = args.includes('preview');
+    const records = parseFaqFile(await file.bytes(), detectFormat(file.name));
+    const faq = services.faqFor(message);
+    if (previewOnly) return `Preview of ${file.name} (${mode}; nothing changed yet):\n${describe(await faq.previewImport(records), mode)}`;
+    const result = await faq.applyImport(records, mode);
+    return `Imported ${file.name} (${mode}):\n${describe(result, mode)}`;
+  },
+};
+
+function describe(preview: ImportPreview, mode: 'merge' | 'replace'): string {
+  const lines = [`+ ${preview.add.length} new`, `~ ${preview.change.length} changed`, `= ${preview.unchanged} unchanged`];
+  lines.push(mode === 'replace' ? `- ${preview.remove.length} removed` : `(${preview.remove.length} not in the file, kept)`);
+  for (const entry of preview.add.slice(0, 5)) lines.push(`  + ${entry.question}`);
+  for (const { after } of preview.change.slice(0, 5)) lines.push(`  ~ ${after.question}`);
+  if (mode === 'replace') for (const entry of preview.remove.slice(0, 5)) lines.push(`  - ${entry.question}`);
+  return lines.join('\n');
+}
+
+const list: Command = {
+  words: ['faq', 'list'],
+  usage: 'faq list [page]',
+  summary: 'the FAQ, a page at a time',
+  admin: false,
+  async run({ message, args, services }) {
+    const page = args[0] ? Number(args[0]) : 1;
+    if (!Number.isInteger(page) || page < 1) throw new CommandUsageError(`"${args[0]}" is not a page number.`);
+    const result = await services.faqFor(message).list(page, 10);
+    if (result.total === 0) return 'The FAQ is empty. Admins add entries with /faq add or /faq import.';
+    const lines = result.entries.map((entry, i) => `${result.first + i}. ${entry.question} (${entry.id})`);
+    return `FAQ page ${result.page}/${result.pages} (${result.total} entries):\n${lines.join('\n')}`;
+  },
+};
+
+const remove: Command = {
+  words: ['faq', 'remove'],
+  usage: 'faq remove <number or id>',
+  summary: 'remove an entry',
+  admin: true,
+  async run({ message, args, services }) {
+    if (args.length !== 1) throw new CommandUsageError('Give the entry number from /faq list, or its id.');
+    const target = /^\d+$/u.test(args[0]) ? Number(args[0]) : args[0];
+    const entry = await services.faqFor(message).remove(target);
+    return `Removed "${entry.question}".`;
+  },
+};
+
+const exportFaq: Command = {
+  words: ['faq', 'export'],
+  usage: `faq export [${FAQ_FORMATS.join('|')}]`,
+  summary: 'the whole FAQ as a file',
+  admin: false,
+  async run({ message, args, services }) {
+    const format = toFaqFormat(args[0] ?? 'markdown');
+    return services.faqFor(message).export(format);
+  },
+};
+
+const clear: Command = {
+  words: ['faq', 'clear'],
+  usage: 'faq clear [confirmation code]',
+  summary: 'remove every entry (asks for a confirmation first)',
+  admin: true,
+  async run({ message, args, services }) {
+    const faq = services.faqFor(message);
+    if (args.length === 0) {
+      const request = await faq.requestClear();
+      return `This removes all ${request.total} entries. To confirm within a minute, send: /faq clear ${request.token}`;
+    }
+    const removed = await faq.clear(args[0]);
+    return `Cleared the FAQ (${removed} entries removed).`;
+  },
+};
+
+const inbox: Command = {
+  words: ['faq', 'inbox'],
+  usage: 'faq inbox',
+  summary: 'questions I could not answer confidently',
+  admin: true,
+  async run({ message, services }) {
+    const items = await services.inboxFor(message).items();
+    if (items.length === 0) return 'The inbox is empty.';
+    const lines = items.map((item, i) => `${i + 1}. ${item.question} (asked ${item.at.slice(0, 10)}, best match ${item.bestScore})`);
+    return `${lines.join('\n')}\nTurn one into an FAQ entry: /faq inbox answer <number> "the answer"`;
+  },
+};
+
+const inboxAnswer: Command = {
+  words: ['faq', 'inbox', 'answer'],
+  usage: 'faq inbox answer <number> "answer"',
+  summary: 'add an inbox question to the FAQ with its answer',
+  admin: true,
+  async run({ message, args, services }) {
+    const position = Number(args[0]);
+    if (args.length !== 2 || !Number.isInteger(position) || position < 1) throw new CommandUsageError('Give the inbox number and the answer in quotes.');
+    const item = await services.inboxFor(message).take(position);
+    const entry = await services.faqFor(message).add(item.question, args[1]);
+    return `Added ${entry.id}: "${entry.question}"`;
+  },
+};
+
+export const faqCommands: readonly Command[] = [add, importCommand, list, remove, exportFaq, clear, inbox, inboxAnswer];

@@ -1,0 +1,137 @@
+import { ModelError } from '../model/errors.js';
+import { FaqError } from './faq/entry.js';
+import { type AnswerDecision, decideAnswer } from './answer-policy.js';
+import { type Command, CommandUsageError, findCommand, helpText } from './commands/command.js';
+import { commandLine, splitWords } from './commands/parse.js';
+import type { IncomingMessage } from './message.js';
+import { userKey } from './message.js';
+import { fitPromptParts, formatPrompt, REPLY_STOPS } from './prompt-format.js';
+import { RateLimiter } from './rate-limit.js';
+import type { EngineServices } from './services.js';
+
+/**
+ * handle(message) -> the reply, streamed. In order: empty and oversized messages and rate
+ * limits get a clear reply; commands are routed (admin rights checked); anything else is
+ * answered by the policy in answer-policy.ts, and the exchange goes to the user's memory.
+ */
+export class ConversationEngine {
+  private readonly limiter: RateLimiter;
+
+  constructor(
+    private readonly services: EngineServices,
+    private readonly commands: readonly Command[],
+  ) {
+    this.limiter = new RateLimiter(services.settings.rateLimit.perMinute, services.settings.rateLimit.burst);
+  }
+
+  isAdmin(message: IncomingMessage): boolean {
+    return message.platformAdmin || this.services.settings.admins.includes(`${message.platform}:${message.user.id}`);
+  }
+
+  async *handle(message: IncomingMessage): AsyncIterable<string> {
+    const { settings } = this.services;
+    const text = message.text.trim();
+    if (!text && message.attachments.length === 0) {
+      yield 'Send me a question, or /help to see what I can do.';
+      return;
+    }
+    if (text.length > settings.maxMessageChars) {
+      yield `That message is ${text.length.toLocaleString('en')} characters long; I read up to ${settings.maxMessageChars.toLocaleString('en')}. Please ask a shorter question.`;
+      return;
+    }
+    // Admins (the local chat's user among them) are not rate-limited: they run the bot.
+    const wait = this.isAdmin(message) ? 0 : this.limiter.take(userKey(message));
+    if (wait > 0) {
+      yield `You are sending messages faster than I can answer. Please try again in ${wait} s.`;
+      return;
+    }
+    const line = commandLine(text);
+    if (line !== null) {
+      yield* this.runCommand(message, line);
+      return;
+    }
+    yield* this.answer(message, text);
+  }
+
+  private async *runCommand(message: IncomingMessage, line: string): AsyncIterable<string> {
+    const isAdmin = this.isAdmin(message);
+    const found = findCommand(this.commands, splitWords(line));
+    if (!found) {
+      yield `I do not know the command "/${line.split(/\s+/u)[0]}".\n${helpText(this.commands, isAdmin)}`;
+      return;
+    }
+    const { command, args } = found;
+    if (command.admin && !isAdmin) {
+      this.services.logger.warn({ user: userKey(message), command: command.words.join(' ') }, 'refused an admin command');
+      yield `/${command.words.join(' ')} is for admins only. /help lists what you can use.`;
+      return;
+    }
+    try {
+      const reply = command.run({ message, args, isAdmin, services: this.services });
+      if (typeof (reply as Promise<string>).then === 'function') yield await (reply as Promise<string>);
+      else yield* reply as AsyncIterable<string>;
+    } catch (error) {
+      if (error instanceof CommandUsageError) yield `${error.message}\nUsage: /${command.usage}`;
+      else if (error instanceof FaqError || error instanceof ModelError || error instanceof RangeError) yield `Could not do that: ${error.message}`;
+      else throw error;
+    }
+  }
+
+  private async *answer(message: IncomingMessage, text: string): AsyncIterable<string> {
+    const { settings, memory, model, tokenizer, logger } = this.services;
+    const scope = { platform: message.platform, workspace: message.scope.workspace };
+    const faq = this.services.faqFor(message);
+    const history = await memory.recentTurns(scope, message.user.id, {
+      maxTurns: settings.memory.maxTurns,
+      maxTokens: settings.memory.maxTokens,
+      countTokens: (turn) => tokenizer.encode(turn).length,
+    });
+    const recorded = memory.recordTurn(scope, message.user.id, { role: 'user', text, at: Date.now() });
+    const decision = await decideAnswer(faq, text, settings, model.version !== null);
+    logger.info({ user: userKey(message), path: decision.path, hits: decision.ranked.slice(0, 3).map((hit) => ({ id: hit.entry.id, confidence: round(hit.confidence) })) }, 'answer path');
+
+    let reply = '';
+    if (decision.path === 'faq') {
+      reply = decision.ranked[0].entry.answer;
+      yield reply;
+    } else if (decision.path === 'model') {
+      const generated = model.generate(this.prompt(decision, history, text), { ...settings.generation, stop: [...REPLY_STOPS, ...(settings.generation.stop ?? [])] });
+      if (generated) {
+        for await (const piece of generated) {
+          reply += piece;
+          yield piece;
+        }
+      }
+      reply = reply.trim();
+      if (!reply) {
+        reply = settings.fallback;
+        yield reply;
+      }
+    } else {
+      reply = settings.fallback;
+      yield reply;
+    }
+    if (decision.path !== 'faq') {
+      await this.services.inboxFor(message).add({ question: text, askedBy: userKey(message), at: new Date().toISOString(), bestScore: round(decision.ranked[0]?.confidence ?? 0) });
+    }
+    if (settings.debug) yield `\n[debug: ${decision.path}; ${decision.ranked.map((hit) => `${hit.entry.id} ${round(hit.confidence)}`).join(', ') || 'no hits'}]`;
+    await recorded;
+    await memory.recordTurn(scope, message.user.id, { role: 'assistant', text: reply, at: Date.now() });
+  }
+
+  private prompt(decision: AnswerDecision, history: readonly { role: 'user' | 'assistant'; text: string }[], text: string): string {
+    const { settings, tokenizer, model } = this.services;
+    const context = model.info?.config.n_positions ?? 1024;
+    const maxNewTokens = settings.generation.maxNewTokens ?? 64;
+    const parts = fitPromptParts(
+      { instructions: settings.instructions, faq: decision.ranked.map((hit) => hit.entry), history, message: text },
+      Math.max(16, context - maxNewTokens),
+      (prompt) => tokenizer.encode(prompt).length,
+    );
+    return formatPrompt(parts);
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}

@@ -1,0 +1,182 @@
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+import { ModelError } from '../model/errors.js';
+import { LanguageModel } from '../model/language-model.js';
+import { readConfig } from '../model/model-files.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { startFineTune } from '../model/training/fine-tune-job.js';
+import type { FineTuneSettings, TrainingProgress, TrainingRecord } from '../model/training/trainer.js';
+import type { FaqStore, KeyValueStore } from './faq/faq-store.js';
+import type { ModelHost } from './model-host.js';
+import type { ModelRegistry } from './model-registry.js';
+import { type GateReport, type GateScore, type GateSettings, gateDecision, scoreModel } from './regression-gate.js';
+import { REPLY_STOPS } from './prompt-format.js';
+import { faqTrainingExamples } from './training-examples.js';
+
+/**
+ * Fine-tuning as a background job: one at a time, on the scope's FAQ, from the live version.
+ * The job trains (in the trainer's worker thread), scores the result with the regression
+ * gate, publishes it as the next version, and swaps it in when the gate says so. Its record
+ * is kept in the store, so a restart finds a job that was running and marks it interrupted.
+ */
+export type JobStatus = 'running' | 'promoted' | 'held' | 'failed' | 'cancelled' | 'interrupted';
+
+export interface JobRecord {
+  readonly id: string;
+  readonly scope: string;
+  readonly requestedBy: string;
+  status: JobStatus;
+  readonly startedAt: string;
+  finishedAt?: string;
+  progress?: TrainingProgress;
+  version?: string;
+  training?: Pick<TrainingRecord, 'steps' | 'finalTrainLoss' | 'validation' | 'seconds'>;
+  gate?: GateReport;
+  error?: string;
+}
+
+export interface JobSettings {
+  readonly fineTune: Omit<FineTuneSettings, 'modelDir' | 'outDir' | 'checkpointDir'>;
+  readonly gate: GateSettings & { readonly mode: 'auto' | 'force' | 'hold' };
+  readonly logLevel: string;
+}
+
+const RECORD_KEY = 'jobs:last';
+
+export class FineTuneJobs {
+  private running: { record: JobRecord; cancel: () => void; done: Promise<JobRecord> } | null = null;
+
+  constructor(
+    private readonly store: KeyValueStore,
+    private readonly registry: ModelRegistry,
+    private readonly host: ModelHost,
+    private readonly tokenizer: Tokenizer,
+    private readonly settings: JobSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  /** At start-up: a job recorded as running was cut off by a restart. */
+  async recoverInterrupted(): Promise<JobRecord | null> {
+    const record = (await this.store.get(RECORD_KEY)) as JobRecord | undefined;
+    if (record?.status !== 'running') return null;
+    record.status = 'interrupted';
+    record.finishedAt = new Date().toISOString();
+    record.error = 'the bot restarted while this job ran; /model finetune starts it again and resumes from its last checkpoint';
+    await this.store.set(RECORD_KEY, record);
+    this.logger.warn({ job: record.id }, 'a fine-tuning job was interrupted by a restart');
+    return record;
+  }
+
+  async last(): Promise<JobRecord | null> {
+    return this.running?.record ?? ((await this.store.get(RECORD_KEY)) as JobRecord | undefined) ?? null;
+  }
+
+  get active(): JobRecord | null {
+    return this.running?.record ?? null;
+  }
+
+  /** Starts a job; throws when one is running (its record says how far it is). */
+  async start(faq: FaqStore, scope: string, requestedBy: string, overrides: Partial<JobSettings['fineTune']> = {}): Promise<{ record: JobRecord; done: Promise<JobRecord> }> {
+    if (this.running) throw new JobBusyError(this.running.record);
+    const base = await this.registry.currentDir();
+    if (!base) throw new ModelError('MODEL_NOT_FOUND', 'there is no live model to fine-tune; the bot creates one at its first start');
+    const entries = await faq.entries();
+    if (entries.length === 0) throw new ModelError('DATA_INVALID', 'the FAQ is empty: add entries with /faq add or /faq import first');
+
+    const config = await readConfig(base);
+    const examples = faqTrainingExamples(entries, {
+      instructions: this.settings.gate.instructions,
+      passages: this.settings.gate.topK,
+      askings: 1 + this.settings.gate.trainedVariants,
+      seed: overrides.seed ?? this.settings.fineTune.seed,
+      promptBudget: promptBudget(config.n_positions),
+      countTokens: (text) => this.tokenizer.encode(text).length,
+    });
+    const record: JobRecord = { id: randomBytes(4).toString('hex'), scope, requestedBy, status: 'running', startedAt: new Date().toISOString() };
+    await this.store.set(RECORD_KEY, record);
+    // The staging folder is named after the FAQ's content, so a restarted job finds its checkpoint.
+    const staging = join(this.registry.root, `.staging-${scope.replace(/[^\w-]/gu, '_')}`);
+    const job = startFineTune({ ...this.settings.fineTune, ...overrides, modelDir: base, outDir: staging }, examples, {
+      logLevel: this.settings.logLevel,
+      onProgress: (progress) => {
+        record.progress = progress;
+      },
+    });
+    const done = job.result
+      .then(async (training) => {
+        record.training = { steps: training.steps, finalTrainLoss: training.finalTrainLoss, validation: training.validation, seconds: training.seconds };
+        record.gate = await this.gate(faq, base, staging);
+        record.version = await this.registry.nextVersion();
+        await this.registry.publish(staging, record.version);
+        if (record.gate.promote) {
+          await this.registry.use(record.version);
+          await this.host.swapTo(this.registry.dirOf(record.version), record.version);
+          record.status = 'promoted';
+        } else {
+          record.status = 'held';
+        }
+        return record;
+      })
+      .catch(async (error: unknown) => {
+        record.status = error instanceof ModelError && error.code === 'CANCELLED' ? 'cancelled' : 'failed';
+        record.error = error instanceof Error ? error.message : String(error);
+        if (record.status === 'failed') await rm(staging, { recursive: true, force: true });
+        return record;
+      })
+      .then(async (finished) => {
+        finished.finishedAt = new Date().toISOString();
+        await this.store.set(RECORD_KEY, finished);
+        this.running = null;
+        this.logger.info({ job: finished.id, status: finished.status, version: finished.version ?? null }, 'fine-tuning job finished');
+        return finished;
+      });
+    this.running = { record, cancel: job.cancel, done };
+    return { record, done };
+  }
+
+  /** Asks the running job to stop at its next step; false when none runs. */
+  cancel(): boolean {
+    if (!this.running) return false;
+    this.running.cancel();
+    return true;
+  }
+
+  /** Scores the candidate and the live model with the same questions. */
+  private async gate(faq: FaqStore, liveDir: string, candidateDir: string): Promise<GateReport> {
+    const candidate = await this.scoreDir(faq, candidateDir);
+    const current = this.host.version ? await this.scoreDir(faq, liveDir) : null;
+    return gateDecision(candidate, current, this.settings.gate.mode);
+  }
+
+  /** Scores the live model alone: `model eval`. */
+  async evaluateLive(faq: FaqStore): Promise<{ version: string; score: GateScore }> {
+    const dir = await this.registry.currentDir();
+    const version = await this.registry.currentVersion();
+    if (!dir || !version) throw new ModelError('MODEL_NOT_FOUND', 'there is no live model to evaluate');
+    return { version, score: await this.scoreDir(faq, dir) };
+  }
+
+  private async scoreDir(faq: FaqStore, dir: string): Promise<GateScore> {
+    const config = await readConfig(dir);
+    const model = await LanguageModel.load(dir, { executionProvider: this.settings.fineTune.executionProvider, logLevel: this.settings.logLevel });
+    try {
+      const generate = async (prompt: string) => (await model.complete(prompt, { greedy: true, maxNewTokens: 96, stop: [...REPLY_STOPS] })).text.trim();
+      return await scoreModel(faq, await faq.entries(), generate, this.settings.gate, promptBudget(config.n_positions), (text) => this.tokenizer.encode(text).length);
+    } finally {
+      await model.close();
+    }
+  }
+}
+
+/** Prompt tokens for a context of `positions`: the rest is room for the answer. */
+function promptBudget(positions: number): number {
+  return positions - Math.max(32, Math.min(128, Math.floor(positions / 3)));
+}
+
+export class JobBusyError extends Error {
+  constructor(readonly record: JobRecord) {
+    super(`a fine-tuning job is already running (started ${record.startedAt} by ${record.requestedBy}${record.progress ? `, step ${record.progress.step}/${record.progress.totalSteps}, loss ${record.progress.loss.toFixed(3)}` : ''}); /model cancel stops it`);
+  }
+}

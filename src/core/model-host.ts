@@ -1,0 +1,64 @@
+import type { Logger } from '../log.js';
+import { type GenerateOptions, type GenerationStream, LanguageModel, type LoadOptions } from '../model/language-model.js';
+import type { ModelInfo } from '../model/worker-protocol.js';
+
+/**
+ * The engine's model, swappable while it serves: a new version loads beside the old one,
+ * new requests go to it from the moment it is ready, and the old one closes once its
+ * requests in flight have finished. No request fails or is cut short by a swap.
+ */
+interface Loaded {
+  readonly model: LanguageModel;
+  readonly version: string;
+  inFlight: number;
+  retiring: boolean;
+}
+
+export class ModelHost {
+  private loaded: Loaded | null = null;
+
+  constructor(
+    private readonly loadOptions: LoadOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  get version(): string | null {
+    return this.loaded?.version ?? null;
+  }
+
+  get info(): ModelInfo | null {
+    return this.loaded?.model.info ?? null;
+  }
+
+  /** Loads `dir` as `version` and makes it the model new requests use. */
+  async swapTo(dir: string, version: string): Promise<void> {
+    const model = await LanguageModel.load(dir, this.loadOptions);
+    const previous = this.loaded;
+    this.loaded = { model, version, inFlight: 0, retiring: false };
+    this.logger.info({ version, provider: model.info.provider, previous: previous?.version ?? null }, 'model swapped in');
+    if (previous) {
+      previous.retiring = true;
+      if (previous.inFlight === 0) await previous.model.close();
+    }
+  }
+
+  /** Streams from the current model; null when no model is loaded yet. */
+  generate(prompt: string, options: GenerateOptions): GenerationStream | null {
+    const loaded = this.loaded;
+    if (!loaded) return null;
+    loaded.inFlight++;
+    const stream = loaded.model.generate(prompt, options);
+    const release = () => {
+      loaded.inFlight--;
+      if (loaded.retiring && loaded.inFlight === 0) void loaded.model.close();
+    };
+    stream.result.then(release, release);
+    return stream;
+  }
+
+  async close(): Promise<void> {
+    const loaded = this.loaded;
+    this.loaded = null;
+    if (loaded) await loaded.model.close();
+  }
+}

@@ -1,0 +1,24 @@
+import type { Logger } from '../log.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import type { FaqStore } from './faq/faq-store.js';
+import type { FineTuneJobs } from './fine-tune-jobs.js';
+import type { Inbox } from './inbox.js';
+import type { ConversationMemory } from './memory.js';
+import type { IncomingMessage } from './message.js';
+import type { ModelHost } from './model-host.js';
+import type { ModelRegistry } from './model-registry.js';
+import type { EngineSettings } from './engine-settings.js';
+
+/** What the engine and its commands work with; the app (app.ts) builds it from config. */
+export interface EngineServices {
+  readonly settings: EngineSettings;
+  faqFor(message: IncomingMessage): FaqStore;
+  inboxFor(message: IncomingMessage): Inbox;
+  readonly memory: ConversationMemory;
+  readonly model: ModelHost;
+  readonly registry: ModelRegistry;
+  readonly jobs: FineTuneJobs;
+  /** The served model's tokenizer, for token budgets (GPT-2's BPE for every version). */
+  readonly tokenizer: Tokenizer;
+  readonly logger: Logger;
+}
