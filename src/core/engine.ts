@@ -5,6 +5,7 @@ import { type Command, CommandUsageError, findCommand, helpText } from './comman
 import { commandLine, splitWords } from './commands/parse.js';
 import type { IncomingMessage } from './message.js';
 import { userKey } from './message.js';
+import { RegistryError } from './model-registry.js';
 import { fitPromptParts, formatPrompt, REPLY_STOPS } from './prompt-format.js';
 import { RateLimiter } from './rate-limit.js';
 import type { EngineServices } from './services.js';
@@ -31,8 +32,8 @@ export class ConversationEngine {
   async *handle(message: IncomingMessage): AsyncIterable<string> {
     const { settings } = this.services;
     const text = message.text.trim();
-    if (!text && message.attachments.length === 0) {
-      yield 'Send me a question, or /help to see what I can do.';
+    if (!text) {
+      yield message.attachments.length > 0 ? 'To import an FAQ file, send it with /faq import.' : 'Send me a question, or /help to see what I can do.';
       return;
     }
     if (text.length > settings.maxMessageChars) {
@@ -72,7 +73,7 @@ export class ConversationEngine {
       else yield* reply as AsyncIterable<string>;
     } catch (error) {
       if (error instanceof CommandUsageError) yield `${error.message}\nUsage: /${command.usage}`;
-      else if (error instanceof FaqError || error instanceof ModelError || error instanceof RangeError) yield `Could not do that: ${error.message}`;
+      else if (error instanceof FaqError || error instanceof ModelError || error instanceof RegistryError || error instanceof RangeError) yield `Could not do that: ${error.message}`;
       else throw error;
     }
   }

@@ -72,13 +72,18 @@ export class ModelRegistry {
 
   /** Makes `version` live (a rollback is the same call with an older version). */
   async use(version: string): Promise<void> {
+    await this.requireVersion(version);
+    const temp = join(this.root, `.${POINTER}-${randomBytes(4).toString('hex')}`);
+    await writeFile(temp, `${version}\n`);
+    await rename(temp, join(this.root, POINTER));
+  }
+
+  /** Throws, listing the versions, when `version` is not published. */
+  async requireVersion(version: string): Promise<void> {
     const names = await this.versionNames();
     if (!names.includes(version)) {
       throw new RegistryError(`there is no version ${version}; the versions are ${names.join(', ') || '(none yet)'}`);
     }
-    const temp = join(this.root, `.${POINTER}-${randomBytes(4).toString('hex')}`);
-    await writeFile(temp, `${version}\n`);
-    await rename(temp, join(this.root, POINTER));
   }
 
   private async versionNames(): Promise<string[]> {

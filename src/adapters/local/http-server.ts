@@ -83,19 +83,19 @@ async function streamReply(engine: ChatEngine, response: ServerResponse, message
   response.end();
 }
 
-/** The body, or null when it is over `limit` bytes (reading stops there). */
+/**
+ * The body, or null when it is over `limit` bytes (the rest is read and dropped). Leaving the
+ * loop early would destroy the request and its socket, and a client still sending then gets a
+ * reset connection instead of the 413.
+ */
 async function readBody(request: HttpRequest, limit: number): Promise<Buffer | null> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) {
-      request.resume();
-      return null;
-    }
-    chunks.push(chunk);
+    if (size <= limit) chunks.push(chunk);
   }
-  return Buffer.concat(chunks);
+  return size > limit ? null : Buffer.concat(chunks);
 }
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {

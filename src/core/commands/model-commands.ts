@@ -105,8 +105,10 @@ const use: Command = {
   admin: true,
   async run({ args, services }) {
     if (args.length !== 1) throw new CommandUsageError('Give one version, e.g. v2 (see /model versions).');
-    await services.registry.use(args[0]);
+    // Load first: the pointer moves only once the version is serving.
+    await services.registry.requireVersion(args[0]);
     await services.model.swapTo(services.registry.dirOf(args[0]), args[0]);
+    await services.registry.use(args[0]);
     return `Version ${args[0]} is live.`;
   },
 };

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
 import { type Gpt2Config, parameterCount } from '../config.js';
 import { ModelError } from '../errors.js';
@@ -113,6 +113,11 @@ export interface FineTuneHooks {
  */
 export async function fineTune(settings: FineTuneSettings, examples: readonly Example[], hooks: FineTuneHooks): Promise<TrainingRecord> {
   checkSettings(settings);
+  if (examples.length === 0) throw new ModelError('DATA_INVALID', 'there are no examples to fine-tune on');
+  // Found only after training, an existing folder would throw the finished run away.
+  if (await stat(settings.outDir).then(() => true, () => false)) {
+    throw new ModelError('OPTIONS_INVALID', `${settings.outDir} already exists; choose another folder for the fine-tuned model`);
+  }
   const started = performance.now();
   const { logger } = hooks;
   const base = await readModelDir(settings.modelDir);
@@ -153,7 +158,11 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
     if (resumed) logger.info({ step: state.step, epoch, checkpointDir }, 'resuming fine-tuning from its checkpoint');
     logger.info({ train: train.length, validation: validation.length, totalSteps, parameters: parameterCount(config), lora: settings.lora ?? null }, 'fine-tuning starts');
 
-    const checkpoint = () => saveCheckpoint(checkpointDir, runner.parameters, state, { runKey, epoch, stepInEpoch, history });
+    let checkpointSaved = resumed !== null;
+    const checkpoint = async () => {
+      await saveCheckpoint(checkpointDir, runner.parameters, state, { runKey, epoch, stepInEpoch, history });
+      checkpointSaved = true;
+    };
     let stoppedEarly = false;
     let tokensSeen = 0;
     const loopStarted = performance.now();
@@ -171,7 +180,8 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
           result = await runner.step(state, microBatches, learningRate);
         } catch (error) {
           if (error instanceof ModelError && error.code === 'TRAINING_DIVERGED') {
-            throw new ModelError('TRAINING_DIVERGED', `${error.message}. The last good checkpoint is in ${checkpointDir}; try a lower learning rate`, { cause: error });
+            const where = checkpointSaved ? `The last good checkpoint is in ${checkpointDir}` : 'No checkpoint was saved before it';
+            throw new ModelError('TRAINING_DIVERGED', `${error.message}. ${where}; try a lower learning rate`, { cause: error });
           }
           throw error;
         }
