@@ -47,6 +47,8 @@ const RECORD_KEY = 'jobs:last';
 
 export class FineTuneJobs {
   private running: { record: JobRecord; cancel: () => void; done: Promise<JobRecord> } | null = null;
+  /** A start between its busy check and its job: a second start meanwhile is refused too. */
+  private starting: JobRecord | null = null;
 
   constructor(
     private readonly store: KeyValueStore,
@@ -79,7 +81,18 @@ export class FineTuneJobs {
 
   /** Starts a job; throws when one is running (its record says how far it is). */
   async start(faq: FaqStore, scope: string, requestedBy: string, overrides: Partial<JobSettings['fineTune']> = {}): Promise<{ record: JobRecord; done: Promise<JobRecord> }> {
-    if (this.running) throw new JobBusyError(this.running.record);
+    const busy = this.running?.record ?? this.starting;
+    if (busy) throw new JobBusyError(busy);
+    const record: JobRecord = { id: randomBytes(4).toString('hex'), scope, requestedBy, status: 'running', startedAt: new Date().toISOString() };
+    this.starting = record;
+    try {
+      return await this.launch(record, faq, scope, overrides);
+    } finally {
+      this.starting = null;
+    }
+  }
+
+  private async launch(record: JobRecord, faq: FaqStore, scope: string, overrides: Partial<JobSettings['fineTune']>): Promise<{ record: JobRecord; done: Promise<JobRecord> }> {
     const base = await this.registry.currentDir();
     if (!base) throw new ModelError('MODEL_NOT_FOUND', 'there is no live model to fine-tune; the bot creates one at its first start');
     const entries = await faq.entries();
@@ -94,7 +107,6 @@ export class FineTuneJobs {
       promptBudget: promptBudget(config.n_positions),
       countTokens: (text) => this.tokenizer.encode(text).length,
     });
-    const record: JobRecord = { id: randomBytes(4).toString('hex'), scope, requestedBy, status: 'running', startedAt: new Date().toISOString() };
     await this.store.set(RECORD_KEY, record);
     // The staging folder is named after the FAQ's content, so a restarted job finds its checkpoint.
     const staging = join(this.registry.root, `.staging-${scope.replace(/[^\w-]/gu, '_')}`);

@@ -59,7 +59,6 @@ async function stream(response, target) {
       log.scrollTop = log.scrollHeight;
     }
   }
-  target.dataset.done = 'true';
 }
 
 document.getElementById('form').addEventListener('submit', async (event) => {
@@ -69,21 +68,27 @@ document.getElementById('form').addEventListener('submit', async (event) => {
   if (!text.trim()) return;
   input.value = '';
   bubble('user', text);
-  const reply = bubble('bot', '');
-  const response = await fetch('/api/messages', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId, text }) });
-  if (!response.ok) { reply.textContent = (await response.json()).error; reply.dataset.done = 'true'; return; }
-  await stream(response, reply);
+  await send(bubble('bot', ''), () => fetch('/api/messages', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId, text }) }));
 });
+
+/** Runs one request into a bot bubble; an HTTP or network failure is shown there too. */
+async function send(reply, request) {
+  try {
+    const response = await request();
+    if (!response.ok) reply.textContent = (await response.json()).error;
+    else await stream(response, reply);
+  } catch (error) {
+    reply.textContent = '[could not reach tunebot: ' + error.message + ']';
+  }
+  reply.dataset.done = 'true';
+}
 
 document.getElementById('file').addEventListener('change', async (event) => {
   const file = event.target.files[0];
   if (!file) return;
   bubble('user', '/faq import ' + file.name);
-  const reply = bubble('bot', '');
-  const response = await fetch('/api/upload?userId=' + encodeURIComponent(userId) + '&name=' + encodeURIComponent(file.name), { method: 'POST', body: file });
-  if (!response.ok) { reply.textContent = (await response.json()).error; reply.dataset.done = 'true'; return; }
-  await stream(response, reply);
   event.target.value = '';
+  await send(bubble('bot', ''), () => fetch('/api/upload?userId=' + encodeURIComponent(userId) + '&name=' + encodeURIComponent(file.name), { method: 'POST', body: file }));
 });
 </script>
 </body>

@@ -85,8 +85,8 @@ async function streamReply(engine: ChatEngine, response: ServerResponse, message
 
 /**
  * The body, or null when it is over `limit` bytes (the rest is read and dropped). Leaving the
- * loop early would destroy the request and its socket, and a client still sending then gets a
- * reset connection instead of the 413.
+ * loop early destroys the request stream, so the rest of the body is never read: a client still
+ * sending stalls, and then gets a reset connection instead of the 413.
  */
 async function readBody(request: HttpRequest, limit: number): Promise<Buffer | null> {
   const chunks: Buffer[] = [];

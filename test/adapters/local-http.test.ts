@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { connect } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { startLocalServer } from '../../src/adapters/local/http-server.js';
+import { SAMPLE_FAQ } from '../../src/core/app.js';
+import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { silentLogger } from '../../src/log.js';
+import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
+
+interface ServerSentEvent {
+  readonly event: string;
+  readonly data: unknown;
+}
+
+/** The stream as the page reads it: events split on blank lines, each with an event name and one JSON data line. */
+function parseEvents(body: string): ServerSentEvent[] {
+  assert.ok(body.endsWith('\n\n'), `the stream ends mid-event: ${JSON.stringify(body.slice(-80))}`);
+  return body
+    .slice(0, -2)
+    .split('\n\n')
+    .map((block) => {
+      const lines = block.split('\n');
+      const named = lines.find((line) => line.startsWith('event: '));
+      const data = lines.filter((line) => line.startsWith('data: '));
+      assert.equal(data.length, 1, `each event has one data line: ${JSON.stringify(block)}`);
+      return { event: named ? named.slice('event: '.length) : 'message', data: JSON.parse(data[0].slice('data: '.length)) };
+    });
+}
+
+/** The reply's text, after checking the stream's shape: text events, then `done`, then nothing. */
+async function streamedReply(response: Response): Promise<{ text: string; pieces: number }> {
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+  const events = parseEvents(await response.text());
+  const last = events.pop();
+  assert.deepEqual(last, { event: 'done', data: {} });
+  assert.ok(events.length > 0, 'a reply has at least one text event');
+  let text = '';
+  for (const { event, data } of events) {
+    assert.equal(event, 'message');
+    assert.equal(typeof (data as { text?: unknown }).text, 'string', `a text event's data is {"text": ...}: ${JSON.stringify(data)}`);
+    text += (data as { text: string }).text;
+  }
+  return { text, pieces: events.length };
+}
+
+/**
+ * Writes the parts on one connection, as fast as the server reads them, and returns all it
+ * sends back until it closes. A server that stops reading fails this within 5 s.
+ */
+function rawExchange(url: string, parts: readonly Buffer[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const total = parts.reduce((sum, part) => sum + part.length, 0);
+    let written = 0;
+    const received: Buffer[] = [];
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no end of the exchange after 5 s: ${written} of ${total} bytes written, received ${JSON.stringify(Buffer.concat(received).toString().slice(0, 200))}`));
+    }, 5000);
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(received).toString());
+    });
+    for (const part of parts) socket.write(part, () => (written += part.length));
+  });
+}
+
+async function jsonError(response: Response, status: number): Promise<string> {
+  assert.equal(response.status, status);
+  assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+  const body = (await response.json()) as { error?: unknown };
+  assert.equal(typeof body.error, 'string');
+  return body.error as string;
+}
+
+describe('local HTTP server', () => {
+  let scratch: ScratchApp;
+  let server: Server;
+  let url: string;
+
+  before(async () => {
+    scratch = await createScratchApp();
+    ({ server, url } = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger }));
+  });
+
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await scratch?.close();
+  });
+
+  const ask = (text: string, userId = 'alice') =>
+    fetch(`${url}/api/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId, text }) });
+  const upload = (name: string, body: Uint8Array, userId = 'alice') =>
+    fetch(`${url}/api/upload?userId=${encodeURIComponent(userId)}&name=${encodeURIComponent(name)}`, { method: 'POST', body });
+
+  it('serves the chat page, and ok on /healthz', async () => {
+    const page = await fetch(`${url}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    const html = await page.text();
+    for (const id of ['text', 'send', 'file']) assert.ok(html.includes(`id="${id}"`), `the page has #${id}`);
+    const health = await fetch(`${url}/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal(await health.text(), 'ok');
+  });
+
+  it('imports an uploaded markdown FAQ and answers its questions from it', async () => {
+    const bytes = await readFile(SAMPLE_FAQ);
+    const records = parseFaqFile(bytes, 'markdown');
+    const imported = await streamedReply(await upload('sample-faq.md', bytes));
+    assert.match(imported.text, /^Imported sample-faq\.md \(merge\):/);
+    assert.ok(imported.text.includes(`+ ${records.length} new`), imported.text);
+    assert.ok(imported.text.includes('  + What is tunebot?'), imported.text);
+
+    const answered = await streamedReply(await ask('What is tunebot?'));
+    assert.equal(answered.text, records.find((record) => record.question === 'What is tunebot?')?.answer);
+
+    const again = await streamedReply(await upload('sample-faq.md', bytes));
+    assert.ok(again.text.includes('+ 0 new'), again.text);
+    assert.ok(again.text.includes(`= ${records.length} unchanged`), again.text);
+  });
+
+  it("streams the model's reply piece by piece to a question the FAQ only touches, and the fallback to one it lacks", async () => {
+    const { settings } = scratch.app.services;
+    const generated = await streamedReply(await ask('How do I export my data?'));
+    assert.ok(generated.pieces > 1, `the model's reply arrives as one event per piece, got ${generated.pieces}`);
+    assert.notEqual(generated.text, settings.fallback);
+    const unknown = await streamedReply(await ask('Which colour is the sea at night in winter?'));
+    assert.deepEqual(unknown, { text: settings.fallback, pieces: 1 });
+  });
+
+  it('gives a clear reply to a binary upload', async () => {
+    const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d]);
+    const byContent = await streamedReply(await upload('faq.md', png));
+    assert.match(byContent.text, /^Could not do that: the file looks binary \(a NUL byte at byte 8\); FAQ files are UTF-8 text/);
+    const byName = await streamedReply(await upload('logo.png', png));
+    assert.match(byName.text, /^Could not do that: cannot tell the format of "logo\.png" from its name; FAQ files end in \.csv, /);
+  });
+
+  it('refuses malformed messages with a JSON error', async () => {
+    const notJson = await fetch(`${url}/api/messages`, { method: 'POST', body: 'What is tunebot?' });
+    assert.match(await jsonError(notJson, 400), /must be JSON/);
+    const noUser = await fetch(`${url}/api/messages`, { method: 'POST', body: JSON.stringify({ text: 'hi' }) });
+    assert.match(await jsonError(noUser, 400), /userId .* required/);
+    const emptyUser = await ask('hi', '');
+    assert.match(await jsonError(emptyUser, 400), /userId .* required/);
+    const noText = await fetch(`${url}/api/messages`, { method: 'POST', body: JSON.stringify({ userId: 'alice', text: 7 }) });
+    assert.match(await jsonError(noText, 400), /text \(a string\)/);
+    const uploadWithoutName = await fetch(`${url}/api/upload?userId=alice`, { method: 'POST', body: 'x' });
+    assert.match(await jsonError(uploadWithoutName, 400), /userId and name/);
+  });
+
+  it('takes a message body of exactly 1 MB, and refuses a larger one with 413', async () => {
+    const limit = 1024 * 1024;
+    const body = (size: number) => {
+      const frame = JSON.stringify({ userId: 'alice', text: '' });
+      return JSON.stringify({ userId: 'alice', text: 'a'.repeat(size - frame.length) });
+    };
+    const atLimit = await streamedReply(await fetch(`${url}/api/messages`, { method: 'POST', body: body(limit) }));
+    assert.match(atLimit.text, /^That message is 1,048,5\d\d characters long; I read up to 4,000\./);
+    const over = await fetch(`${url}/api/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(limit + 1) });
+    assert.match(await jsonError(over, 413), /limited to 1048576 bytes/);
+  });
+
+  it('reads a body far over the limit to its end, so the 413 arrives and the connection serves the next request', async () => {
+    const size = 16 * 1024 * 1024;
+    const replies = await rawExchange(url, [
+      Buffer.from(`POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${size}\r\n\r\n`),
+      Buffer.alloc(size, 'a'),
+      Buffer.from('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'),
+    ]);
+    assert.match(replies, /^HTTP\/1\.1 413 [^]*limited to 1048576 bytes[^]*HTTP\/1\.1 200 OK\r\n[^]*\r\n2\r\nok\r\n0\r\n\r\n$/);
+  });
+
+  it('answers 404 with a JSON error for an unknown route or method', async () => {
+    assert.match(await jsonError(await fetch(`${url}/api/nothing`), 404), /no route GET \/api\/nothing/);
+    assert.match(await jsonError(await fetch(`${url}/api/messages`), 404), /no route GET \/api\/messages/);
+    assert.match(await jsonError(await fetch(`${url}/healthz`, { method: 'POST', body: '' }), 404), /no route POST \/healthz/);
+  });
+});

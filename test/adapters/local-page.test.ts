@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { startLocalServer } from '../../src/adapters/local/http-server.js';
+import { SAMPLE_FAQ } from '../../src/core/app.js';
+import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { silentLogger } from '../../src/log.js';
+import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
+
+/** Debian's package; CI installs it (.ci/run), playwright-core downloads no browser. */
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+describe('the local chat page in headless Chromium', () => {
+  let scratch: ScratchApp;
+  let server: Server;
+  let browser: Browser;
+  let page: Page;
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: these tests drive the chat page in Debian's Chromium; install it with apt-get install chromium (.ci/run does)`);
+    scratch = await createScratchApp();
+    const started = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger });
+    server = started.server;
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 20_000 });
+    page = await browser.newPage();
+    page.setDefaultTimeout(10_000);
+    await page.goto(started.url);
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await scratch?.close();
+  });
+
+  /** The text of the n-th bot bubble (0-based), once its reply has streamed to the end. */
+  async function botReply(n: number): Promise<string> {
+    const bubble = page.locator('.turn.bot').nth(n);
+    await bubble.and(page.locator('[data-done="true"]')).waitFor();
+    return bubble.innerText();
+  }
+
+  it('imports an FAQ file chosen with the Import FAQ button', async () => {
+    const records = parseFaqFile(await readFile(SAMPLE_FAQ), 'markdown');
+    await page.setInputFiles('#file', SAMPLE_FAQ);
+    assert.equal(await page.locator('.turn.user').last().innerText(), '/faq import sample-faq.md');
+    const reply = await botReply(0);
+    assert.match(reply, /^Imported sample-faq\.md \(merge\):/);
+    assert.ok(reply.includes(`+ ${records.length} new`), reply);
+    assert.ok(reply.includes('+ What is tunebot?'), reply);
+  });
+
+  it('answers a question typed and sent with the Send button, from the FAQ', async () => {
+    const records = parseFaqFile(await readFile(SAMPLE_FAQ), 'markdown');
+    await page.fill('#text', 'What is tunebot?');
+    await page.click('#send');
+    assert.equal(await page.inputValue('#text'), '', 'the input is cleared once sent');
+    assert.equal(await page.locator('.turn.user').last().innerText(), 'What is tunebot?');
+    assert.equal(await botReply(1), records.find((record) => record.question === 'What is tunebot?')?.answer);
+  });
+
+  it('shows a clear reply when the chosen file is not text', async () => {
+    const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d]);
+    await page.setInputFiles('#file', { name: 'faq.md', mimeType: 'text/markdown', buffer: png });
+    assert.match(await botReply(2), /^Could not do that: the file looks binary \(a NUL byte at byte 8\); FAQ files are UTF-8 text/);
+  });
+
+  it('sends with the Enter key and keeps every turn in order', async () => {
+    await page.fill('#text', '/faq list');
+    await page.press('#text', 'Enter');
+    assert.match(await botReply(3), /^FAQ page 1\/\d+ \(\d+ entries\):\n1\. What is tunebot\?/);
+    const turns = await page.locator('.turn').evaluateAll((elements) => elements.map((element) => element.className.replace('turn ', '')));
+    assert.deepEqual(turns, ['user', 'bot', 'user', 'bot', 'user', 'bot', 'user', 'bot']);
+  });
+});
