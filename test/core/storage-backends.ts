@@ -47,7 +47,8 @@ export async function sqliteBackend(): Promise<Backend> {
 
 export async function redisBackend(): Promise<Backend> {
   const namespace = `tunebot-test-${process.pid}-${randomUUID().slice(0, 8)}`;
-  const admin = createClient({ url: REDIS_URL });
+  // Fails at once when Redis is missing, rather than retrying forever.
+  const admin = createClient({ url: REDIS_URL, socket: { reconnectStrategy: false, connectTimeout: 2000 } });
   admin.on('error', () => {});
   await admin.connect();
   const opened: Storage[] = [];
