@@ -17,6 +17,7 @@ import { FineTuneJobs, type JobRecord } from './fine-tune-jobs.js';
 import { Inbox } from './inbox.js';
 import { ConversationMemory } from './memory.js';
 import type { IncomingMessage } from './message.js';
+import { BotMetrics } from './metrics.js';
 import { ModelHost } from './model-host.js';
 import { ModelRegistry } from './model-registry.js';
 import type { EngineServices } from './services.js';
@@ -37,7 +38,8 @@ export const SAMPLE_FAQ = fileURLToPath(new URL('../../config/sample-faq.md', im
 export async function createApp(config: TunebotConfig, logger: Logger): Promise<App> {
   const storage = await openStorage(config.storage.url, { logger });
   const registry = new ModelRegistry(config.model.dir);
-  const host = new ModelHost({ executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger);
+  const metrics = new BotMetrics();
+  const host = new ModelHost({ executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger, metrics);
   const memory = new ConversationMemory(storage.turns, { ttlMs: config.engine.memory.ttlHours * 3_600_000, maxStoredTurns: 200 });
   const tokenizer = await tokenizerFor(registry);
   const scopeOf = (message: Pick<IncomingMessage, 'platform' | 'scope'>) => faqScopeKey(config.faq.scope, message.platform, message.scope.workspace);
@@ -67,6 +69,7 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
       logLevel: config.log.level,
     },
     logger,
+    metrics,
   );
   const services: EngineServices = {
     settings,
@@ -88,6 +91,7 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
     jobs,
     tokenizer,
     logger,
+    metrics,
   };
   await jobs.recoverInterrupted();
   const live = await registry.currentVersion();
@@ -96,7 +100,9 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
   return {
     engine,
     services,
+    /** A running fine-tune is cancelled first: its trainer checkpoints, and its record needs the storage. */
     async close() {
+      await jobs.stop();
       await host.close();
       await storage.close();
     },
@@ -119,15 +125,18 @@ async function tokenizerFor(registry: ModelRegistry): Promise<Tokenizer> {
 /**
  * The first start, offline: a new model (or a pulled one, when config names it), the sample
  * FAQ when the FAQ is empty, and a fine-tune on it, so that `npm start` serves a bot that
- * knows something. Each step is skipped when already done.
+ * knows something. Each step is skipped when already done. An abort (a shutdown) skips the
+ * steps still to come and cancels the fine-tune; the next start picks up from there.
  */
 export async function prepareFirstStart(
   app: App,
   config: TunebotConfig,
   logger: Logger,
   onProgress: (job: JobRecord) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   const { registry, model } = app.services;
+  if (signal?.aborted) return;
   if (!(await registry.currentVersion())) {
     const version = await registry.nextVersion();
     const staging = join(config.model.dir, `.new-${version}`);
@@ -154,16 +163,19 @@ export async function prepareFirstStart(
     logger.info({ entries: records.length }, 'first start: imported the sample FAQ');
   }
   const versions = await registry.versions();
-  if (versions.every((version) => version.training === null)) {
+  if (versions.every((version) => version.training === null) && !signal?.aborted) {
     logger.info('first start: fine-tuning the model on the FAQ');
     const { record, done } = await app.services.jobs.start(faq, 'local:local', 'local:first-start');
     const timer = setInterval(() => onProgress(record), 250);
+    const cancel = () => app.services.jobs.cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
     try {
       const finished = await done;
       onProgress(finished);
       if (finished.status === 'failed') throw new Error(`the first fine-tune failed: ${finished.error}`);
     } finally {
       clearInterval(timer);
+      signal?.removeEventListener('abort', cancel);
     }
   }
 }

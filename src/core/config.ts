@@ -69,7 +69,22 @@ export const configSchema = z
         heldOutVariants: z.number().int().min(0),
       })
       .strict(),
-    local: z.object({ port: z.number().int().min(0).max(65535) }).strict(),
+    local: z
+      .object({
+        port: z.number().int().min(0).max(65535),
+        /** The address tunebot's HTTP servers listen on: loopback by default, 0.0.0.0 in a container. */
+        host: z.string().min(1),
+      })
+      .strict(),
+    ops: z
+      .object({
+        /** /healthz and /metrics: "chat" serves them on the local chat's port, a port number on their own server, 0 nowhere. */
+        port: z.preprocess(
+          (value) => (typeof value === 'string' && /^\d+$/u.test(value) ? Number(value) : value),
+          z.union([z.literal('chat'), z.number().int().min(0).max(65535)], { error: 'must be "chat" or a port number 0-65535' }),
+        ),
+      })
+      .strict(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
   })
   .strict();

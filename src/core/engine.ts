@@ -5,6 +5,7 @@ import { type Command, CommandUsageError, findCommand, helpText } from './comman
 import { commandLine, splitWords } from './commands/parse.js';
 import type { IncomingMessage } from './message.js';
 import { userKey } from './message.js';
+import type { MessagePath } from './metrics.js';
 import { RegistryError } from './model-registry.js';
 import { fitPromptParts, formatPrompt, REPLY_STOPS } from './prompt-format.js';
 import { RateLimiter } from './rate-limit.js';
@@ -30,28 +31,42 @@ export class ConversationEngine {
   }
 
   async *handle(message: IncomingMessage): AsyncIterable<string> {
+    const started = performance.now();
+    // A reply abandoned by its reader (an early return) is not counted: it did not end.
+    let path: MessagePath | null = null;
+    try {
+      path = yield* this.respond(message);
+    } catch (error) {
+      path = 'error';
+      throw error;
+    } finally {
+      if (path) this.services.metrics.messageHandled(path, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async *respond(message: IncomingMessage): AsyncGenerator<string, MessagePath> {
     const { settings } = this.services;
     const text = message.text.trim();
     if (!text) {
       yield message.attachments.length > 0 ? 'To import an FAQ file, send it with /faq import.' : 'Send me a question, or /help to see what I can do.';
-      return;
+      return 'refused';
     }
     if (text.length > settings.maxMessageChars) {
       yield `That message is ${text.length.toLocaleString('en')} characters long; I read up to ${settings.maxMessageChars.toLocaleString('en')}. Please ask a shorter question.`;
-      return;
+      return 'refused';
     }
     // Admins (the local chat's user among them) are not rate-limited: they run the bot.
     const wait = this.isAdmin(message) ? 0 : this.limiter.take(userKey(message));
     if (wait > 0) {
       yield `You are sending messages faster than I can answer. Please try again in ${wait} s.`;
-      return;
+      return 'refused';
     }
     const line = commandLine(text);
     if (line !== null) {
       yield* this.runCommand(message, line);
-      return;
+      return 'command';
     }
-    yield* this.answer(message, text);
+    return yield* this.answer(message, text);
   }
 
   private async *runCommand(message: IncomingMessage, line: string): AsyncIterable<string> {
@@ -78,7 +93,7 @@ export class ConversationEngine {
     }
   }
 
-  private async *answer(message: IncomingMessage, text: string): AsyncIterable<string> {
+  private async *answer(message: IncomingMessage, text: string): AsyncGenerator<string, MessagePath> {
     const { settings, memory, model, tokenizer, logger } = this.services;
     const scope = { platform: message.platform, workspace: message.scope.workspace };
     const faq = this.services.faqFor(message);
@@ -118,6 +133,7 @@ export class ConversationEngine {
     if (settings.debug) yield `\n[debug: ${decision.path}; ${decision.ranked.map((hit) => `${hit.entry.id} ${round(hit.confidence)}`).join(', ') || 'no hits'}]`;
     await recorded;
     await memory.recordTurn(scope, message.user.id, { role: 'assistant', text: reply, at: Date.now() });
+    return decision.path;
   }
 
   private prompt(decision: AnswerDecision, history: readonly { role: 'user' | 'assistant'; text: string }[], text: string): string {

@@ -9,6 +9,7 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import { startFineTune } from '../model/training/fine-tune-job.js';
 import type { FineTuneSettings, TrainingProgress, TrainingRecord } from '../model/training/trainer.js';
 import type { FaqStore, KeyValueStore } from './faq/faq-store.js';
+import { BotMetrics } from './metrics.js';
 import type { ModelHost } from './model-host.js';
 import type { ModelRegistry } from './model-registry.js';
 import { type GateReport, type GateScore, type GateSettings, gateDecision, scoreModel } from './regression-gate.js';
@@ -57,6 +58,7 @@ export class FineTuneJobs {
     private readonly tokenizer: Tokenizer,
     private readonly settings: JobSettings,
     private readonly logger: Logger,
+    private readonly metrics: BotMetrics = new BotMetrics(),
   ) {}
 
   /** At start-up: a job recorded as running was cut off by a restart. */
@@ -108,8 +110,10 @@ export class FineTuneJobs {
       countTokens: (text) => this.tokenizer.encode(text).length,
     });
     await this.store.set(RECORD_KEY, record);
-    // The staging folder is named after the FAQ's content, so a restarted job finds its checkpoint.
+    // The staging folder is named after the scope, so a restarted job finds its checkpoint beside it.
     const staging = join(this.registry.root, `.staging-${scope.replace(/[^\w-]/gu, '_')}`);
+    // A model left there by a job cut off after training (a restart during its gate) would block this one.
+    await rm(staging, { recursive: true, force: true });
     const job = startFineTune({ ...this.settings.fineTune, ...overrides, modelDir: base, outDir: staging }, examples, {
       logLevel: this.settings.logLevel,
       onProgress: (progress) => {
@@ -141,10 +145,12 @@ export class FineTuneJobs {
         finished.finishedAt = new Date().toISOString();
         await this.store.set(RECORD_KEY, finished);
         this.running = null;
+        this.metrics.fineTuneJobsFinished.inc({ status: finished.status });
         this.logger.info({ job: finished.id, status: finished.status, version: finished.version ?? null }, 'fine-tuning job finished');
         return finished;
       });
     this.running = { record, cancel: job.cancel, done };
+    this.metrics.fineTuneJobsStarted.inc();
     return { record, done };
   }
 
@@ -153,6 +159,14 @@ export class FineTuneJobs {
     if (!this.running) return false;
     this.running.cancel();
     return true;
+  }
+
+  /** At shutdown: cancels the running job and waits for its end (the trainer checkpoints first). */
+  async stop(): Promise<JobRecord | null> {
+    const running = this.running;
+    if (!running) return null;
+    running.cancel();
+    return running.done;
   }
 
   /** Scores the candidate and the live model with the same questions. */

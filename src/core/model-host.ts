@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
 import { type GenerateOptions, type GenerationStream, LanguageModel, type LoadOptions } from '../model/language-model.js';
 import type { ModelInfo } from '../model/worker-protocol.js';
+import { BotMetrics } from './metrics.js';
 
 /**
  * The engine's model, swappable while it serves: a new version loads beside the old one,
@@ -20,6 +21,7 @@ export class ModelHost {
   constructor(
     private readonly loadOptions: LoadOptions,
     private readonly logger: Logger,
+    private readonly metrics: BotMetrics = new BotMetrics(),
   ) {}
 
   get version(): string | null {
@@ -47,12 +49,18 @@ export class ModelHost {
     const loaded = this.loaded;
     if (!loaded) return null;
     loaded.inFlight++;
+    this.metrics.modelRequestsInFlight.add(1);
+    const started = performance.now();
     const stream = loaded.model.generate(prompt, options);
     const release = () => {
       loaded.inFlight--;
+      this.metrics.modelRequestsInFlight.add(-1);
       if (loaded.retiring && loaded.inFlight === 0) void loaded.model.close();
     };
-    stream.result.then(release, release);
+    stream.result.then((result) => {
+      this.metrics.generationFinished(result.generatedTokens, (performance.now() - started) / 1000);
+      release();
+    }, release);
     return stream;
   }
 

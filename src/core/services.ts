@@ -5,6 +5,7 @@ import type { FineTuneJobs } from './fine-tune-jobs.js';
 import type { Inbox } from './inbox.js';
 import type { ConversationMemory } from './memory.js';
 import type { IncomingMessage } from './message.js';
+import type { BotMetrics } from './metrics.js';
 import type { ModelHost } from './model-host.js';
 import type { ModelRegistry } from './model-registry.js';
 import type { EngineSettings } from './engine-settings.js';
@@ -21,4 +22,5 @@ export interface EngineServices {
   /** The served model's tokenizer, for token budgets (GPT-2's BPE for every version). */
   readonly tokenizer: Tokenizer;
   readonly logger: Logger;
+  readonly metrics: BotMetrics;
 }

@@ -10,8 +10,6 @@ import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { SeededRandom } from '../../src/model/random.js';
 import { type ModelSession, createModelSession } from '../../src/model/session.js';
-import type { WeightMap } from '../../src/model/tensor.js';
-import { initWeights } from '../../src/model/weights.js';
 import {
   type ReferenceCache,
   type ReferenceModel,
@@ -21,6 +19,7 @@ import {
   referenceForwardWithCache,
   referenceModel,
 } from '../reference/gpt2-reference.js';
+import { perturbedWeights } from '../helpers/perturbed-weights.js';
 
 /**
  * The ONNX graphs (export and runtime) against the float64 reference, on the tiny preset and
@@ -29,17 +28,6 @@ import {
 const { onnx } = onnxProto;
 const TOLERANCE = 1e-4;
 
-/** initWeights leaves biases at 0 and layer-norm gains at 1; give them values that matter. */
-function perturbedWeights(config: Gpt2Config, seed: number): WeightMap {
-  const weights = initWeights(config, seed);
-  const random = new SeededRandom(seed + 1);
-  for (const [name, tensor] of weights) {
-    const isGain = /ln_\w+\.weight$/.test(name);
-    if (!isGain && !name.endsWith('.bias')) continue;
-    for (let i = 0; i < tensor.data.length; i++) tensor.data[i] = (isGain ? 1 : 0) + 0.3 * random.normal();
-  }
-  return weights;
-}
 
 function randomTokens(random: SeededRandom, count: number, vocab: number): number[] {
   return Array.from({ length: count }, () => Math.floor(random.next() * vocab));

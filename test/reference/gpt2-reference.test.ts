@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Gpt2Config, makeConfig, presetConfig } from '../../src/model/config.js';
-import { SeededRandom } from '../../src/model/random.js';
 import type { WeightMap } from '../../src/model/tensor.js';
-import { getWeight, initWeights } from '../../src/model/weights.js';
+import { getWeight } from '../../src/model/weights.js';
 import {
   emptyReferenceCache,
   geluNew,
@@ -14,20 +13,10 @@ import {
   referenceForwardWithCache,
   referenceModel,
 } from './gpt2-reference.js';
+import { perturbedWeights } from '../helpers/perturbed-weights.js';
 
 const SMALL = makeConfig({ n_layer: 2, n_head: 2, n_embd: 8, n_positions: 16, vocab_size: 11, initializer_range: 0.5 });
 
-/** initWeights leaves biases at 0 and layer-norm gains at 1; give them values that matter. */
-function perturbedWeights(config: Gpt2Config, seed: number): WeightMap {
-  const weights = initWeights(config, seed);
-  const random = new SeededRandom(seed + 1);
-  for (const [name, tensor] of weights) {
-    const isGain = /ln_\w+\.weight$/.test(name);
-    if (!isGain && !name.endsWith('.bias')) continue;
-    for (let i = 0; i < tensor.data.length; i++) tensor.data[i] = (isGain ? 1 : 0) + 0.3 * random.normal();
-  }
-  return weights;
-}
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);

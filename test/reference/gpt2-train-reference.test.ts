@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Gpt2Config, makeConfig } from '../../src/model/config.js';
+import { makeConfig } from '../../src/model/config.js';
 import { ModelError } from '../../src/model/errors.js';
 import { SeededRandom } from '../../src/model/random.js';
-import type { WeightMap } from '../../src/model/tensor.js';
-import { initWeights, weightShapes } from '../../src/model/weights.js';
+import { weightShapes } from '../../src/model/weights.js';
 import { emptyReferenceCache, referenceForwardWithCache, referenceModel } from './gpt2-reference.js';
 import {
   type AdamWSettings,
@@ -17,6 +16,7 @@ import {
   referenceLossAndGradients,
   referenceTrainStep,
 } from './gpt2-train-reference.js';
+import { perturbedWeights } from '../helpers/perturbed-weights.js';
 
 const SMALL = makeConfig({ n_layer: 2, n_head: 2, n_embd: 8, n_positions: 16, vocab_size: 13, initializer_range: 0.4 });
 const PAD = 12;
@@ -51,17 +51,6 @@ const BATCH: TrainBatch = {
   ],
 };
 
-/** initWeights leaves biases at 0 and layer-norm gains at 1; give them values that matter. */
-function perturbedWeights(config: Gpt2Config, seed: number): WeightMap {
-  const weights = initWeights(config, seed);
-  const random = new SeededRandom(seed + 1);
-  for (const [name, tensor] of weights) {
-    const isGain = /ln_\w+\.weight$/.test(name);
-    if (!isGain && !name.endsWith('.bias')) continue;
-    for (let i = 0; i < tensor.data.length; i++) tensor.data[i] = (isGain ? 1 : 0) + 0.3 * random.normal();
-  }
-  return weights;
-}
 
 const WEIGHTS = perturbedWeights(SMALL, 7);
 

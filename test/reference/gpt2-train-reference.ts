@@ -16,7 +16,7 @@
  * Layout: B batch rows, T positions, N = B*T, C = n_embd, NH heads of size hs = C/NH,
  * I = MLP width, V = vocab. Conv1D weights are (IN, OUT), so out = inp @ weight + bias.
  */
-import { type Gpt2Config, headSize, innerSize } from '../../src/model/config.js';
+import { type Gpt2Config, innerSize } from '../../src/model/config.js';
 import { ModelError } from '../../src/model/errors.js';
 import { type Float32Tensor, elementCount, sameDims } from '../../src/model/tensor.js';
 import { weightShapes } from '../../src/model/weights.js';

@@ -1,17 +1,17 @@
 import { createServer, type IncomingMessage as HttpRequest, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../log.js';
 import type { Attachment, IncomingMessage } from '../../core/message.js';
+import { listen, type OpsEndpoints, serveOps, serverUrl } from '../ops-server.js';
 import { CHAT_PAGE } from './chat-page.js';
 
 /**
- * The local adapter's HTTP face, bound to 127.0.0.1:
+ * The local adapter's HTTP face, bound to 127.0.0.1 unless config local.host says otherwise:
  *   GET  /                 the chat page
  *   POST /api/messages     {"userId", "text", "displayName"?} -> text/event-stream of
  *                          `data: {"text": piece}` events, then `event: done`
  *   POST /api/upload?userId=U&name=faq.csv  (raw body) -> same stream, as "/faq import" with the file
- *   GET  /healthz          "ok"
- * Everyone here is the local admin: the server listens on loopback only.
+ *   GET  /healthz          "ok" (the server is up); with `ops`, readiness, and GET /metrics
+ * Everyone here is the local admin: on any address but loopback, the port must stay private.
  */
 export interface ChatEngine {
   handle(message: IncomingMessage): AsyncIterable<string>;
@@ -20,23 +20,36 @@ export interface ChatEngine {
 export const MAX_UPLOAD_BYTES = 60 * 1024 * 1024;
 const MAX_JSON_BYTES = 1024 * 1024;
 
-export async function startLocalServer(engine: ChatEngine, options: { port: number; logger: Logger }): Promise<{ server: Server; url: string }> {
+export interface LocalServerOptions {
+  readonly port: number;
+  /** 127.0.0.1 when left out. */
+  readonly host?: string;
+  readonly logger: Logger;
+  readonly ops?: OpsEndpoints;
+}
+
+export async function startLocalServer(engine: ChatEngine, options: LocalServerOptions): Promise<{ server: Server; url: string }> {
+  const host = options.host ?? '127.0.0.1';
   const server = createServer((request, response) => {
-    route(engine, request, response).catch((error: unknown) => {
+    route(engine, options.ops, request, response).catch((error: unknown) => {
       options.logger.error({ err: error }, 'local chat request failed');
       if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
       response.end();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  return { server, url: `http://127.0.0.1:${port}` };
+  await listen(server, host, options.port);
+  if (!isLoopback(host)) {
+    options.logger.warn({ host }, 'the local chat listens beyond loopback and makes everyone who reaches it an admin: keep its port private');
+  }
+  return { server, url: serverUrl(server, host) };
 }
 
-async function route(engine: ChatEngine, request: HttpRequest, response: ServerResponse): Promise<void> {
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+async function route(engine: ChatEngine, ops: OpsEndpoints | undefined, request: HttpRequest, response: ServerResponse): Promise<void> {
+  if (ops && serveOps(ops, request, response)) return;
   const url = new URL(request.url ?? '/', 'http://127.0.0.1');
   if (request.method === 'GET' && url.pathname === '/') {
     response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(CHAT_PAGE);

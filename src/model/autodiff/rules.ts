@@ -32,11 +32,6 @@ function zerosLike(g: GraphBuilder, value: Value): Value {
   return g.op('Expand', [g.constFloat(0), g.op('Shape', [value])]);
 }
 
-/** The permutation that swaps the last two of `rank` axes. */
-function swapLastTwo(rank: number): number[] {
-  return [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
-}
-
 function only(context: GradientContext, i: number, build: () => Value): Value | null {
   return context.needsGradient(i) ? build() : null;
 }

@@ -37,12 +37,14 @@ export async function saveCheckpoint<History>(
     tensors.set(`v.${name}`, { dims, data: state.variances.get(name) as Float32Array });
   }
   const temp = `${dir}.tmp-${randomBytes(6).toString('hex')}`;
-  const previous = `${dir}.old-${randomBytes(6).toString('hex')}`;
+  // A fixed name: a crash between the two renames leaves it for loadCheckpoint to find.
+  const previous = `${dir}.old`;
   try {
     await mkdir(temp, { recursive: true });
     await writeSafetensors(join(temp, STATE_FILE), tensors, { step: String(state.step) });
     await writeFile(join(temp, PROGRESS_FILE), JSON.stringify({ ...progress, step: state.step }));
     const exists = await stat(dir).then(() => true, () => false);
+    await rm(previous, { recursive: true, force: true });
     if (exists) await rename(dir, previous);
     await rename(temp, dir);
     if (exists) await rm(previous, { recursive: true, force: true });
@@ -62,6 +64,12 @@ export async function loadCheckpoint<History>(
   try {
     text = await readFile(join(dir, PROGRESS_FILE), 'utf8');
   } catch {
+    // A crash while swapping a new checkpoint in leaves the previous one under `.old`.
+    const previous = `${dir}.old`;
+    if (await stat(previous).then(() => true, () => false)) {
+      await rename(previous, dir);
+      return loadCheckpoint(dir, parameters, runKey);
+    }
     return null;
   }
   let progress: CheckpointProgress<History> & { step: number };

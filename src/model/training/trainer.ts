@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Logger } from '../../log.js';
 import { type Gpt2Config, parameterCount } from '../config.js';
 import { ModelError } from '../errors.js';
@@ -140,7 +141,7 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
   };
   const hash = dataHash(examples);
   const { checkpointDir: _checkpointDir, modelDir: _modelDir, outDir: _outDir, ...recordedSettings } = settings;
-  const runKey = createHash('sha256').update(JSON.stringify({ model: settings.modelDir, hash, recordedSettings })).digest('hex');
+  const runKey = createHash('sha256').update(canonicalJson({ model: resolve(settings.modelDir), hash, recordedSettings })).digest('hex');
   const checkpointDir = settings.checkpointDir ?? `${settings.outDir}.checkpoint`;
 
   const runner = await TrainingStepRunner.create(config, base.weights, {
@@ -245,6 +246,7 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
     );
     await saveModel(settings.outDir, { config, weights, generationConfig: base.generationConfig, training: record }, { extraFiles: new Map([['loss-curve.png', picture]]) });
     await rm(checkpointDir, { recursive: true, force: true });
+    await rm(`${checkpointDir}.old`, { recursive: true, force: true });
     logger.info({ outDir: settings.outDir, steps: state.step, finalTrainLoss: record.finalTrainLoss, seconds: Math.round(seconds) }, 'fine-tuned model saved');
     return record;
   } finally {
@@ -287,4 +289,14 @@ function checkSettings(settings: FineTuneSettings): void {
   if (settings.lora && (!Number.isInteger(settings.lora.rank) || settings.lora.rank < 1 || !(settings.lora.alpha > 0))) {
     throw new ModelError('OPTIONS_INVALID', `LoRA needs an integer rank >= 1 and alpha > 0, got rank ${settings.lora.rank}, alpha ${settings.lora.alpha}`);
   }
+}
+
+/** JSON with sorted keys: the same settings give the same run key whatever order built them. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value).filter(([, field]) => field !== undefined).sort(([a], [b]) => (a < b ? -1 : 1));
+    return `{${entries.map(([key, field]) => `${JSON.stringify(key)}:${canonicalJson(field)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
 }

@@ -25,6 +25,7 @@ import {
   referenceLossAndGradients,
   referenceTrainStep,
 } from '../../reference/gpt2-train-reference.js';
+import { perturbedWeights } from '../../helpers/perturbed-weights.js';
 
 /**
  * tunebot's training graphs against the independent float64 reference
@@ -40,17 +41,6 @@ import {
 const SMALL = makeConfig({ n_layer: 2, n_head: 2, n_embd: 8, n_positions: 16, vocab_size: 13, initializer_range: 0.4 });
 const PAD = 12;
 
-/** initWeights leaves biases at 0 and layer-norm gains at 1; give them values that matter. */
-function perturbedWeights(config: Gpt2Config, seed: number): WeightMap {
-  const weights = initWeights(config, seed);
-  const random = new SeededRandom(seed + 1);
-  for (const [name, tensor] of weights) {
-    const isGain = /ln_\w+\.weight$/.test(name);
-    if (!isGain && !name.endsWith('.bias')) continue;
-    for (let i = 0; i < tensor.data.length; i++) tensor.data[i] = (isGain ? 1 : 0) + 0.3 * random.normal();
-  }
-  return weights;
-}
 
 // Token 3 is read three times in row 0 and 5 in rows 0 and 1 (wte's gather gradient
 // accumulates); row 1 is right-padded; row 2's first two targets do not count.
