@@ -85,6 +85,22 @@ export const configSchema = z
         ),
       })
       .strict(),
+    slack: z
+      .object({
+        /** socket: the bot connects out to Slack with the app token; http: Slack posts to /slack/events, checked with the signing secret. */
+        mode: z.enum(['http', 'socket']),
+        /** The bot token (xoxb-); the Slack adapter runs when it is set. SLACK_BOT_TOKEN sets it too. */
+        botToken: z.string().min(1).nullable(),
+        /** HTTP mode. SLACK_SIGNING_SECRET sets it too. */
+        signingSecret: z.string().min(1).nullable(),
+        /** Socket Mode (xapp-, connections:write). SLACK_APP_TOKEN sets it too. */
+        appToken: z.string().min(1).nullable(),
+        /** HTTP mode's port; Slack's Request URL is https://<your host>/slack/events, through a TLS proxy. */
+        port: z.number().int().min(0).max(65535),
+        /** The Web API's base address; null is https://slack.com/api/. Tests point it at a loopback server. */
+        apiUrl: z.url().nullable(),
+      })
+      .strict(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
   })
   .strict();
@@ -105,6 +121,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): TunebotConfig 
   // The names the wider ecosystem already uses win over the defaults too.
   if (env.HF_ENDPOINT) (merged.hub as JsonObject).endpoint = env.HF_ENDPOINT;
   if (env.LOG_LEVEL && !env.TUNEBOT_LOG_LEVEL) (merged.log as JsonObject).level = env.LOG_LEVEL;
+  for (const [name, key] of [['SLACK_BOT_TOKEN', 'botToken'], ['SLACK_SIGNING_SECRET', 'signingSecret'], ['SLACK_APP_TOKEN', 'appToken']] as const) {
+    if (env[name] && !env[envName(['slack', key])]) (merged.slack as JsonObject)[key] = env[name];
+  }
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')} (${envName(issue.path.map(String))}): ${issue.message}`);
