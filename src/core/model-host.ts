@@ -17,6 +17,7 @@ interface Loaded {
 
 export class ModelHost {
   private loaded: Loaded | null = null;
+  private swapping: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly loadOptions: LoadOptions,
@@ -32,8 +33,14 @@ export class ModelHost {
     return this.loaded?.model.info ?? null;
   }
 
-  /** Loads `dir` as `version` and makes it the model new requests use. */
-  async swapTo(dir: string, version: string): Promise<void> {
+  /** Loads `dir` as `version` and makes it the model new requests use. Swaps run one after another. */
+  swapTo(dir: string, version: string): Promise<void> {
+    const swap = this.swapping.then(() => this.load(dir, version));
+    this.swapping = swap.catch(() => undefined);
+    return swap;
+  }
+
+  private async load(dir: string, version: string): Promise<void> {
     const model = await LanguageModel.load(dir, this.loadOptions);
     const previous = this.loaded;
     this.loaded = { model, version, inFlight: 0, retiring: false };
