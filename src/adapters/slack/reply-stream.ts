@@ -52,7 +52,7 @@ export class StreamedReply {
   }
 
   private async send(): Promise<void> {
-    const parts = splitSlackMessage(toSlackText(this.text), this.options.maxChars ?? SLACK_SECTION_LIMIT);
+    const parts = splitSlackMessage(toSlackText(this.text.trim()), this.options.maxChars ?? SLACK_SECTION_LIMIT);
     if (parts.length === 0) return;
     for (const [i, part] of parts.entries()) {
       const previous = this.sent[i];

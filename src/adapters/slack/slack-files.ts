@@ -61,14 +61,13 @@ async function download(url: string, name: string, botToken: string): Promise<Ui
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
+  // Leaving the loop early cancels the stream, so an oversize file is not read to its end.
   for await (const chunk of response.body) {
     size += chunk.length;
-    if (size > MAX_FAQ_FILE_BYTES) {
-      await response.body.cancel();
-      throw tooLarge(name, size);
-    }
+    if (size > MAX_FAQ_FILE_BYTES) break;
     chunks.push(chunk);
   }
+  if (size > MAX_FAQ_FILE_BYTES) throw tooLarge(name, size);
   return Buffer.concat(chunks);
 }
 

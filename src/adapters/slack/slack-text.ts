@@ -11,8 +11,9 @@ export function fromSlackText(text: string, botUserId: string | null): string {
   plain = plain
     // <https://x|label> and <mailto:a@b|a@b> -> the label; <https://x> -> the address.
     .replace(/<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>/gu, (_, url: string, label?: string) => label || url)
-    // <#C123|general> -> #general; user mentions (<@U123>) stay, so that "forget <@U123>" names a user.
-    .replace(/<#\w+\|([^>]*)>/gu, '#$1');
+    // <#C123|general> -> #general; a user mention stays, without its label, so that "forget <@U123>" names a user.
+    .replace(/<#\w+\|([^>]*)>/gu, '#$1')
+    .replace(/<@(\w+)\|[^>]*>/gu, '<@$1>');
   return unescapeEntities(plain).trim();
 }
 

@@ -51,24 +51,21 @@ function findCut(body: string, max: number, floor: number): Cut {
   const lastOutside = outside.at(-1);
   if (lastOutside && lastOutside.at >= max / 2) return lineCut(body, lastOutside.at, false);
 
+  // In the line that crosses the limit, whether a cut is in code follows from the code state at
+  // the line's start and the fences before the cut: only text before the limit decides.
   const crossing = lines.crossing;
-  const prose = !crossing.inCode;
   const after = Math.max(crossing.start, floor);
-  if (prose) {
-    const sentence = lastSentenceEnd(body, after, max);
-    if (sentence !== null) return wordCut(body, sentence);
-  }
+  const isProse = (at: number) => crossing.inCode === (countFences(body.slice(crossing.start, at)) % 2 === 1);
+  const sentence = lastMatching(sentenceEnds(body, after, max), isProse);
+  if (sentence !== null) return wordCut(body, sentence);
   if (lastOutside) return lineCut(body, lastOutside.at, false);
-  if (prose) {
-    const space = lastSpace(body, after, max);
-    if (space !== null) return wordCut(body, space);
-  }
+  const space = lastMatching(spaces(body, after, max), isProse);
+  if (space !== null) return wordCut(body, space);
   // Only code from here on (or one unbroken word): cut inside it, leaving room for the closing fence.
   const codeMax = max - CLOSE.length;
   const inside = lines.boundaries.filter((boundary) => boundary.inCode && boundary.at > floor && boundary.at - 1 <= codeMax).at(-1);
   if (inside) return lineCut(body, inside.at, true);
-  const inCode = crossing.inCode;
-  return hardCut(body, inCode ? codeMax : max, floor, inCode);
+  return hardCut(body, max, floor, isProse);
 }
 
 interface LineBoundary {
@@ -78,7 +75,7 @@ interface LineBoundary {
   readonly inCode: boolean;
 }
 
-/** Line boundaries whose part fits in `max`, and the line that crosses `max`, with code state. */
+/** Line boundaries whose part fits in `max`, and the line that crosses `max` with the code state at its start. */
 function scanLines(body: string, max: number): { boundaries: LineBoundary[]; crossing: { start: number; inCode: boolean } } {
   const boundaries: LineBoundary[] = [];
   let inCode = false;
@@ -86,10 +83,8 @@ function scanLines(body: string, max: number): { boundaries: LineBoundary[]; cro
   for (;;) {
     const newline = body.indexOf('\n', start);
     const end = newline === -1 ? body.length : newline;
-    // The crossing line counts as code if it opens a block: its own text is the block's start.
-    const toggles = countFences(body.slice(start, end)) % 2 === 1;
-    if (end > max || newline === -1) return { boundaries, crossing: { start, inCode: inCode || toggles } };
-    if (toggles) inCode = !inCode;
+    if (end > max || newline === -1) return { boundaries, crossing: { start, inCode } };
+    if (countFences(body.slice(start, end)) % 2 === 1) inCode = !inCode;
     boundaries.push({ at: newline + 1, inCode });
     start = newline + 1;
   }
@@ -101,18 +96,20 @@ function countFences(line: string): number {
   return count;
 }
 
-function lastSentenceEnd(body: string, from: number, max: number): number | null {
-  let found: number | null = null;
-  const window = body.slice(from, max + 1);
-  for (const match of window.matchAll(SENTENCE_END)) {
-    const end = from + match.index + match[0].length;
-    if (end <= max) found = end;
-  }
-  return found !== null && found > from ? found : null;
+/** Positions just after a sentence's end (before the space that follows it), in (from, max]. */
+function sentenceEnds(body: string, from: number, max: number): number[] {
+  return [...body.slice(from, max + 1).matchAll(SENTENCE_END)].map((match) => from + match.index + match[0].length).filter((end) => end <= max && end > from);
 }
 
-function lastSpace(body: string, from: number, max: number): number | null {
-  for (let i = max; i > from; i -= 1) if (/\s/u.test(body[i])) return i;
+/** Positions of whitespace in (from, max]: a cut there drops the space. */
+function spaces(body: string, from: number, max: number): number[] {
+  const found: number[] = [];
+  for (let i = from + 1; i <= max; i += 1) if (/\s/u.test(body[i])) found.push(i);
+  return found;
+}
+
+function lastMatching(candidates: readonly number[], accept: (at: number) => boolean): number | null {
+  for (let i = candidates.length - 1; i >= 0; i -= 1) if (accept(candidates[i])) return candidates[i];
   return null;
 }
 
@@ -126,12 +123,20 @@ function wordCut(body: string, at: number): Cut {
   return { part: body.slice(0, at).trimEnd(), rest: body.slice(at).trimStart(), inCode: false };
 }
 
-function hardCut(body: string, limit: number, floor: number, inCode: boolean): Cut {
+function hardCut(body: string, max: number, floor: number, isProse: (at: number) => boolean): Cut {
+  const prose = safeCut(body, max, floor);
+  if (isProse(prose)) return { part: body.slice(0, prose), rest: body.slice(prose), inCode: false };
+  const at = safeCut(body, max - CLOSE.length, floor);
+  return { part: body.slice(0, at), rest: body.slice(at), inCode: !isProse(at) };
+}
+
+/** `limit`, moved back so as not to cut a surrogate pair, an escaped entity or a fence in two. */
+function safeCut(body: string, limit: number, floor: number): number {
   let at = limit;
-  // Neither half of a surrogate pair nor of an escaped entity.
   const before = body.charCodeAt(at - 1);
   if (before >= 0xd800 && before <= 0xdbff) at -= 1;
   const ampersand = body.lastIndexOf('&', at - 1);
-  if (ampersand !== -1 && at - ampersand < MAX_ENTITY_LENGTH && !body.slice(ampersand, at).includes(';') && ampersand > floor) at = ampersand;
-  return { part: body.slice(0, at), rest: body.slice(at), inCode };
+  if (ampersand > floor && at - ampersand < MAX_ENTITY_LENGTH && !body.slice(ampersand, at).includes(';')) at = ampersand;
+  while (at > floor + 1 && body[at - 1] === '`' && body[at] === '`') at -= 1;
+  return at;
 }

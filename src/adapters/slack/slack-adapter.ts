@@ -1,0 +1,332 @@
+import { App, HTTPReceiver, type Logger as BoltLogger, LogLevel, type RespondFn, SocketModeReceiver, type SlashCommand, webApi } from '@slack/bolt';
+import type { ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { inspect } from 'node:util';
+import { envName, type TunebotConfig } from '../../core/config.js';
+import type { ConversationEngine } from '../../core/engine.js';
+import type { IncomingMessage } from '../../core/message.js';
+import type { Logger } from '../../log.js';
+import { SlackAdapterError } from './errors.js';
+import { SlashReply, StreamedReply } from './reply-stream.js';
+import { MemorySeenEvents, type SeenEvents } from './seen-events.js';
+import { type SlackFileRef, type SlackFiles, slackFiles } from './slack-files.js';
+import { fromSlackText, straightenQuotes } from './slack-text.js';
+import { SlackUsers } from './slack-users.js';
+
+/**
+ * The Slack adapter: Bolt's app, in Socket Mode (app token) or over HTTP (Slack posts events
+ * and slash commands to /slack/events; Bolt checks each request's signature and age). It
+ * answers mentions and direct messages in their thread, streaming, and the slash commands
+ * /ask, /faq, /model, /forget (and /tunebot <any command>), with the engine's commands.
+ *
+ * FAQ import from Slack: share the file in a direct message with the comment "faq import"
+ * (or, in a channel, mention the bot in the file's comment: "@tunebot faq import"); or share
+ * it first and then run the slash command /faq import in the same conversation within ten
+ * minutes, which imports the newest file you shared there (files.list).
+ *
+ * The Slack app needs the bot scopes app_mentions:read, chat:write, im:history, users:read,
+ * files:read and commands; the events app_mention and message.im; the slash commands above
+ * (their Request URL, in HTTP mode, is the same /slack/events); Socket Mode also needs an
+ * app-level token with connections:write.
+ */
+export type SlackConfig = TunebotConfig['slack'];
+
+export interface SlackAdapterOptions {
+  readonly config: SlackConfig;
+  readonly logger: Logger;
+  /** HTTP mode's listen address; all interfaces when left out. */
+  readonly host?: string;
+  /** Where event ids are remembered; one instance's memory by default. */
+  readonly seenEvents?: SeenEvents;
+  /** The least time between two updates of one message. */
+  readonly updateIntervalMs?: number;
+  /** How often a long slash command (a fine-tune) reports progress. */
+  readonly slashProgressMs?: number;
+}
+
+export interface SlackAdapter {
+  readonly app: App;
+  /** From auth.test: the bot's user and bot ids, and its workspace. */
+  readonly bot: { readonly userId: string; readonly botId: string | null; readonly teamId: string };
+  /** HTTP mode: the port Slack posts to, at /slack/events; null in Socket Mode. */
+  readonly port: number | null;
+  /** Resolves when the answers and commands under way are done. */
+  idle(): Promise<void>;
+  /** Stops taking events and waits for the answers under way. */
+  stop(): Promise<void>;
+}
+
+export type SlackEngine = Pick<ConversationEngine, 'handle'>;
+
+export const SLASH_COMMANDS = ['ask', 'faq', 'model', 'forget', 'tunebot'] as const;
+export const IMPORT_FILE_WINDOW_MS = 10 * 60_000;
+const DEFAULT_UPDATE_INTERVAL_MS = 1000;
+const DEFAULT_SLASH_PROGRESS_MS = 10_000;
+/** Message subtypes that are a person writing: a plain message has none. */
+const ANSWERED_SUBTYPES = new Set(['file_share', 'thread_broadcast']);
+const NO_FILE_TO_IMPORT =
+  'I found no file you shared here in the last 10 minutes. Share the FAQ file (csv, json, jsonl, yaml or markdown) in this conversation, then run /faq import again; or send it to me in a direct message with the comment "faq import".';
+
+export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapterOptions): Promise<SlackAdapter> {
+  const { config, logger } = options;
+  if (!config.botToken) throw missingSetting('botToken', 'SLACK_BOT_TOKEN', 'the Slack adapter needs the bot token');
+  const botToken = config.botToken;
+  const boltLog = boltLogger(logger);
+  const clientOptions = { slackApiUrl: config.apiUrl ?? undefined, logger: boltLog };
+  const receiver = createReceiver(config, boltLog, clientOptions);
+  const client = new webApi.WebClient(botToken, clientOptions);
+  const bot = await identify(client);
+  const app = new App({
+    receiver,
+    // The token is checked once above; Bolt takes the identity from there instead of calling auth.test again.
+    authorize: async () => ({ botToken, botUserId: bot.userId, botId: bot.botId ?? undefined, teamId: bot.teamId }),
+    logger: boltLog,
+    clientOptions,
+  });
+  const handlers = new SlackHandlers(engine, {
+    client,
+    bot,
+    logger,
+    users: new SlackUsers(client, logger),
+    files: slackFiles(client, botToken),
+    seen: options.seenEvents ?? new MemorySeenEvents(),
+    updateIntervalMs: options.updateIntervalMs ?? DEFAULT_UPDATE_INTERVAL_MS,
+    slashProgressMs: options.slashProgressMs ?? DEFAULT_SLASH_PROGRESS_MS,
+  });
+  app.event('app_mention', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'mention'));
+  app.event('message', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'dm'));
+  app.command(new RegExp(`^/(?:${SLASH_COMMANDS.join('|')})$`, 'u'), async ({ command, ack, respond }) => {
+    await ack();
+    await handlers.onSlashCommand(command, respond);
+  });
+  app.error(async (error) => {
+    logger.error({ err: error, code: error.code }, 'Bolt could not process a Slack request');
+  });
+
+  let port: number | null = null;
+  if (receiver instanceof HTTPReceiver) {
+    const server = await receiver.start({ port: config.port, host: options.host });
+    port = (server.address() as AddressInfo).port;
+    logger.info({ port, path: '/slack/events' }, 'Slack adapter listening (HTTP mode)');
+  } else {
+    await app.start();
+    logger.info('Slack adapter connected (Socket Mode)');
+  }
+  return {
+    app,
+    bot,
+    port,
+    idle: () => handlers.idle(),
+    async stop() {
+      await app.stop();
+      await handlers.idle();
+    },
+  };
+}
+
+function createReceiver(config: SlackConfig, log: BoltLogger, clientOptions: webApi.WebClientOptions): HTTPReceiver | SocketModeReceiver {
+  if (config.mode === 'http') {
+    if (!config.signingSecret) throw missingSetting('signingSecret', 'SLACK_SIGNING_SECRET', 'HTTP mode needs the signing secret to check requests');
+    const health = { path: '/healthz', method: 'GET', handler: (_: unknown, response: ServerResponse) => response.end('ok') };
+    return new HTTPReceiver({ signingSecret: config.signingSecret, logger: log, customRoutes: [health] });
+  }
+  if (!config.appToken) throw missingSetting('appToken', 'SLACK_APP_TOKEN', 'Socket Mode needs an app-level token');
+  return new SocketModeReceiver({ appToken: config.appToken, logger: log, installerOptions: { clientOptions } });
+}
+
+function missingSetting(key: keyof SlackConfig, alias: string, why: string): SlackAdapterError {
+  return new SlackAdapterError('SLACK_CONFIG_INVALID', `${why}: set slack.${key} (${envName(['slack', key])} or ${alias})`);
+}
+
+async function identify(client: webApi.WebClient): Promise<SlackAdapter['bot']> {
+  try {
+    const auth = await client.auth.test();
+    if (!auth.user_id || !auth.team_id) throw new Error('auth.test named no user or team');
+    return { userId: auth.user_id, botId: auth.bot_id ?? null, teamId: auth.team_id };
+  } catch (error) {
+    throw new SlackAdapterError('SLACK_AUTH_FAILED', `Slack refused the bot token (auth.test): ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** A message event's fields that matter here, whichever of Slack's event shapes it came in. */
+interface SlackMessage {
+  readonly channel: string;
+  readonly ts: string;
+  readonly threadTs?: string;
+  readonly channelType?: string;
+  readonly user?: string;
+  readonly botId?: string;
+  readonly subtype?: string;
+  readonly text: string;
+  readonly files: SlackFileRef[];
+}
+
+interface HandlerContext {
+  readonly client: webApi.WebClient;
+  readonly bot: SlackAdapter['bot'];
+  readonly logger: Logger;
+  readonly users: SlackUsers;
+  readonly files: SlackFiles;
+  readonly seen: SeenEvents;
+  readonly updateIntervalMs: number;
+  readonly slashProgressMs: number;
+}
+
+class SlackHandlers {
+  private readonly underWay = new Set<Promise<void>>();
+
+  constructor(
+    private readonly engine: SlackEngine,
+    private readonly context: HandlerContext,
+  ) {}
+
+  onMessage(event: object, envelope: { eventId: string; teamId: string }, kind: 'mention' | 'dm'): Promise<void> {
+    return this.track(this.answerMessage(readSlackMessage(event), envelope, kind));
+  }
+
+  onSlashCommand(command: SlashCommand, respond: RespondFn): Promise<void> {
+    return this.track(this.answerSlashCommand(command, respond));
+  }
+
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.underWay]);
+  }
+
+  private track(work: Promise<void>): Promise<void> {
+    this.underWay.add(work);
+    return work.finally(() => this.underWay.delete(work));
+  }
+
+  private async answerMessage(message: SlackMessage | null, envelope: { eventId: string; teamId: string }, kind: 'mention' | 'dm'): Promise<void> {
+    const { bot, client, files, logger, seen, users } = this.context;
+    if (!message?.user || message.botId || message.user === bot.userId) return;
+    if (message.subtype !== undefined && !ANSWERED_SUBTYPES.has(message.subtype)) return;
+    if (kind === 'dm' && message.channelType !== 'im') return;
+    if (!(await seen.claim(`event:${envelope.eventId}`)) || !(await seen.claim(`message:${message.channel}:${message.ts}`))) {
+      logger.info({ eventId: envelope.eventId, channel: message.channel, ts: message.ts }, 'skipped a Slack event already answered');
+      return;
+    }
+    // In a channel the answer goes in the message's thread; in a DM, beside the message unless it is in a thread.
+    const thread = kind === 'mention' ? (message.threadTs ?? message.ts) : message.threadTs;
+    const reply = new StreamedReply(
+      {
+        post: async (text) => {
+          const posted = await client.chat.postMessage({ channel: message.channel, thread_ts: thread, text });
+          if (!posted.ts) throw new Error('chat.postMessage returned no ts');
+          return posted.ts;
+        },
+        update: async (ts, text) => {
+          await client.chat.update({ channel: message.channel, ts, text });
+        },
+      },
+      { intervalMs: this.context.updateIntervalMs },
+    );
+    try {
+      const who = await users.lookup(message.user);
+      const incoming: IncomingMessage = {
+        platform: 'slack',
+        scope: { workspace: envelope.teamId, channel: message.channel, thread },
+        user: { id: message.user, displayName: who.displayName },
+        text: commandOrQuestion(fromSlackText(message.text, bot.userId), message.files.length > 0),
+        attachments: await Promise.all(message.files.map((file) => files.attachment(file))),
+        platformAdmin: who.isAdmin,
+      };
+      for await (const piece of this.engine.handle(incoming)) await reply.add(piece);
+      await reply.end();
+    } catch (error) {
+      logger.error({ err: error, channel: message.channel, ts: message.ts }, 'answering a Slack message failed');
+      await reply.fail(failureNote(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the answer failed'));
+    }
+  }
+
+  private async answerSlashCommand(command: SlashCommand, respond: RespondFn): Promise<void> {
+    const { bot, files, logger, users } = this.context;
+    const name = command.command.slice(1);
+    const args = straightenQuotes(fromSlackText(command.text, bot.userId));
+    const line = name === 'tunebot' ? args || 'help' : `${name} ${args}`.trim();
+    const responseType = name === 'ask' ? 'in_channel' : 'ephemeral';
+    const send = async (text: string) => {
+      await respond({ response_type: responseType, replace_original: false, text });
+    };
+    try {
+      const attachments = [];
+      if (/^faq\s+import\b/iu.test(line)) {
+        const file = await files.latestShared(command.channel_id, command.user_id, IMPORT_FILE_WINDOW_MS);
+        if (!file) return await send(NO_FILE_TO_IMPORT);
+        attachments.push(await files.attachment(file));
+      }
+      const who = await users.lookup(command.user_id);
+      const incoming: IncomingMessage = {
+        platform: 'slack',
+        scope: { workspace: command.team_id, channel: command.channel_id },
+        user: { id: command.user_id, displayName: who.displayName },
+        text: `/${line}`,
+        attachments,
+        platformAdmin: who.isAdmin,
+      };
+      const reply = new SlashReply({ respond: send }, { progressMs: this.context.slashProgressMs });
+      for await (const piece of this.engine.handle(incoming)) await reply.add(piece);
+      await reply.end();
+    } catch (error) {
+      logger.error({ err: error, command: command.command, user: command.user_id }, 'a Slack slash command failed');
+      await send(failureNote(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the command failed'));
+    }
+  }
+}
+
+/**
+ * A message is a command when it starts with "/". Slack's composer takes a leading "/" as a
+ * slash command, so a file shared with the comment "faq import ..." is the import command too.
+ */
+function commandOrQuestion(text: string, hasFiles: boolean): string {
+  if (text.startsWith('/')) return straightenQuotes(text);
+  if (hasFiles && /^faq\s+import\b/iu.test(text)) return `/${straightenQuotes(text)}`;
+  return text;
+}
+
+function failureNote(error: unknown): string {
+  if (error instanceof SlackAdapterError) return `Could not do that: ${error.message}`;
+  return 'Sorry, something went wrong while answering. Please try again later.';
+}
+
+function readSlackMessage(event: object): SlackMessage | null {
+  const fields = event as Record<string, unknown>;
+  const text = (name: string) => (typeof fields[name] === 'string' ? (fields[name] as string) : undefined);
+  const channel = text('channel');
+  const ts = text('ts');
+  if (!channel || !ts) return null;
+  const files = Array.isArray(fields.files) ? fields.files.filter(isFileRef) : [];
+  return {
+    channel,
+    ts,
+    threadTs: text('thread_ts'),
+    channelType: text('channel_type'),
+    user: text('user'),
+    botId: text('bot_id'),
+    subtype: text('subtype'),
+    text: text('text') ?? '',
+    files: files.map((file) => ({ id: file.id, name: typeof file.name === 'string' ? file.name : undefined, size: typeof file.size === 'number' ? file.size : undefined })),
+  };
+}
+
+function isFileRef(value: unknown): value is { id: string; name?: unknown; size?: unknown } {
+  return typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string';
+}
+
+/** Bolt's and the Web API client's logs, into the app's logger. */
+function boltLogger(logger: Logger): BoltLogger {
+  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (...parts: unknown[]) => {
+    logger[level]({ from: 'bolt' }, parts.map((part) => (typeof part === 'string' ? part : inspect(part, { depth: 3 }))).join(' '));
+  };
+  const levels: Record<string, LogLevel> = { trace: LogLevel.DEBUG, debug: LogLevel.DEBUG, info: LogLevel.INFO, warn: LogLevel.WARN };
+  return {
+    debug: write('debug'),
+    info: write('info'),
+    warn: write('warn'),
+    error: write('error'),
+    // The app's logger owns the level; Bolt only asks.
+    setLevel: () => undefined,
+    getLevel: () => levels[logger.level] ?? LogLevel.ERROR,
+    setName: () => undefined,
+  };
+}

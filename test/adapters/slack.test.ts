@@ -1,0 +1,305 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { type SlackAdapter, type SlackConfig, startSlackAdapter } from '../../src/adapters/slack/slack-adapter.js';
+import { toSlackText } from '../../src/adapters/slack/slack-text.js';
+import { SLACK_SECTION_LIMIT } from '../../src/adapters/slack/split-message.js';
+import { SAMPLE_FAQ } from '../../src/core/app.js';
+import type { FaqStore } from '../../src/core/faq/faq-store.js';
+import { parseFaqFile } from '../../src/core/faq/formats.js';
+import type { IncomingMessage } from '../../src/core/message.js';
+import { silentLogger } from '../../src/log.js';
+import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
+import { type ApiCall, type LoopbackSlack, postSigned, startLoopbackSlack, waitFor } from '../helpers/loopback-slack.js';
+
+/**
+ * The Slack adapter as Slack drives it: Bolt's own HTTP receiver gets signed requests at
+ * /slack/events, and its Web API client talks to a loopback Slack. The engine behind it is
+ * the real one, with a real tiny model and the sample FAQ.
+ */
+const BOT_TOKEN = 'xoxb-loopback-bot-token';
+const SIGNING_SECRET = 'loopback-signing-secret';
+const TEAM = 'T0LOOP';
+const BOT_USER = 'UTUNEBOT';
+const BOT_ID = 'BTUNEBOT';
+const USERS = {
+  UADA: { name: 'ada', isAdmin: true },
+  UOWEN: { name: 'owen', isOwner: true },
+  UMAX: { name: 'max' },
+  UMIA: { name: 'mia' },
+  UBEN: { name: 'ben' },
+  UZOE: { name: 'zoe' },
+};
+
+let messageCount = 0;
+/** A fresh Slack message ts. */
+function nextTs(): string {
+  messageCount += 1;
+  return `1600000000.${String(messageCount).padStart(6, '0')}`;
+}
+
+function eventEnvelope(event: Record<string, unknown>, eventId: string): Record<string, unknown> {
+  return { token: 'legacy-token', team_id: TEAM, api_app_id: 'A0LOOP', event, type: 'event_callback', event_id: eventId, event_time: Math.floor(Date.now() / 1000), authorizations: [{ team_id: TEAM, user_id: BOT_USER, is_bot: true }] };
+}
+
+function directMessage(channel: string, user: string, text: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const ts = nextTs();
+  return { type: 'message', channel_type: 'im', channel, user, text, ts, event_ts: ts, ...extra };
+}
+
+function slashCommand(command: string, text: string, user: string, channel: string, responseUrl: string): Record<string, unknown> {
+  return { token: 'legacy-token', team_id: TEAM, team_domain: 'loopback', channel_id: channel, channel_name: 'general', user_id: user, user_name: user.toLowerCase(), command, text, api_app_id: 'A0LOOP', response_url: responseUrl, trigger_id: '1.2.3' };
+}
+
+describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
+  let scratch: ScratchApp;
+  let slack: LoopbackSlack;
+  let adapter: SlackAdapter;
+  let eventsUrl: string;
+  let faq: FaqStore;
+  let sampleAnswers: Map<string, string>;
+
+  const anyMessage = (user: string): IncomingMessage => ({ platform: 'slack', scope: { workspace: TEAM, channel: 'C0' }, user: { id: user, displayName: user }, text: '', attachments: [], platformAdmin: false });
+  const postEvent = (event: Record<string, unknown>, eventId: string, retryNum?: number) => postSigned(eventsUrl, eventEnvelope(event, eventId), { signingSecret: SIGNING_SECRET, retryNum });
+  const posts = (channel: string): ApiCall[] => slack.callsTo('chat.postMessage').filter((call) => call.args.channel === channel);
+  /** The bot's reply in a DM channel: waits for its first message, then for the answer to finish. */
+  const replyIn = async (channel: string, count = 1): Promise<ApiCall[]> => {
+    await waitFor(`${count} message(s) in ${channel}`, () => (posts(channel).length >= count ? true : undefined));
+    await adapter.idle();
+    return posts(channel);
+  };
+  const questions = async () => (await faq.entries()).map((entry) => entry.question);
+
+  before(async () => {
+    scratch = await createScratchApp();
+    const records = parseFaqFile(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown');
+    sampleAnswers = new Map(records.map((record) => [record.question, record.answer]));
+    faq = scratch.app.services.faqFor(anyMessage('UADA'));
+    await faq.applyImport(records, 'merge');
+    slack = await startLoopbackSlack({ botToken: BOT_TOKEN, teamId: TEAM, botUserId: BOT_USER, botId: BOT_ID, users: USERS });
+    adapter = await startSlackAdapter(scratch.app.engine, {
+      config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl },
+      logger: silentLogger,
+      host: '127.0.0.1',
+    });
+    eventsUrl = `http://127.0.0.1:${adapter.port}/slack/events`;
+  });
+
+  after(async () => {
+    await adapter?.stop();
+    await slack?.close();
+    await scratch?.close();
+  });
+
+  it('checks the bot token once at start, answers the url_verification challenge, and serves /healthz', async () => {
+    assert.deepEqual(adapter.bot, { userId: BOT_USER, botId: BOT_ID, teamId: TEAM });
+    assert.equal(slack.callsTo('auth.test').length, 1);
+    const response = await postSigned(eventsUrl, { token: 'legacy-token', challenge: 'challenge-123', type: 'url_verification' }, { signingSecret: SIGNING_SECRET });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { challenge: 'challenge-123' });
+    const health = await fetch(`http://127.0.0.1:${adapter.port}/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal(await health.text(), 'ok');
+  });
+
+  it("answers a mention in its thread: chat.postMessage, then chat.update at most once a second, ending with the engine's answer", async () => {
+    const ts = nextTs();
+    const mention = { type: 'app_mention', user: 'UMAX', text: `<@${BOT_USER}> How do I export my data?`, ts, channel: 'C-MENTION', event_ts: ts };
+    assert.equal((await postEvent(mention, 'Ev-mention')).status, 200);
+    const [post] = await replyIn('C-MENTION');
+    assert.equal(post.args.thread_ts, ts, 'the reply goes in the thread of the mention');
+    assert.equal(post.token, BOT_TOKEN);
+    const replyTs = [...slack.messages.values()].find((message) => message.channel === 'C-MENTION')?.ts;
+    const updates = slack.callsTo('chat.update').filter((call) => call.args.ts === replyTs);
+    assert.ok(updates.length >= 1, 'the model streams its answer: the first message is updated');
+    const times = [post, ...updates].map((call) => call.at);
+    for (let i = 1; i < times.length; i += 1) assert.ok(times[i] - times[i - 1] >= 990, `two calls on one message ${times[i] - times[i - 1]} ms apart`);
+
+    const memory = await scratch.app.services.memory.exportUser({ platform: 'slack', workspace: TEAM }, 'UMAX');
+    assert.deepEqual(memory.turns.map((turn) => turn.role), ['user', 'assistant']);
+    assert.equal(memory.turns[0].text, 'How do I export my data?', "the bot's mention is not part of the question");
+    const answer = memory.turns[1].text;
+    assert.notEqual(answer, scratch.app.services.settings.fallback, 'the model answered, not the fallback');
+    assert.equal(slack.messages.get(replyTs ?? '')?.text, toSlackText(answer));
+  });
+
+  it('answers a direct message beside it, from the FAQ', async () => {
+    assert.equal((await postEvent(directMessage('D-MIA', 'UMIA', 'What is tunebot?'), 'Ev-dm')).status, 200);
+    const [post] = await replyIn('D-MIA');
+    assert.equal(post.args.thread_ts, undefined);
+    assert.equal(post.args.text, toSlackText(sampleAnswers.get('What is tunebot?') ?? ''));
+    assert.equal(slack.callsTo('chat.update').filter((call) => call.args.channel === 'D-MIA').length, 0, 'a one-piece answer is not updated');
+  });
+
+  it('answers an event once when Slack retries it, or delivers the message again under another event', async () => {
+    const question = directMessage('D-BEN', 'UBEN', 'What is tunebot?');
+    assert.equal((await postEvent(question, 'Ev-retried')).status, 200);
+    await replyIn('D-BEN');
+    assert.equal((await postEvent(question, 'Ev-retried', 1)).status, 200);
+    assert.equal((await postEvent(question, 'Ev-same-message')).status, 200);
+    assert.equal((await postEvent(directMessage('D-BEN', 'UBEN', 'How do I see the FAQ?'), 'Ev-after-retry')).status, 200);
+    const replies = await replyIn('D-BEN', 2);
+    assert.deepEqual(
+      replies.map((call) => call.args.text),
+      [toSlackText(sampleAnswers.get('What is tunebot?') ?? ''), toSlackText(sampleAnswers.get('How do I see the FAQ?') ?? '')],
+    );
+  });
+
+  it("ignores its own messages, other bots' messages and edits", async () => {
+    const ignored = [
+      directMessage('D-IGNORE', BOT_USER, 'What is tunebot?', { bot_id: BOT_ID }),
+      directMessage('D-IGNORE', BOT_USER, 'What is tunebot?'),
+      { ...directMessage('D-IGNORE', 'UIGNORED', 'What is tunebot?', { subtype: 'bot_message', bot_id: 'BOTHER' }), user: undefined },
+      directMessage('D-IGNORE', 'UOTHERBOT', 'What is tunebot?', { bot_id: 'BOTHER' }),
+      directMessage('D-IGNORE', 'UZOE', 'What is tunebot?', { subtype: 'message_changed' }),
+      { type: 'app_mention', user: BOT_USER, text: `<@${BOT_USER}> What is tunebot?`, ts: nextTs(), channel: 'C-IGNORE' },
+      { ...directMessage('C-IGNORE', 'UZOE', 'What is tunebot?'), channel_type: 'channel' },
+    ];
+    for (const [i, event] of ignored.entries()) assert.equal((await postEvent(event, `Ev-ignored-${i}`)).status, 200);
+    // Answered after all of them arrived: once it is done, so is whatever they started.
+    assert.equal((await postEvent(directMessage('D-IGNORE', 'UZOE', 'How do I see the FAQ?'), 'Ev-not-ignored')).status, 200);
+    const replies = await replyIn('D-IGNORE');
+    assert.deepEqual(replies.map((call) => call.args.text), [toSlackText(sampleAnswers.get('How do I see the FAQ?') ?? '')]);
+    assert.equal(posts('C-IGNORE').length, 0);
+  });
+
+  it('refuses a forged signature and a stale timestamp with 401, and posts nothing', async () => {
+    const callsBefore = slack.calls.length;
+    const forged = await postSigned(eventsUrl, eventEnvelope(directMessage('D-FORGED', 'UZOE', 'What is tunebot?'), 'Ev-forged'), { signingSecret: 'not-the-secret' });
+    assert.equal(forged.status, 401);
+    const sixMinutesAgo = Math.floor(Date.now() / 1000) - 6 * 60;
+    const stale = await postSigned(eventsUrl, eventEnvelope(directMessage('D-FORGED', 'UZOE', 'What is tunebot?'), 'Ev-stale'), { signingSecret: SIGNING_SECRET, timestamp: sixMinutesAgo });
+    assert.equal(stale.status, 401);
+    const staleCommand = await postSigned(eventsUrl, slashCommand('/faq', 'add "Forged?" "Yes."', 'UADA', 'C-FORGED', slack.responseUrl()), { signingSecret: SIGNING_SECRET, timestamp: sixMinutesAgo, form: true });
+    assert.equal(staleCommand.status, 401);
+    await adapter.idle();
+    assert.equal(slack.calls.length, callsBefore, 'no Web API call followed a refused request');
+    assert.equal(slack.responses.length, 0);
+    assert.ok(!(await questions()).includes('Forged?'));
+  });
+
+  it('runs /faq add for a workspace admin, acknowledging at once and answering through response_url', async () => {
+    const responseUrl = slack.responseUrl();
+    const started = Date.now();
+    const response = await postSigned(eventsUrl, slashCommand('/faq', 'add “Where is the office?” “On the third floor.” places', 'UADA', 'C-CMD', responseUrl), { signingSecret: SIGNING_SECRET, form: true });
+    const ackedAt = Date.now();
+    assert.equal(response.status, 200);
+    assert.ok(ackedAt - started < 3000, `acknowledged in ${ackedAt - started} ms`);
+    const answer = await waitFor('the response_url post', () => slack.responses.find((posted) => responseUrl.endsWith(`/${posted.id}`)));
+    assert.ok(answer.at >= ackedAt - 5, 'the work is answered after the acknowledgement');
+    assert.match(answer.body.text ?? '', /^Added \S+: "Where is the office\?"$/u);
+    assert.equal(answer.body.response_type, 'ephemeral');
+    const entry = (await faq.entries()).find((candidate) => candidate.question === 'Where is the office?');
+    assert.equal(entry?.answer, 'On the third floor.');
+    assert.deepEqual(entry?.tags, ['places']);
+  });
+
+  it('refuses /faq add from a member, and takes the owner as an admin', async () => {
+    const before = await questions();
+    const refusedUrl = slack.responseUrl();
+    await postSigned(eventsUrl, slashCommand('/faq', 'add "Where is the parking?" "Behind the building."', 'UMAX', 'C-CMD', refusedUrl), { signingSecret: SIGNING_SECRET, form: true });
+    const refused = await waitFor('the refusal', () => slack.responses.find((posted) => refusedUrl.endsWith(`/${posted.id}`)));
+    assert.match(refused.body.text ?? '', /^\/faq add is for admins only\./u);
+    assert.deepEqual(await questions(), before, 'the FAQ is unchanged');
+
+    const ownerUrl = slack.responseUrl();
+    await postSigned(eventsUrl, slashCommand('/faq', 'add "Where is the parking?" "Behind the building."', 'UOWEN', 'C-CMD', ownerUrl), { signingSecret: SIGNING_SECRET, form: true });
+    const added = await waitFor('the owner\'s answer', () => slack.responses.find((posted) => ownerUrl.endsWith(`/${posted.id}`)));
+    assert.match(added.body.text ?? '', /^Added /u);
+    assert.ok((await questions()).includes('Where is the parking?'));
+  });
+
+  it('imports an FAQ file shared in a DM with the comment "faq import", downloading it with the bot token', async () => {
+    const csv = 'question,answer\nHow do I reset my password?,Use the link on the sign-in page.\nWho runs this bot?,The support team.\n';
+    const file = slack.addFile({ name: 'extra-faq.csv', content: csv, user: 'UADA', channel: 'D-ADA' });
+    const share = directMessage('D-ADA', 'UADA', 'faq import', { subtype: 'file_share', files: [{ id: file, name: 'extra-faq.csv', size: csv.length }] });
+    assert.equal((await postEvent(share, 'Ev-import')).status, 200);
+    const [reply] = await replyIn('D-ADA');
+    assert.match(reply.args.text, /^Imported extra-faq\.csv \(merge\):\n\+ 2 new/u);
+    assert.deepEqual(slack.callsTo('files.info').map((call) => call.args.file), [file]);
+    assert.deepEqual(slack.downloads, [{ fileId: file, authorization: `Bearer ${BOT_TOKEN}`, served: true }]);
+    assert.ok((await questions()).includes('How do I reset my password?'));
+
+    assert.equal((await postEvent(directMessage('D-ADA', 'UADA', 'How do I reset my password?'), 'Ev-imported-question')).status, 200);
+    const answered = await replyIn('D-ADA', 2);
+    assert.equal(answered[1].args.text, 'Use the link on the sign-in page.');
+  });
+
+  it('imports, as the slash command /faq import, the newest file the admin shared in the channel', async () => {
+    const markdown = '## Which port does the Slack adapter use?\nPort 3000 unless slack.port says otherwise.\n';
+    const file = slack.addFile({ name: 'more.md', content: markdown, user: 'UADA', channel: 'C-FILES' });
+    const responseUrl = slack.responseUrl();
+    await postSigned(eventsUrl, slashCommand('/faq', 'import', 'UADA', 'C-FILES', responseUrl), { signingSecret: SIGNING_SECRET, form: true });
+    const answer = await waitFor('the import answer', () => slack.responses.find((posted) => responseUrl.endsWith(`/${posted.id}`)));
+    assert.match(answer.body.text ?? '', /^Imported more\.md \(merge\):\n\+ 1 new/u);
+    const listing = slack.callsTo('files.list').at(-1);
+    assert.deepEqual({ channel: listing?.args.channel, user: listing?.args.user }, { channel: 'C-FILES', user: 'UADA' });
+    assert.equal(slack.downloads.at(-1)?.fileId, file);
+
+    const noneUrl = slack.responseUrl();
+    await postSigned(eventsUrl, slashCommand('/faq', 'import', 'UADA', 'C-EMPTY', noneUrl), { signingSecret: SIGNING_SECRET, form: true });
+    const none = await waitFor('the no-file answer', () => slack.responses.find((posted) => noneUrl.endsWith(`/${posted.id}`)));
+    assert.match(none.body.text ?? '', /^I found no file you shared here/u);
+  });
+
+  it('tells the admin, in the thread, when Slack will not hand over a shared file', async () => {
+    const file = slack.addFile({ name: 'private.csv', content: 'question,answer\nA?,B.\n', user: 'UADA', channel: 'C-DENIED', signInPage: true });
+    const ts = nextTs();
+    const mention = { type: 'app_mention', user: 'UADA', text: `<@${BOT_USER}> faq import`, ts, channel: 'C-DENIED', files: [{ id: file, name: 'private.csv' }] };
+    assert.equal((await postEvent(mention, 'Ev-denied')).status, 200);
+    const [reply] = await replyIn('C-DENIED');
+    assert.equal(reply.args.thread_ts, ts);
+    assert.equal(reply.args.text, 'Could not do that: Slack sent its sign-in page instead of private.csv: the bot token needs the files:read scope');
+    assert.ok(!(await questions()).includes('A?'));
+  });
+
+  it('answers /ask in the channel, from the FAQ', async () => {
+    const responseUrl = slack.responseUrl();
+    await postSigned(eventsUrl, slashCommand('/ask', 'What is tunebot?', 'UZOE', 'C-ASK', responseUrl), { signingSecret: SIGNING_SECRET, form: true });
+    const answer = await waitFor('the answer', () => slack.responses.find((posted) => responseUrl.endsWith(`/${posted.id}`)));
+    assert.deepEqual(answer.body, { response_type: 'in_channel', replace_original: false, text: toSlackText(sampleAnswers.get('What is tunebot?') ?? '') });
+  });
+
+  it('splits a long reply into messages under the section limit, in the thread, without losing text', async () => {
+    const extra = Array.from({ length: 60 }, (_, i) => ({ question: `Generated question number ${i}?`, answer: `Generated answer ${i}: ${'lorem ipsum '.repeat(8)}` }));
+    await faq.applyImport(parseFaqFile(new TextEncoder().encode(JSON.stringify(extra)), 'json'), 'merge');
+    const exported = await faq.export('markdown');
+    assert.ok(exported.length > 2 * SLACK_SECTION_LIMIT);
+    const ts = nextTs();
+    const mention = { type: 'app_mention', user: 'UADA', text: `<@${BOT_USER}> /faq export markdown`, ts, channel: 'C-LONG', event_ts: ts };
+    assert.equal((await postEvent(mention, 'Ev-long')).status, 200);
+    await waitFor('the export', () => (posts('C-LONG').length >= 3 ? true : undefined));
+    await adapter.idle();
+    const parts = posts('C-LONG');
+    for (const part of parts) {
+      assert.equal(part.args.thread_ts, ts);
+      assert.ok(part.args.text.length <= SLACK_SECTION_LIMIT, `a message of ${part.args.text.length} characters`);
+    }
+    const squash = (text: string) => text.replace(/\s+/gu, '');
+    assert.equal(squash(parts.map((part) => part.args.text).join('')), squash(toSlackText(exported)));
+  });
+});
+
+describe('Slack adapter start', () => {
+  let slack: LoopbackSlack;
+  before(async () => {
+    slack = await startLoopbackSlack({ botToken: BOT_TOKEN, teamId: TEAM, botUserId: BOT_USER, botId: BOT_ID, users: {} });
+  });
+  after(async () => {
+    await slack?.close();
+  });
+
+  const engine = { handle: async function* () {} };
+  const start = (config: Partial<SlackConfig>) =>
+    startSlackAdapter(engine, { config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl, ...config }, logger: silentLogger, host: '127.0.0.1' });
+
+  it('names the setting that is missing for the chosen mode', async () => {
+    await assert.rejects(start({ botToken: null }), { code: 'SLACK_CONFIG_INVALID', message: /bot token: set slack\.botToken \(TUNEBOT_SLACK_BOT_TOKEN or SLACK_BOT_TOKEN\)/ });
+    await assert.rejects(start({ signingSecret: null }), { code: 'SLACK_CONFIG_INVALID', message: /signing secret to check requests: set slack\.signingSecret \(TUNEBOT_SLACK_SIGNING_SECRET or SLACK_SIGNING_SECRET\)/ });
+    await assert.rejects(start({ mode: 'socket' }), { code: 'SLACK_CONFIG_INVALID', message: /app-level token: set slack\.appToken \(TUNEBOT_SLACK_APP_TOKEN or SLACK_APP_TOKEN\)/ });
+  });
+
+  it('fails with SLACK_AUTH_FAILED when Slack refuses the bot token', async () => {
+    await assert.rejects(start({ botToken: 'xoxb-revoked' }), { code: 'SLACK_AUTH_FAILED', message: /invalid_auth/ });
+  });
+});
