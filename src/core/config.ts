@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
+const discordId = z.string().regex(/^\d{17,20}$/u, 'must be a Discord id (17 to 20 digits)');
+
 /**
  * tunebot's configuration: config/default.json, then the JSON file named by TUNEBOT_CONFIG
  * (if any), then environment variables. Every leaf has an environment variable named after
@@ -101,6 +103,28 @@ export const configSchema = z
         apiUrl: z.url().nullable(),
       })
       .strict(),
+    discord: z
+      .object({
+        /** The bot token; the Discord adapter runs when it is set. DISCORD_TOKEN sets it too. */
+        token: z.string().min(1).nullable(),
+        /** Guilds to register the slash commands in (they show at once); empty registers them globally. */
+        guildIds: z.array(discordId),
+        /** Channels (and their threads) where every message is answered, not only mentions; needs the Message Content intent. */
+        channels: z.array(discordId),
+        /**
+         * Off: one gateway connection, or the shards a discord.js ShardingManager hands the process.
+         * On: the shards in shardIds of shardCount (one instance of several), or with shardIds
+         * empty every shard Discord recommends, in this process.
+         */
+        sharding: z.boolean(),
+        shardIds: z.array(z.number().int().min(0)),
+        /** The total across instances; 0 when shardIds is empty. */
+        shardCount: z.number().int().min(0),
+        /** The REST API's base address; null is Discord's. Tests point it at a loopback server. */
+        apiUrl: z.url().nullable(),
+      })
+      .strict()
+      .refine((discord) => discord.shardIds.every((id) => id < discord.shardCount), { message: 'every shard id must be less than shardCount', path: ['shardIds'] }),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
   })
   .strict();
@@ -124,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): TunebotConfig 
   for (const [name, key] of [['SLACK_BOT_TOKEN', 'botToken'], ['SLACK_SIGNING_SECRET', 'signingSecret'], ['SLACK_APP_TOKEN', 'appToken']] as const) {
     if (env[name] && !env[envName(['slack', key])]) (merged.slack as JsonObject)[key] = env[name];
   }
+  if (env.DISCORD_TOKEN && !env[envName(['discord', 'token'])]) (merged.discord as JsonObject).token = env.DISCORD_TOKEN;
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')} (${envName(issue.path.map(String))}): ${issue.message}`);

@@ -1,0 +1,299 @@
+import {
+  type Attachment as DiscordAttachment,
+  type Channel,
+  type ChatInputCommandInteraction,
+  Client,
+  type ClientOptions,
+  Events,
+  GatewayIntentBits,
+  type Interaction,
+  type Message,
+  Partials,
+  PermissionFlagsBits,
+} from 'discord.js';
+import type { TunebotConfig } from '../../core/config.js';
+import type { Attachment, IncomingMessage, Scope } from '../../core/message.js';
+import type { Logger } from '../../log.js';
+import { DiscordAdapterError } from './errors.js';
+import { ReplyStream, type ReplySink } from './reply-stream.js';
+import { attachmentOptionNames, type CommandInfo, commandLine, commandOfInteraction, type OptionValue, registerSlashCommands, slashCommandDefinitions } from './slash-commands.js';
+
+/**
+ * tunebot on Discord, through discord.js: it answers when mentioned, in direct messages, and
+ * every message in the auto-answer channels; replies stay in the channel or thread asked in,
+ * show typing while the engine works, and stream by editing (a round of edits at most once a
+ * second), split at 2000 characters. The engine's commands are slash commands, registered per
+ * guild or globally and only when they changed; each interaction is deferred at once (Discord
+ * allows 3 s) and its reply edited as the command reports. Without the privileged Message
+ * Content intent (the gateway closes with 4014) it logs one line and reconnects without it:
+ * slash commands, mentions and DMs still work, auto-answer channels do not.
+ */
+export interface ChatEngine {
+  handle(message: IncomingMessage): AsyncIterable<string>;
+}
+
+/**
+ * Sharding: leave `shards` out for one connection (or the shards a discord.js ShardingManager
+ * hands this process); 'auto' runs every shard Discord recommends in this process; ids and a
+ * count run some of them, for several instances that split the guilds between them.
+ */
+export type ShardSetting = 'auto' | { readonly ids: readonly number[]; readonly count: number };
+
+export interface DiscordAdapterOptions {
+  readonly token: string;
+  /** The engine's command list, for the slash commands. */
+  readonly commands: readonly CommandInfo[];
+  /** Guilds to register the slash commands in (at once); none registers them globally. */
+  readonly guildIds?: readonly string[];
+  /** Channels (and their threads) where every message is answered, not only mentions. */
+  readonly autoAnswerChannels?: readonly string[];
+  readonly shards?: ShardSetting;
+  readonly logger: Logger;
+  /** The REST API base (discord.js's rest.api), e.g. a loopback server's in tests. */
+  readonly apiUrl?: string;
+  /** The least time between two rounds of edits to a streaming reply. */
+  readonly editIntervalMs?: number;
+  /** How long an interaction's reply can be edited: 15 minutes on Discord, less a margin. */
+  readonly interactionTokenMs?: number;
+}
+
+/** The adapter's options from tunebot's configuration; null when no token is set (Discord is off). */
+export function discordAdapterOptions(config: TunebotConfig['discord'], commands: readonly CommandInfo[], logger: Logger): DiscordAdapterOptions | null {
+  if (!config.token) return null;
+  return {
+    token: config.token,
+    commands,
+    guildIds: config.guildIds,
+    autoAnswerChannels: config.channels,
+    shards: !config.sharding ? undefined : config.shardIds.length === 0 ? 'auto' : { ids: config.shardIds, count: config.shardCount },
+    logger,
+    apiUrl: config.apiUrl ?? undefined,
+  };
+}
+
+/** Only what the adapter reads: guilds and their channels, messages in guilds and DMs, and their text. */
+export const DISCORD_INTENTS = [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.DirectMessages, GatewayIntentBits.MessageContent] as const;
+const DISALLOWED_INTENTS_CLOSE_CODE = 4014;
+/** Discord shows typing for 10 s after each request. */
+const TYPING_REFRESH_MS = 8000;
+const MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024;
+const ENGINE_FAILED = 'Sorry, something went wrong while answering. Please try again.';
+const INTERACTION_TOKEN_MS = 14 * 60_000;
+
+export class DiscordAdapter {
+  private client: Client<true> | null = null;
+  private messageContent = true;
+  private readonly autoAnswer: ReadonlySet<string>;
+
+  constructor(
+    private readonly engine: ChatEngine,
+    private readonly options: DiscordAdapterOptions,
+  ) {
+    this.autoAnswer = new Set(options.autoAnswerChannels ?? []);
+    const shards = options.shards;
+    if (shards && shards !== 'auto') {
+      const valid = shards.ids.length > 0 && shards.ids.every((id) => Number.isInteger(id) && id >= 0 && id < shards.count);
+      if (!valid) throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `shard ids must be whole numbers from 0 to ${shards.count - 1} (the shard count less one), got [${shards.ids.join(', ')}]`);
+    }
+    // Built now so that a command list Discord cannot take fails before connecting.
+    slashCommandDefinitions(options.commands);
+  }
+
+  /** False once Discord refused the Message Content intent: auto-answer channels are then off. */
+  get readsAllMessages(): boolean {
+    return this.messageContent;
+  }
+
+  /** Connects (every shard ready, guilds loaded), then registers the slash commands where they changed. */
+  async start(): Promise<void> {
+    const { logger } = this.options;
+    try {
+      this.client = await this.connect(true);
+    } catch (error) {
+      if (!(error instanceof IntentsRefused)) throw error;
+      logger.warn(
+        { closeCode: DISALLOWED_INTENTS_CLOSE_CODE },
+        'Discord refused the privileged Message Content intent (gateway close code 4014); reconnecting without it: slash commands, mentions and DMs work, auto-answer channels do not. Turn on "Message Content Intent" under Bot in the Discord developer portal to read every message.',
+      );
+      this.messageContent = false;
+      this.client = await this.connect(false);
+    }
+    const client = this.client;
+    logger.info({ user: client.user.tag, guilds: client.guilds.cache.size, shards: client.ws.shards.size, messageContent: this.messageContent }, 'connected to Discord');
+    await registerSlashCommands(client.application.commands, slashCommandDefinitions(this.options.commands), this.options.guildIds ?? [], logger);
+  }
+
+  async stop(): Promise<void> {
+    await this.client?.destroy();
+    this.client = null;
+  }
+
+  private async connect(messageContent: boolean): Promise<Client<true>> {
+    const { logger, shards } = this.options;
+    const options: ClientOptions = {
+      intents: DISCORD_INTENTS.filter((intent) => messageContent || intent !== GatewayIntentBits.MessageContent),
+      // DM channels are not cached in advance: without this, discord.js drops direct messages.
+      partials: [Partials.Channel],
+      allowedMentions: { parse: [], repliedUser: false },
+      ...(this.options.apiUrl ? { rest: { api: this.options.apiUrl } } : {}),
+      ...(shards === 'auto' ? { shards: 'auto' } : shards ? { shards: [...shards.ids], shardCount: shards.count } : {}),
+    };
+    const client = new Client(options);
+    let refused = false;
+    client.on(Events.ShardDisconnect, (event, shardId) => {
+      if (event.code === DISALLOWED_INTENTS_CLOSE_CODE) refused = true;
+      else logger.warn({ shardId, code: event.code }, 'a Discord shard disconnected and will not reconnect');
+    });
+    client.on(Events.ShardError, (error, shardId) => {
+      // A refused intent is reported once, by start(), with what to do about it.
+      if (error.message !== 'Used disallowed intents') logger.warn({ shardId, err: error }, 'Discord gateway error');
+    });
+    client.on(Events.Error, (error) => logger.error({ err: error }, 'discord.js error'));
+    client.on(Events.MessageCreate, (message) => this.guard(this.onMessage(message), 'a Discord message'));
+    client.on(Events.InteractionCreate, (interaction) => this.guard(this.onInteraction(interaction), 'a Discord interaction'));
+    const ready = new Promise<Client<true>>((resolve) => client.once(Events.ClientReady, resolve));
+    try {
+      await client.login(this.options.token);
+    } catch (error) {
+      await client.destroy();
+      if (refused) throw new IntentsRefused();
+      throw error;
+    }
+    return ready;
+  }
+
+  private guard(work: Promise<void>, what: string): void {
+    work.catch((error: unknown) => this.options.logger.error({ err: error }, `handling ${what} failed`));
+  }
+
+  private async onMessage(message: Message): Promise<void> {
+    if (message.author.bot || message.system) return;
+    const botId = message.client.user.id;
+    const inDm = !message.inGuild();
+    const mentioned = message.mentions.users.has(botId);
+    const channel = message.channel;
+    const autoAnswer = this.autoAnswer.has(channel.id) || (channel.isThread() && channel.parentId !== null && this.autoAnswer.has(channel.parentId));
+    if (!inDm && !mentioned && !autoAnswer) return;
+    const text = message.content.replace(new RegExp(`<@!?${botId}>`, 'gu'), '').trim();
+    // Without Message Content, Discord blanks the text of messages that do not mention the bot.
+    if (!text && message.attachments.size === 0 && !mentioned && !inDm) return;
+    const incoming: IncomingMessage = {
+      platform: 'discord',
+      scope: scopeOf(message.guildId, message.channelId, channel),
+      user: { id: message.author.id, displayName: message.member?.displayName ?? message.author.displayName },
+      text,
+      attachments: message.attachments.map(toAttachment),
+      platformAdmin: message.member?.permissions.has(PermissionFlagsBits.ManageGuild) ?? false,
+    };
+    const typing = 'sendTyping' in channel ? () => channel.sendTyping() : null;
+    await this.answer(incoming, messageSink(message, inDm), typing);
+  }
+
+  private async onInteraction(interaction: Interaction): Promise<void> {
+    if (!interaction.isChatInputCommand()) return;
+    // First, before anything slow: an interaction not acknowledged within 3 s is lost.
+    await interaction.deferReply();
+    const command = commandOfInteraction(this.options.commands, interaction);
+    if (!command) {
+      await interaction.editReply(`I do not know /${interaction.commandName} any more; try /help.`);
+      return;
+    }
+    const values = new Map<string, OptionValue>();
+    const options = interaction.options.data.flatMap((option) => (option.options ? option.options : [option]));
+    for (const option of options) if (option.value !== undefined) values.set(option.name, option.value);
+    const files = attachmentOptionNames(command).flatMap((name) => interaction.options.getAttachment(name) ?? []);
+    const incoming: IncomingMessage = {
+      platform: 'discord',
+      scope: scopeOf(interaction.guildId, interaction.channelId, interaction.channel),
+      user: { id: interaction.user.id, displayName: interaction.inCachedGuild() ? interaction.member.displayName : interaction.user.displayName },
+      text: commandLine(command, values),
+      attachments: files.map(toAttachment),
+      platformAdmin: interaction.memberPermissions?.has(PermissionFlagsBits.ManageGuild) ?? false,
+    };
+    await this.answer(incoming, interactionSink(interaction, this.options.interactionTokenMs ?? INTERACTION_TOKEN_MS), null);
+  }
+
+  /** Runs the engine on `incoming` and streams its reply into `sink`, typing while it works. */
+  private async answer(incoming: IncomingMessage, sink: ReplySink, typing: (() => Promise<void>) | null): Promise<void> {
+    const { logger } = this.options;
+    const stream = new ReplyStream(sink, { intervalMs: this.options.editIntervalMs });
+    const sendTyping = () => typing?.().catch((error: unknown) => logger.warn({ err: error }, 'could not show typing on Discord'));
+    void sendTyping();
+    const typingTimer = typing ? setInterval(sendTyping, TYPING_REFRESH_MS) : null;
+    try {
+      for await (const piece of this.engine.handle(incoming)) stream.push(piece);
+    } catch (error) {
+      logger.error({ err: error, user: `discord:${incoming.user.id}`, text: incoming.text.slice(0, 200) }, 'the engine failed on a Discord message');
+      stream.push(`\n${error instanceof DiscordAdapterError ? `Could not do that: ${error.message}` : ENGINE_FAILED}`);
+    } finally {
+      if (typingTimer) clearInterval(typingTimer);
+    }
+    await stream.finish();
+    if (stream.messageCount === 0) await sink.post(0, ENGINE_FAILED);
+  }
+}
+
+class IntentsRefused extends Error {}
+
+/** The engine's scope: a thread's messages belong to its channel, and to the thread. */
+function scopeOf(guildId: string | null, channelId: string, channel: Channel | null): Scope {
+  const workspace = guildId ?? 'dm';
+  if (channel?.isThread() && channel.parentId) return { workspace, channel: channel.parentId, thread: channel.id };
+  return { workspace, channel: channelId };
+}
+
+function messageSink(question: Message, inDm: boolean): ReplySink {
+  const posted: Message[] = [];
+  return {
+    async post(index, text) {
+      const channel = question.channel;
+      if (index === 0 && !inDm) posted[index] = await question.reply({ content: text });
+      else if ('send' in channel) posted[index] = await channel.send({ content: text });
+      else throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `cannot send messages in channel ${channel.id}`);
+    },
+    async edit(index, text) {
+      posted[index] = await posted[index].edit({ content: text });
+    },
+  };
+}
+
+/**
+ * The deferred reply, then follow-ups. A reply that outlives the interaction's token (a long
+ * fine-tune) goes on in plain channel messages, so that its end is not lost.
+ */
+function interactionSink(interaction: ChatInputCommandInteraction, tokenMs: number): ReplySink {
+  const followUps: string[] = [];
+  const inChannel = new Map<number, Message>();
+  const expired = () => Date.now() - interaction.createdTimestamp >= tokenMs;
+  const sendInChannel = async (index: number, text: string) => {
+    const channel = interaction.channel;
+    if (!channel || !('send' in channel)) throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `the reply to /${interaction.commandName} outlived its interaction, and channel ${interaction.channelId} takes no messages`);
+    inChannel.set(index, await channel.send({ content: text }));
+  };
+  return {
+    async post(index, text) {
+      if (expired()) await sendInChannel(index, text);
+      else if (index === 0) await interaction.editReply({ content: text });
+      else followUps[index] = (await interaction.followUp({ content: text })).id;
+    },
+    async edit(index, text) {
+      const moved = inChannel.get(index);
+      if (moved) inChannel.set(index, await moved.edit({ content: text }));
+      else if (expired()) await sendInChannel(index, text);
+      else await interaction.editReply({ content: text, message: index === 0 ? '@original' : followUps[index] });
+    },
+  };
+}
+
+function toAttachment(file: DiscordAttachment): Attachment {
+  return {
+    name: file.name,
+    size: file.size,
+    async bytes() {
+      if (file.size > MAX_ATTACHMENT_BYTES) throw new DiscordAdapterError('DISCORD_DOWNLOAD_FAILED', `${file.name} is ${file.size.toLocaleString('en')} bytes; files up to ${MAX_ATTACHMENT_BYTES.toLocaleString('en')} bytes are read`);
+      const response = await fetch(file.url);
+      if (!response.ok) throw new DiscordAdapterError('DISCORD_DOWNLOAD_FAILED', `downloading ${file.name} from Discord failed: HTTP ${response.status}`);
+      return new Uint8Array(await response.arrayBuffer());
+    },
+  };
+}

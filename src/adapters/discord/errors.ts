@@ -1,0 +1,18 @@
+/** Every failure the Discord adapter reports carries a stable code, so callers can branch on it. */
+export type DiscordAdapterErrorCode =
+  /** The engine's commands cannot be laid out as Discord slash commands. */
+  | 'DISCORD_COMMAND_SHAPE'
+  /** The adapter's options are inconsistent (e.g. a shard id outside the shard count). */
+  | 'DISCORD_OPTIONS_INVALID'
+  /** An attachment could not be downloaded from Discord. */
+  | 'DISCORD_DOWNLOAD_FAILED';
+
+export class DiscordAdapterError extends Error {
+  readonly code: DiscordAdapterErrorCode;
+
+  constructor(code: DiscordAdapterErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DiscordAdapterError';
+    this.code = code;
+  }
+}

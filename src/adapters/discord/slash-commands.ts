@@ -1,0 +1,205 @@
+import {
+  type ApplicationCommand,
+  type ApplicationCommandManager,
+  type ApplicationCommandOptionData,
+  ApplicationCommandOptionType,
+  type ApplicationCommandSubCommandData,
+  type ApplicationCommandSubGroupData,
+  ApplicationCommandType,
+  ApplicationIntegrationType,
+  type ChatInputApplicationCommandData,
+  type ChatInputCommandInteraction,
+  type Collection,
+  InteractionContextType,
+  PermissionFlagsBits,
+} from 'discord.js';
+import type { Command } from '../../core/commands/command.js';
+import { FAQ_FORMATS } from '../../core/faq/formats.js';
+import type { Logger } from '../../log.js';
+import { DiscordAdapterError } from './errors.js';
+
+/** What the slash commands are built from: the engine's command list, without the code. */
+export type CommandInfo = Pick<Command, 'words' | 'summary' | 'admin'>;
+
+/**
+ * How one slash-command option goes back into the engine's command line, in the order of the
+ * table: text is quoted as one word (a question, an answer), words go as typed (tags), an
+ * integer may carry its option word first ("epochs 3"), a flag adds its name when true, a
+ * user gives their id, a file goes to the message's attachments.
+ */
+type OptionSpec = { readonly name: string; readonly description: string; readonly required?: boolean } & (
+  | { readonly kind: 'text' | 'words' | 'user' | 'attachment' | 'flag' }
+  | { readonly kind: 'integer'; readonly min?: number; readonly prefix?: string }
+  | { readonly kind: 'choice'; readonly choices: readonly string[] }
+);
+
+/** The options of each command by its words; a command missing here takes its arguments as free text. */
+const OPTIONS: Readonly<Record<string, readonly OptionSpec[]>> = {
+  help: [],
+  ask: [{ name: 'question', description: 'what you want to know', kind: 'text', required: true }],
+  forget: [{ name: 'user', description: 'admins: someone else to forget', kind: 'user' }],
+  export: [],
+  'faq add': [
+    { name: 'question', description: 'the question', kind: 'text', required: true },
+    { name: 'answer', description: 'the answer', kind: 'text', required: true },
+    { name: 'tags', description: 'tags, separated by spaces', kind: 'words' },
+  ],
+  'faq import': [
+    { name: 'file', description: `the FAQ file: ${FAQ_FORMATS.join(', ')}`, kind: 'attachment', required: true },
+    { name: 'mode', description: 'merge keeps entries the file lacks (the default); replace removes them', kind: 'choice', choices: ['merge', 'replace'] },
+    { name: 'preview', description: 'show what would change, and change nothing', kind: 'flag' },
+  ],
+  'faq list': [{ name: 'page', description: 'the page number', kind: 'integer', min: 1 }],
+  'faq remove': [{ name: 'entry', description: 'the number from /faq list, or the id', kind: 'text', required: true }],
+  'faq export': [{ name: 'format', description: 'the file format (markdown by default)', kind: 'choice', choices: FAQ_FORMATS }],
+  'faq clear': [{ name: 'code', description: 'the confirmation code from a first /faq clear', kind: 'text' }],
+  'faq inbox': [],
+  'faq inbox answer': [
+    { name: 'number', description: 'the number from /faq inbox', kind: 'integer', min: 1, required: true },
+    { name: 'answer', description: 'the answer', kind: 'text', required: true },
+  ],
+  'model finetune': [
+    { name: 'epochs', description: 'passes over the FAQ', kind: 'integer', min: 1, prefix: 'epochs' },
+    { name: 'lora', description: 'train LoRA adapters of this rank instead of every weight', kind: 'integer', min: 1, prefix: 'lora' },
+  ],
+  'model status': [],
+  'model cancel': [],
+  'model versions': [],
+  'model use': [{ name: 'version', description: 'the version, e.g. v2 (see /model versions)', kind: 'text', required: true }],
+  'model eval': [],
+};
+
+const FREE_TEXT: readonly OptionSpec[] = [{ name: 'arguments', description: 'the rest of the command line', kind: 'words' }];
+
+function optionsOf(command: CommandInfo): readonly OptionSpec[] {
+  return OPTIONS[command.words.join(' ')] ?? FREE_TEXT;
+}
+
+/** "faq inbox answer" is /faq inbox-answer: Discord nests one level of subcommands here. */
+function subcommandName(command: CommandInfo): string {
+  return command.words.slice(1).join('-');
+}
+
+/**
+ * The slash commands: one per first word; commands that share it are its subcommands.
+ * Discord sets default permissions per top-level command, so Manage Server is required by
+ * default only where every subcommand is for admins; the engine checks each command anyway.
+ */
+export function slashCommandDefinitions(commands: readonly CommandInfo[]): ChatInputApplicationCommandData[] {
+  const groups = new Map<string, CommandInfo[]>();
+  for (const command of commands) groups.set(command.words[0], [...(groups.get(command.words[0]) ?? []), command]);
+  return [...groups].map(([name, group]) => {
+    const allAdmin = group.every((command) => command.admin);
+    const common = {
+      name,
+      type: ApplicationCommandType.ChatInput,
+      defaultMemberPermissions: allAdmin ? PermissionFlagsBits.ManageGuild : null,
+      contexts: [InteractionContextType.Guild, InteractionContextType.BotDM],
+      integrationTypes: [ApplicationIntegrationType.GuildInstall],
+    } as const;
+    if (group.length === 1 && group[0].words.length === 1) {
+      return { ...common, description: fitDescription(group[0].summary), options: optionsOf(group[0]).map(optionData) };
+    }
+    const bare = group.find((command) => command.words.length === 1);
+    if (bare) throw new DiscordAdapterError('DISCORD_COMMAND_SHAPE', `"/${name}" is a command and also has subcommands (${group.map(subcommandName).filter(Boolean).join(', ')}); Discord allows one or the other`);
+    if (group.length > 25) throw new DiscordAdapterError('DISCORD_COMMAND_SHAPE', `"/${name}" has ${group.length} subcommands; Discord allows 25`);
+    const subcommands: ApplicationCommandSubCommandData[] = group.map((command) => ({
+      type: ApplicationCommandOptionType.Subcommand,
+      name: subcommandName(command),
+      description: fitDescription(command.summary),
+      options: optionsOf(command).map(optionData),
+    }));
+    return { ...common, description: fitDescription(`${name}: ${group.map(subcommandName).join(', ')}`), options: subcommands };
+  });
+}
+
+/** A plain option: what a subcommand may hold. */
+type BasicOptionData = Exclude<ApplicationCommandOptionData, ApplicationCommandSubCommandData | ApplicationCommandSubGroupData>;
+
+function optionData(spec: OptionSpec): BasicOptionData {
+  const base = { name: spec.name, description: fitDescription(spec.description), required: spec.required ?? false };
+  switch (spec.kind) {
+    case 'text':
+    case 'words':
+      return { ...base, type: ApplicationCommandOptionType.String };
+    case 'choice':
+      return { ...base, type: ApplicationCommandOptionType.String, choices: spec.choices.map((choice) => ({ name: choice, value: choice })) };
+    case 'integer':
+      return { ...base, type: ApplicationCommandOptionType.Integer, ...(spec.min !== undefined ? { minValue: spec.min } : {}) };
+    case 'flag':
+      return { ...base, type: ApplicationCommandOptionType.Boolean };
+    case 'user':
+      return { ...base, type: ApplicationCommandOptionType.User };
+    case 'attachment':
+      return { ...base, type: ApplicationCommandOptionType.Attachment };
+  }
+}
+
+/** Discord's limit on descriptions is 100 characters. */
+function fitDescription(text: string): string {
+  return text.length <= 100 ? text : `${text.slice(0, 99)}…`;
+}
+
+/** An option's value as an interaction carries it: strings, numbers, flags; a user's id; an attachment's id. */
+export type OptionValue = string | number | boolean;
+
+/** The engine's command line for a slash command's words and option values, e.g. `/faq add "Q?" "A." billing`. */
+export function commandLine(command: CommandInfo, values: ReadonlyMap<string, OptionValue>): string {
+  const words = [`/${command.words.join(' ')}`];
+  for (const spec of optionsOf(command)) {
+    const value = values.get(spec.name);
+    if (value === undefined || spec.kind === 'attachment') continue;
+    if (spec.kind === 'text') words.push(quote(String(value)));
+    else if (spec.kind === 'flag') {
+      if (value === true) words.push(spec.name);
+    } else if (spec.kind === 'integer' && spec.prefix) words.push(spec.prefix, String(value));
+    else words.push(String(value));
+  }
+  return words.join(' ');
+}
+
+/** Quoted so that the engine's splitWords gives back exactly `text` as one word. */
+export function quote(text: string): string {
+  return `"${text.replace(/["\\]/gu, '\\$&')}"`;
+}
+
+/** The command an interaction names: /faq with subcommand inbox-answer is "faq inbox answer". */
+export function commandOfInteraction(commands: readonly CommandInfo[], interaction: ChatInputCommandInteraction): CommandInfo | null {
+  const subcommand = interaction.options.getSubcommand(false);
+  return commands.find((command) => command.words[0] === interaction.commandName && (subcommand === null ? command.words.length === 1 : subcommandName(command) === subcommand)) ?? null;
+}
+
+/** The attachment options' names, for the adapter to download from. */
+export function attachmentOptionNames(command: CommandInfo): string[] {
+  return optionsOf(command)
+    .filter((spec) => spec.kind === 'attachment')
+    .map((spec) => spec.name);
+}
+
+/**
+ * Puts the slash commands in each guild of `guildIds` (at once, for testing and private bots),
+ * or globally when there are none; skips a scope whose commands are already the same, so that
+ * restarts do not rewrite them (Discord limits command updates).
+ */
+export async function registerSlashCommands(
+  manager: ApplicationCommandManager,
+  definitions: readonly ChatInputApplicationCommandData[],
+  guildIds: readonly string[],
+  logger: Logger,
+): Promise<void> {
+  for (const guildId of guildIds.length > 0 ? guildIds : [null]) {
+    const scope = guildId ? `guild ${guildId}` : 'global';
+    const existing: Collection<string, ApplicationCommand> = guildId ? await manager.fetch({ guildId }) : await manager.fetch();
+    if (sameCommands(existing, definitions)) {
+      logger.info({ scope, commands: definitions.length }, 'Discord slash commands are up to date');
+      continue;
+    }
+    if (guildId) await manager.set(definitions, guildId);
+    else await manager.set(definitions);
+    logger.info({ scope, commands: definitions.length }, 'registered the Discord slash commands');
+  }
+}
+
+function sameCommands(existing: Collection<string, ApplicationCommand>, definitions: readonly ChatInputApplicationCommandData[]): boolean {
+  return existing.size === definitions.length && definitions.every((definition) => existing.find((command) => command.name === definition.name)?.equals(definition, true) ?? false);
+}
