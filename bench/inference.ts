@@ -94,12 +94,14 @@ async function bestOf(runtimes: Runtime[], repeats: number, measure: (runtime: R
 for (const preset of MODELS) {
   const dir = await ensureModel(preset);
   const config = presetConfig(preset);
-  const repeats = preset === 'tiny' ? 5 : 2;
+  const repeats = preset === 'tiny' ? 5 : 3;
   const limit = await measureWeightStreamLimit(config, 5);
   const limitTokensPerS = 1000 / limit.ms;
   report({ model: preset, metric: 'weight_stream_limit', parameters: parameterCount(config), weight_mb: Math.round(limit.bytes / 1e6), ms_per_token: round(limit.ms), tokens_per_s: round(limitTokensPerS), gb_per_s: round(limit.bytes / limit.ms / 1e6) });
 
   const runtimes = [await tunebotRuntime(dir), await transformersJsRuntime(dir)];
+  // One untimed run each: first runs allocate ONNX Runtime's arenas and thread pools.
+  for (const runtime of runtimes) await runtime.run([promptIds(64)], 2);
   // tiny's context is 128 positions: it gets shorter runs that fit.
   const newTokens = Math.min(NEW_TOKENS, config.n_positions / 4);
   const contexts = [...new Set([128, 512].map((length) => Math.min(length, config.n_positions - newTokens - 1)))];
