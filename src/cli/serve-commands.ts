@@ -1,9 +1,11 @@
+import type { Server } from 'node:http';
 import { startLocalServer } from '../adapters/local/http-server.js';
 import { runTerminalChat } from '../adapters/local/terminal-chat.js';
+import { closeGracefully, type OpsEndpoints, Readiness, startOpsServer } from '../adapters/ops-server.js';
 import { type App, createApp, prepareFirstStart } from '../core/app.js';
-import { loadConfig } from '../core/config.js';
+import { loadConfig, type TunebotConfig } from '../core/config.js';
 import type { JobRecord } from '../core/fine-tune-jobs.js';
-import { createLogger } from '../log.js';
+import { createLogger, type Logger } from '../log.js';
 import { createProgressBar, type ProgressBar } from '../model/progress.js';
 import { type CliCommand, UsageError, parseCommandArgs } from './args.js';
 
@@ -26,27 +28,87 @@ async function startApp(): Promise<{ app: App; config: ReturnType<typeof loadCon
   return { app, config };
 }
 
+/** How long replies in flight may run on after a SIGTERM before their connections are cut. */
+const SHUTDOWN_GRACE_MS = 30_000;
+
+/**
+ * SIGTERM or SIGINT aborts the signal: the start command then shuts down gracefully. A second
+ * one exits at once, for an operator who does not want to wait.
+ */
+function shutdownSignal(logger: Logger): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = (name: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      logger.warn({ signal: name }, 'a second signal during shutdown: exiting now');
+      process.exit(1);
+    }
+    logger.info({ signal: name }, 'shutting down');
+    controller.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return {
+    signal: controller.signal,
+    dispose() {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    },
+  };
+}
+
+/**
+ * The servers of `tunebot start`: the local chat (with /healthz and /metrics when ops.port is
+ * "chat"), and the ops endpoints on their own port when ops.port names one.
+ */
+async function serve(app: App, config: TunebotConfig, chatPort: number, signal: AbortSignal): Promise<void> {
+  const { logger } = app.services;
+  const ops: OpsEndpoints = { readiness: new Readiness(app.services.model), metrics: app.services.metrics };
+  let opsServer: Server | null = null;
+  try {
+    if (typeof config.ops.port === 'number' && config.ops.port > 0) {
+      const started = await startOpsServer(ops, { host: config.local.host, port: config.ops.port, logger });
+      opsServer = started.server;
+      process.stdout.write(`tunebot serves /healthz and /metrics at ${started.url}\n`);
+    }
+    await prepareFirstStart(app, config, logger, firstStartProgress(), signal);
+    if (signal.aborted) return;
+    const chat = await startLocalServer(app.engine, { port: chatPort, host: config.local.host, logger, ops: config.ops.port === 'chat' ? ops : undefined });
+    ops.readiness.serving();
+    process.stdout.write(`tunebot is serving the local chat at ${chat.url}\n`);
+    if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    ops.readiness.stopping();
+    await closeGracefully(chat.server, SHUTDOWN_GRACE_MS, () => logger.warn({ graceSeconds: SHUTDOWN_GRACE_MS / 1000 }, 'replies still running at the end of the grace period: cutting them off'));
+  } finally {
+    ops.readiness.stopping();
+    // The ops server answers 503 "shutting down" until the app has closed.
+    await app.close();
+    if (opsServer) {
+      const server = opsServer;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+}
+
 export const startCommand: CliCommand = {
   words: ['start'],
   usage: 'tunebot start [--port N]',
-  summary: 'serve the bot: the local web chat on 127.0.0.1 (first start: a model, the sample FAQ, a fine-tune)',
+  summary: 'serve the bot: the local web chat on 127.0.0.1 (first start: a model, the sample FAQ, a fine-tune); SIGTERM stops it gracefully',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, { port: { type: 'string' } });
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    const { app, config } = await startApp();
+    const config = loadConfig();
     const port = values.port !== undefined ? Number(values.port) : config.local.port;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got "${values.port}"`);
-    const { server, url } = await startLocalServer(app.engine, { port, logger: app.services.logger });
-    process.stdout.write(`tunebot is serving the local chat at ${url}\n`);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        app.services.logger.info('shutting down');
-        server.close(() => resolve());
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    });
-    await app.close();
+    const logger = createLogger('tunebot', config.log.level);
+    const shutdown = shutdownSignal(logger);
+    try {
+      const app = await createApp(config, logger);
+      await serve(app, config, port, shutdown.signal);
+      logger.info('stopped');
+    } finally {
+      shutdown.dispose();
+    }
   },
 };
 

@@ -52,6 +52,8 @@ abstract class Metric<L extends string, Series> {
   }
 
   render(): string {
+    // An unlabelled metric reads 0 before its first update rather than missing.
+    if (this.labelNames.length === 0) this.seriesOf([]);
     const lines = [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`];
     for (const { labels, value } of this.series.values()) lines.push(...this.sampleLines(labels, value));
     return lines.join('\n');
