@@ -1,6 +1,8 @@
 import type { Server } from 'node:http';
 import { startLocalServer } from '../adapters/local/http-server.js';
 import { runTerminalChat } from '../adapters/local/terminal-chat.js';
+import { DiscordAdapter, discordAdapterOptions } from '../adapters/discord/discord-adapter.js';
+import { startSlackAdapter } from '../adapters/slack/slack-adapter.js';
 import { closeGracefully, type OpsEndpoints, Readiness, startOpsServer } from '../adapters/ops-server.js';
 import { type App, createApp, prepareFirstStart } from '../core/app.js';
 import { loadConfig, type TunebotConfig } from '../core/config.js';
@@ -73,10 +75,12 @@ async function serve(app: App, config: TunebotConfig, chatPort: number, signal: 
     await prepareFirstStart(app, config, logger, firstStartProgress(), signal);
     if (signal.aborted) return;
     const chat = await startLocalServer(app.engine, { port: chatPort, host: config.local.host, logger, ops: config.ops.port === 'chat' ? ops : undefined });
+    const platforms = await startPlatformAdapters(app, config);
     ops.readiness.serving();
     process.stdout.write(`tunebot is serving the local chat at ${chat.url}\n`);
     if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     ops.readiness.stopping();
+    await Promise.all(platforms.map((platform) => platform.stop()));
     await closeGracefully(chat.server, SHUTDOWN_GRACE_MS, () => logger.warn({ graceSeconds: SHUTDOWN_GRACE_MS / 1000 }, 'replies still running at the end of the grace period: cutting them off'));
   } finally {
     ops.readiness.stopping();
@@ -90,10 +94,24 @@ async function serve(app: App, config: TunebotConfig, chatPort: number, signal: 
   }
 }
 
+/** Discord and Slack, each when its token is configured. */
+async function startPlatformAdapters(app: App, config: TunebotConfig): Promise<{ stop(): Promise<void> }[]> {
+  const { logger } = app.services;
+  const started: { stop(): Promise<void> }[] = [];
+  const discordOptions = discordAdapterOptions(config.discord, app.engine.commands, logger);
+  if (discordOptions) {
+    const discord = new DiscordAdapter(app.engine, discordOptions);
+    await discord.start();
+    started.push(discord);
+  }
+  if (config.slack.botToken) started.push(await startSlackAdapter(app.engine, { config: config.slack, logger, host: config.local.host }));
+  return started;
+}
+
 export const startCommand: CliCommand = {
   words: ['start'],
   usage: 'tunebot start [--port N]',
-  summary: 'serve the bot: the local web chat on 127.0.0.1 (first start: a model, the sample FAQ, a fine-tune); SIGTERM stops it gracefully',
+  summary: 'serve the bot: the local web chat on 127.0.0.1, Discord and Slack when their tokens are set (first start: a model, the sample FAQ, a fine-tune); SIGTERM stops it gracefully',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, { port: { type: 'string' } });
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);

@@ -21,7 +21,7 @@ export class ConversationEngine {
 
   constructor(
     private readonly services: EngineServices,
-    private readonly commands: readonly Command[],
+    readonly commands: readonly Command[],
   ) {
     this.limiter = new RateLimiter(services.settings.rateLimit.perMinute, services.settings.rateLimit.burst);
   }
