@@ -52,6 +52,8 @@ export interface Value {
 export interface NodeOptions {
   readonly attributes?: Record<string, AttributeValue>;
   readonly domain?: string;
+  /** Names a single-output node's value, e.g. after the graph output it is (saves an Identity copy). */
+  readonly outputName?: string;
 }
 
 /**
@@ -140,7 +142,7 @@ export class GraphBuilder {
   opMulti(opType: string, inputs: readonly (Value | null)[], outputCount: number, options: NodeOptions = {}): Value[] {
     const base = this.uniqueName([...this.scopes, opType].join('/'));
     this.usedNodeNames.add(base);
-    const outputs = Array.from({ length: outputCount }, (_, i) => (outputCount === 1 ? base : `${base}:${i}`));
+    const outputs = Array.from({ length: outputCount }, (_, i) => (outputCount === 1 ? (options.outputName ?? base) : `${base}:${i}`));
     for (const output of outputs) this.claim(output);
     this.nodes.push({
       opType,

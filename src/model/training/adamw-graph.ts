@@ -34,20 +34,27 @@ export function buildAdamWGraph(parameters: readonly TrainableParameter[], float
   const clipping = g.op('And', [g.op('Greater', [scalar.clip_norm, g.constFloat(0)]), g.op('Greater', [norm, scalar.clip_norm])]);
   const gradientScale = g.op('Where', [clipping, g.op('Div', [scalar.clip_norm, norm]), one]);
 
+  // Everything that is one number per step is folded into scalars, so each parameter sees
+  // few full-size operations: the clip scale into the moment coefficients, the bias
+  // corrections into the step size and the variance factor.
   const oneMinus = (x: Value) => g.op('Sub', [one, x]);
-  const momentCorrection = oneMinus(g.op('Pow', [scalar.beta1, scalar.step]));
-  const varianceCorrection = oneMinus(g.op('Pow', [scalar.beta2, scalar.step]));
+  const momentCoefficient = g.op('Mul', [oneMinus(scalar.beta1), gradientScale]); // (1 - b1) * scale
+  const varianceCoefficient = g.op('Mul', [oneMinus(scalar.beta2), g.op('Mul', [gradientScale, gradientScale])]); // (1 - b2) * scale^2
+  const stepSize = g.op('Div', [scalar.learning_rate, oneMinus(g.op('Pow', [scalar.beta1, scalar.step]))]); // lr / (1 - b1^t)
+  const varianceScale = g.op('Reciprocal', [oneMinus(g.op('Pow', [scalar.beta2, scalar.step]))]); // 1 / (1 - b2^t)
   const decayFactor = oneMinus(g.op('Mul', [scalar.learning_rate, scalar.weight_decay]));
 
   for (const { parameter, value, moment, variance, gradient } of state) {
     g.scoped(parameter.name, () => {
-      const clipped = g.op('Mul', [gradient, gradientScale]);
-      const newMoment = g.op('Add', [g.op('Mul', [scalar.beta1, moment]), g.op('Mul', [oneMinus(scalar.beta1), clipped])]);
-      const newVariance = g.op('Add', [g.op('Mul', [scalar.beta2, variance]), g.op('Mul', [oneMinus(scalar.beta2), g.op('Mul', [clipped, clipped])])]);
-      const denominator = g.op('Add', [g.op('Sqrt', [g.op('Div', [newVariance, varianceCorrection])]), scalar.epsilon]);
-      const update = g.op('Mul', [scalar.learning_rate, g.op('Div', [g.op('Div', [newMoment, momentCorrection]), denominator])]);
+      const named = (name: string) => ({ outputName: updatedName(name) });
+      const newMoment = g.op('Add', [g.op('Mul', [moment, scalar.beta1]), g.op('Mul', [gradient, momentCoefficient])], named(momentName(parameter.name)));
+      const squared = g.op('Mul', [gradient, gradient]);
+      const newVariance = g.op('Add', [g.op('Mul', [variance, scalar.beta2]), g.op('Mul', [squared, varianceCoefficient])], named(varianceName(parameter.name)));
+      const denominator = g.op('Add', [g.op('Sqrt', [g.op('Mul', [newVariance, varianceScale])]), scalar.epsilon]);
+      const update = g.op('Mul', [g.op('Div', [newMoment, denominator]), stepSize]);
       const decayed = parameter.decay ? g.op('Mul', [value, decayFactor]) : value;
-      g.output(g.op('Sub', [decayed, update]), updatedName(parameter.name), floatType, parameter.dims);
+      const newValue = g.op('Sub', [decayed, update], named(parameter.name));
+      g.output(newValue, updatedName(parameter.name), floatType, parameter.dims);
       g.output(newMoment, updatedName(momentName(parameter.name)), floatType, parameter.dims);
       g.output(newVariance, updatedName(varianceName(parameter.name)), floatType, parameter.dims);
     });
