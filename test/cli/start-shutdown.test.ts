@@ -115,24 +115,31 @@ describe('tunebot start: SIGTERM shuts down gracefully', () => {
     assert.equal(health.status, 200);
     assert.equal(await health.text(), 'ok');
 
-    const response = await fetch(`${url}/api/messages`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ userId: 'alice', text: 'Is the weather nice for a model?' }),
-    });
-    assert.equal(response.status, 200);
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    const decoder = new TextDecoder();
+    // A freshly trained tiny model sometimes ends its reply at once (end-of-text first, and an
+    // empty reply is answered with the fallback); ask again until a reply is still streaming.
+    const questions = ['Is the weather nice for a model?', 'Can the model sing a song?', 'Does the FAQ have a model of a boat?', 'Where is the model train?', 'Which model is the best?', 'How old is the model?'];
     let body = '';
     let bodyAtSigterm: string | null = null;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      body += decoder.decode(value, { stream: true });
-      if (bodyAtSigterm === null) {
-        bodyAtSigterm = body;
-        bot.child.kill('SIGTERM');
+    for (const text of questions) {
+      const response = await fetch(`${url}/api/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ userId: 'alice', text }),
+      });
+      assert.equal(response.status, 200);
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      body = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        body += decoder.decode(value, { stream: true });
+        if (bodyAtSigterm === null && !body.includes('event: done')) {
+          bodyAtSigterm = body;
+          bot.child.kill('SIGTERM');
+        }
       }
+      if (bodyAtSigterm !== null) break;
     }
     assert.ok(bodyAtSigterm !== null && !bodyAtSigterm.includes('event: done'), `SIGTERM came after the reply had ended: ${JSON.stringify(bodyAtSigterm)}`);
     assert.ok(body.endsWith('event: done\ndata: {}\n\n'), `the reply ends with its done event: ${JSON.stringify(body.slice(-200))}`);
