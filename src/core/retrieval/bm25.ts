@@ -26,6 +26,11 @@ export interface SearchHit {
   score: number;
   /** The weighted part of the score that comes from the question field. */
   questionScore: number;
+  /**
+   * score over the score the entry's own question gets: 1 when its question is asked word for
+   * word. BM25 scores have no fixed scale; this one does, so thresholds can be set on it.
+   */
+  confidence: number;
 }
 
 interface Posting {
@@ -45,6 +50,7 @@ export class Bm25Index {
   private readonly answerLengths: number[] = [];
   private readonly averageQuestionLength: number;
   private readonly averageAnswerLength: number;
+  private readonly ownScores: Float64Array;
 
   /** The index is immutable: when the FAQ changes, build a new one. */
   constructor(entries: readonly FaqEntry[], options: Bm25Options = {}) {
@@ -67,6 +73,7 @@ export class Bm25Index {
     });
     this.averageQuestionLength = average(this.questionLengths);
     this.averageAnswerLength = average(this.answerLengths);
+    this.ownScores = new Float64Array(this.entries.length).fill(Number.NaN);
   }
 
   get size(): number {
@@ -82,6 +89,23 @@ export class Bm25Index {
   /** The k best entries for the query, best first; entries that share no term with it are left out. */
   search(query: string, k: number): SearchHit[] {
     if (!Number.isInteger(k) || k < 0) throw new RangeError(`k must be a whole number >= 0, got ${k}`);
+    const { scores, questionScores, matched } = this.score(query);
+    return [...matched]
+      .sort((a, b) => scores[b] - scores[a] || a - b)
+      .slice(0, k)
+      .map((entry) => {
+        const own = this.ownScore(entry);
+        return {
+          entry: this.entries[entry],
+          score: scores[entry],
+          questionScore: questionScores[entry],
+          confidence: own > 0 ? Math.min(1, scores[entry] / own) : 0,
+        };
+      });
+  }
+
+  /** Every entry's score for `query`, and which entries share a term with it. */
+  private score(query: string): { scores: Float64Array; questionScores: Float64Array; matched: Set<number> } {
     const scores = new Float64Array(this.entries.length);
     const questionScores = new Float64Array(this.entries.length);
     const matched = new Set<number>();
@@ -98,10 +122,13 @@ export class Bm25Index {
         matched.add(entry);
       }
     }
-    return [...matched]
-      .sort((a, b) => scores[b] - scores[a] || a - b)
-      .slice(0, k)
-      .map((entry) => ({ entry: this.entries[entry], score: scores[entry], questionScore: questionScores[entry] }));
+    return { scores, questionScores, matched };
+  }
+
+  /** The score entry `entry` gets for its own question; computed once per entry and index. */
+  private ownScore(entry: number): number {
+    if (Number.isNaN(this.ownScores[entry])) this.ownScores[entry] = this.score(this.entries[entry].question).scores[entry];
+    return this.ownScores[entry];
   }
 
   private saturate(tf: number, length: number, averageLength: number): number {
