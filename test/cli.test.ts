@@ -1,51 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { parameterCount, presetConfig } from '../src/model/config.js';
 import { initModel } from '../src/model/model-dir.js';
 import { type LoopbackHub, closedPort, startLoopbackHub } from './helpers/loopback-hub.js';
-
-/** The CLI from its sources, as a child process (bin/tunebot.js needs `npm run build` first). */
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MAIN = join('src', 'cli', 'main.ts');
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** The environment without the variables that would steer the CLI (config, hub, token). */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('TUNEBOT_') && !name.startsWith('HF_')) env[name] = value;
-  }
-  return { ...env, LOG_LEVEL: 'warn', ...extra };
-}
-
-function tunebot(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: REPO_ROOT, env: cleanEnv(env) });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - started }));
-  });
-}
-
-function assertExit(result: CliResult, code: number): void {
-  assert.equal(result.code, code, `exit code\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
-}
+import { assertExit, tunebot } from './helpers/run-tunebot.js';
 
 const MODEL_FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'onnx', 'tokenizer.json', 'tokenizer_config.json'];
 const TINY_PARAMETERS = parameterCount(presetConfig('tiny')).toLocaleString('en');

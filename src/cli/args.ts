@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ExecutionProviderChoice } from '../model/session.js';
 
 /** A command-line mistake: printed with the command's usage, exit code 2. */
 export class UsageError extends Error {}
@@ -34,4 +35,11 @@ export function numberOption(value: string | undefined, name: string): number | 
   const parsed = Number(value);
   if (value.trim() === '' || !Number.isFinite(parsed)) throw new UsageError(`--${name} must be a number, got "${value}"`);
   return parsed;
+}
+
+/** --device, falling back to the configured execution provider. */
+export function deviceOption(value: string | undefined, configured: ExecutionProviderChoice): ExecutionProviderChoice {
+  const device = value ?? configured;
+  if (device !== 'cpu' && device !== 'cuda' && device !== 'auto') throw new UsageError(`--device must be cpu, cuda or auto, got "${device}"`);
+  return device;
 }

@@ -3,7 +3,7 @@ import { createProgressBar } from '../model/progress.js';
 import { readExamplesJsonl } from '../model/training/data.js';
 import { startFineTune } from '../model/training/fine-tune-job.js';
 import { DEFAULT_FINE_TUNE, type FineTuneSettings } from '../model/training/trainer.js';
-import { type CliCommand, UsageError, integerOption, numberOption, parseCommandArgs } from './args.js';
+import { type CliCommand, UsageError, deviceOption, integerOption, numberOption, parseCommandArgs } from './args.js';
 
 export const finetuneCommand: CliCommand = {
   words: ['finetune'],
@@ -32,8 +32,7 @@ export const finetuneCommand: CliCommand = {
     if (!values.data) throw new UsageError('--data FILE.jsonl is required');
     if (!values.out) throw new UsageError('--out DIR is required');
     const config = loadConfig();
-    const device = values.device ?? config.model.executionProvider;
-    if (device !== 'cpu' && device !== 'cuda' && device !== 'auto') throw new UsageError(`--device must be cpu, cuda or auto, got "${device}"`);
+    const device = deviceOption(values.device, config.model.executionProvider);
     const rank = integerOption(values.lora, 'lora', 1);
     const settings: FineTuneSettings = {
       ...DEFAULT_FINE_TUNE,

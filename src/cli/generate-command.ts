@@ -1,7 +1,7 @@
 import { loadConfig } from '../core/config.js';
 import { type GenerationOptions, resolveGenerationOptions } from '../model/generation/options.js';
 import { LanguageModel } from '../model/language-model.js';
-import { type CliCommand, UsageError, integerOption, numberOption, parseCommandArgs } from './args.js';
+import { type CliCommand, UsageError, deviceOption, integerOption, numberOption, parseCommandArgs } from './args.js';
 
 export const generateCommand: CliCommand = {
   words: ['generate'],
@@ -23,8 +23,7 @@ export const generateCommand: CliCommand = {
     });
     if (positionals.length !== 1) throw new UsageError('give the prompt as one argument (quote it)');
     const config = loadConfig();
-    const device = values.device ?? config.model.executionProvider;
-    if (device !== 'cpu' && device !== 'cuda' && device !== 'auto') throw new UsageError(`--device must be cpu, cuda or auto, got "${device}"`);
+    const device = deviceOption(values.device, config.model.executionProvider);
     const defaults = config.generation;
     const generation: GenerationOptions = {
       ...defaults,

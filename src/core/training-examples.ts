@@ -1,5 +1,5 @@
 import type { Example } from '../model/training/data.js';
-import { SeededRandom } from '../model/random.js';
+import { SeededRandom, shuffled } from '../model/random.js';
 import { type FaqPassage, type PromptParts, fitPromptParts, formatCompletion, formatPrompt } from './prompt-format.js';
 
 /**
@@ -26,8 +26,8 @@ export function faqTrainingExamples(entries: readonly FaqPassage[], options: Exa
     const others = entries.filter((_, i) => i !== index);
     const askings = [entry.question, ...questionVariants(entry.question)].slice(0, Math.max(1, options.askings));
     for (const asked of askings) {
-      const distractors = shuffle(others, random).slice(0, Math.max(0, options.passages - 1));
-      const faq = shuffle([entry, ...distractors], random);
+      const distractors = shuffled(others, random).slice(0, Math.max(0, options.passages - 1));
+      const faq = shuffled([entry, ...distractors], random);
       const parts: PromptParts = { instructions: options.instructions, faq, history: [], message: asked };
       // The right passage must survive the cut: drop distractors before it.
       let fitted = fitPromptParts(parts, options.promptBudget, options.countTokens);
@@ -49,13 +49,4 @@ export function questionVariants(question: string): string[] {
   const howDoI = /^how (?:do|can|should) (?:i|we) (.+)$/iu.exec(bare);
   if (howDoI) variants.splice(1, 0, `how to ${howDoI[1]}`);
   return [...new Set(variants)].filter((variant) => variant !== question);
-}
-
-function shuffle<T>(items: readonly T[], random: SeededRandom): T[] {
-  const copy = [...items];
-  for (let i = copy.length - 1; i > 0; i--) {
-    const j = Math.floor(random.next() * (i + 1));
-    [copy[i], copy[j]] = [copy[j], copy[i]];
-  }
-  return copy;
 }

@@ -33,3 +33,13 @@ export class SeededRandom {
     return radius * Math.cos(2 * Math.PI * v);
   }
 }
+
+/** Fisher-Yates with a seeded generator, so the same seed gives the same order everywhere. */
+export function shuffled<T>(items: readonly T[], random: SeededRandom): T[] {
+  const result = [...items];
+  for (let i = result.length - 1; i > 0; i--) {
+    const j = Math.floor(random.next() * (i + 1));
+    [result[i], result[j]] = [result[j], result[i]];
+  }
+  return result;
+}

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { startLocalServer } from '../../src/adapters/local/http-server.js';
 import { type OpsEndpoints, Readiness, startOpsServer } from '../../src/adapters/ops-server.js';
 import { type App, createApp, SAMPLE_FAQ } from '../../src/core/app.js';
-import { loadConfig } from '../../src/core/config.js';
+import { scratchConfig } from '../helpers/scratch-config.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
 import type { IncomingMessage } from '../../src/core/message.js';
 import { MetricsRegistry } from '../../src/core/metrics.js';
@@ -116,15 +116,7 @@ describe('ops endpoints', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tunebot-ops-'));
-    const config = loadConfig({
-      TUNEBOT_MODEL_DIR: join(dir, 'models'),
-      TUNEBOT_STORAGE_URL: `sqlite://${join(dir, 'tunebot.db')}`,
-      TUNEBOT_MODEL_EXECUTION_PROVIDER: 'cpu',
-      TUNEBOT_MODEL_INTRA_OP_THREADS: '1',
-      TUNEBOT_GENERATION_GREEDY: 'true',
-      TUNEBOT_GENERATION_MAX_NEW_TOKENS: '8',
-      LOG_LEVEL: 'silent',
-    });
+    const config = scratchConfig(dir);
     // No model yet: the app starts as a fresh install does.
     app = await createApp(config, silentLogger);
     readiness = new Readiness(app.services.model);

@@ -2,7 +2,8 @@ import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type App, createApp, SAMPLE_FAQ } from '../../src/core/app.js';
-import { loadConfig, type TunebotConfig } from '../../src/core/config.js';
+import type { TunebotConfig } from '../../src/core/config.js';
+import { scratchConfig } from '../helpers/scratch-config.js';
 import type { ConversationEngine } from '../../src/core/engine.js';
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
@@ -28,16 +29,7 @@ export interface EngineFixture {
 
 export async function startEngineFixture(env: Record<string, string> = {}): Promise<EngineFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'tunebot-engine-'));
-  const config = loadConfig({
-    TUNEBOT_MODEL_DIR: join(dir, 'models'),
-    TUNEBOT_STORAGE_URL: `sqlite://${join(dir, 'tunebot.db')}`,
-    TUNEBOT_MODEL_EXECUTION_PROVIDER: 'cpu',
-    TUNEBOT_MODEL_INTRA_OP_THREADS: '1',
-    TUNEBOT_GENERATION_GREEDY: 'true',
-    TUNEBOT_GENERATION_MAX_NEW_TOKENS: '8',
-    LOG_LEVEL: 'silent',
-    ...env,
-  });
+  const config = scratchConfig(dir, env);
   const app = await createApp(config, silentLogger);
   const { registry, model } = app.services;
   const template = join(dir, 'template');

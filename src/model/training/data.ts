@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { ModelError } from '../errors.js';
-import { SeededRandom } from '../random.js';
+import { SeededRandom, shuffled } from '../random.js';
 
 /** One fine-tuning example: the model learns to continue prompt with completion. */
 export interface Example {
@@ -223,16 +223,6 @@ export function makeBatch(rows: readonly TrainingRow[], eosId: number): Training
 
 function checkSeed(name: string, value: number): void {
   if (!Number.isInteger(value)) throw new ModelError('OPTIONS_INVALID', `${name} must be an integer, got ${value}`);
-}
-
-/** Fisher-Yates with a seeded generator, so the same seed gives the same order everywhere. */
-function shuffled<T>(items: readonly T[], random: SeededRandom): T[] {
-  const result = [...items];
-  for (let i = result.length - 1; i > 0; i--) {
-    const j = Math.floor(random.next() * (i + 1));
-    [result[i], result[j]] = [result[j], result[i]];
-  }
-  return result;
 }
 
 /**

@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { initModel } from '../../../src/model/model-dir.js';
+import { assertExit, tunebot } from '../../helpers/run-tunebot.js';
 
 /** `tunebot finetune` from its sources, as a child process: summary, progress bar, exit codes. */
 
-const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-const MAIN = join('src', 'cli', 'main.ts');
 
 const EXAMPLES = [
   ['How do I reset my password?', ' Go to Settings > Account and press Reset.'],
@@ -23,33 +20,6 @@ const EXAMPLES = [
   ['How do I delete my account?', ' Send a deletion request from the Privacy page.'],
   ['Is there a free trial?', ' Every new account gets a free trial of fourteen days.'],
 ].map(([question, answer]) => ({ prompt: `Question: ${question}\nAnswer:`, completion: answer }));
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tunebot(args: readonly string[]): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = { LOG_LEVEL: 'warn' };
-  // The CLI's own settings come from TUNEBOT_* and HF_* variables; a node:test context would leak into the child.
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!/^(TUNEBOT_|HF_|NODE_TEST_CONTEXT$|LOG_LEVEL$)/.test(name)) env[name] = value;
-  }
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: REPO_ROOT, env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function assertExit(result: CliResult, code: number): void {
-  assert.equal(result.code, code, `exit code\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
-}
 
 describe('tunebot finetune', () => {
   let root: string;
