@@ -1,11 +1,10 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
 import { pullFromHub } from '../model/hub.js';
 import { importModel, initModel } from '../model/model-dir.js';
-import { gpt2TokenizerFiles, loadTokenizer, type Tokenizer } from '../model/tokenizer.js';
+import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from '../model/tokenizer.js';
 import { DEFAULT_FINE_TUNE } from '../model/training/trainer.js';
 import { allCommands } from './commands/all-commands.js';
 import type { TunebotConfig } from './config.js';
@@ -109,17 +108,10 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
   };
 }
 
-/** Every version shares GPT-2's tokenizer; a fresh install has none on disk yet. */
+/** Every version shares GPT-2's tokenizer; a fresh install has no model folder to read it from. */
 async function tokenizerFor(registry: ModelRegistry): Promise<Tokenizer> {
   const dir = await registry.currentDir();
-  if (dir) return loadTokenizer(dir);
-  const temp = await mkdtemp(join(tmpdir(), 'tunebot-tokenizer-'));
-  for (const [name, content] of await gpt2TokenizerFiles(1024)) await writeFile(join(temp, name), content);
-  try {
-    return await loadTokenizer(temp);
-  } finally {
-    await rm(temp, { recursive: true, force: true });
-  }
+  return dir ? loadTokenizer(dir) : gpt2Tokenizer();
 }
 
 /**

