@@ -1,3 +1,5 @@
+import { CodedError } from '../coded-error.js';
+
 /** Every failure the model layer reports carries a stable code, so callers can branch on it. */
 export type ModelErrorCode =
   | 'MODEL_NOT_FOUND'
@@ -17,12 +19,4 @@ export type ModelErrorCode =
   | 'OUT_OF_MEMORY'
   | 'CANCELLED';
 
-export class ModelError extends Error {
-  readonly code: ModelErrorCode;
-
-  constructor(code: ModelErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ModelError';
-    this.code = code;
-  }
-}
+export class ModelError extends CodedError<ModelErrorCode> {}

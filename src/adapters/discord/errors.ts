@@ -1,3 +1,5 @@
+import { CodedError } from '../../coded-error.js';
+
 /** Every failure the Discord adapter reports carries a stable code, so callers can branch on it. */
 export type DiscordAdapterErrorCode =
   /** The engine's commands cannot be laid out as Discord slash commands. */
@@ -7,12 +9,4 @@ export type DiscordAdapterErrorCode =
   /** An attachment could not be downloaded from Discord. */
   | 'DISCORD_DOWNLOAD_FAILED';
 
-export class DiscordAdapterError extends Error {
-  readonly code: DiscordAdapterErrorCode;
-
-  constructor(code: DiscordAdapterErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'DiscordAdapterError';
-    this.code = code;
-  }
-}
+export class DiscordAdapterError extends CodedError<DiscordAdapterErrorCode> {}

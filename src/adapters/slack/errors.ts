@@ -1,3 +1,5 @@
+import { CodedError } from '../../coded-error.js';
+
 /** Every failure the Slack adapter reports carries a stable code. */
 export type SlackAdapterErrorCode =
   /** The configuration lacks what the chosen mode needs (tokens, signing secret). */
@@ -7,12 +9,4 @@ export type SlackAdapterErrorCode =
   /** A shared file could not be described or downloaded. */
   | 'SLACK_FILE_UNAVAILABLE';
 
-export class SlackAdapterError extends Error {
-  readonly code: SlackAdapterErrorCode;
-
-  constructor(code: SlackAdapterErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'SlackAdapterError';
-    this.code = code;
-  }
-}
+export class SlackAdapterError extends CodedError<SlackAdapterErrorCode> {}

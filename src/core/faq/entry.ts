@@ -1,3 +1,5 @@
+import { CodedError } from '../../coded-error.js';
+
 /** Every failure the FAQ layer reports carries a stable code, so commands can branch on it. */
 export type FaqErrorCode =
   /** The file or the entry is malformed; the message names the line. */
@@ -21,16 +23,13 @@ export type FaqErrorCode =
   /** What the storage holds under the FAQ's key is not an FAQ document. */
   | 'FAQ_CORRUPT';
 
-export class FaqError extends Error {
-  readonly code: FaqErrorCode;
+export class FaqError extends CodedError<FaqErrorCode> {
   /** 1-based, where the problem is in a file. */
   readonly line?: number;
   readonly column?: number;
 
   constructor(code: FaqErrorCode, message: string, options?: { line?: number; column?: number; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'FaqError';
-    this.code = code;
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
     if (options?.line !== undefined) this.line = options.line;
     if (options?.column !== undefined) this.column = options.column;
   }

@@ -1,3 +1,5 @@
+import { CodedError } from '../../coded-error.js';
+
 /** Every failure the storage layer reports carries a stable code, so callers can branch on it. */
 export type StorageErrorCode =
   /** The configured store cannot be reached or opened. */
@@ -9,12 +11,4 @@ export type StorageErrorCode =
   /** A turn or a window handed to memory is malformed. */
   | 'TURN_INVALID';
 
-export class StorageError extends Error {
-  readonly code: StorageErrorCode;
-
-  constructor(code: StorageErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StorageError';
-    this.code = code;
-  }
-}
+export class StorageError extends CodedError<StorageErrorCode> {}
