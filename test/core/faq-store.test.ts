@@ -3,25 +3,7 @@ import { describe, it } from 'node:test';
 import { FaqError, type FaqRecord } from '../../src/core/faq/entry.js';
 import { CLEAR_TOKEN_TTL_MS, FaqStore, faqScopeKey, type KeyValueStore } from '../../src/core/faq/faq-store.js';
 import { FAQ_FORMATS, parseFaqFile } from '../../src/core/faq/formats.js';
-
-/** An in-memory KeyValueStore; values are copied in and out, as a serializing store (Keyv) would. */
-class MapStore implements KeyValueStore {
-  readonly values = new Map<string, unknown>();
-  writes = 0;
-
-  async get(key: string): Promise<unknown> {
-    return structuredClone(this.values.get(key));
-  }
-
-  async set(key: string, value: unknown): Promise<void> {
-    this.writes++;
-    this.values.set(key, structuredClone(value));
-  }
-
-  async delete(key: string): Promise<void> {
-    this.values.delete(key);
-  }
-}
+import { MapStore } from '../helpers/map-store.js';
 
 /** A store whose writes of FAQ documents fail, as a full disk or a dropped connection would. */
 class FailingWriteStore extends MapStore {

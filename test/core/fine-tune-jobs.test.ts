@@ -12,24 +12,7 @@ import { ModelError } from '../../src/model/errors.js';
 import { initModel } from '../../src/model/model-dir.js';
 import { type Tokenizer, loadTokenizer } from '../../src/model/tokenizer.js';
 import { DEFAULT_FINE_TUNE, type TrainingProgress } from '../../src/model/training/trainer.js';
-
-/** Values are copied in and out, as a serializing store (Keyv) would. */
-class MapStore implements KeyValueStore {
-  constructor(private readonly values = new Map<string, unknown>()) {}
-  async get(key: string): Promise<unknown> {
-    return structuredClone(this.values.get(key));
-  }
-  async set(key: string, value: unknown): Promise<void> {
-    this.values.set(key, structuredClone(value));
-  }
-  async delete(key: string): Promise<void> {
-    this.values.delete(key);
-  }
-  /** The store as a restart would find it. */
-  copy(): MapStore {
-    return new MapStore(structuredClone(this.values));
-  }
-}
+import { MapStore } from '../helpers/map-store.js';
 
 const FAQ = [
   ['How do I reset my password?', 'Open Settings and press Reset.'],

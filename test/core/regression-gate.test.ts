@@ -1,22 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FaqStore, type KeyValueStore } from '../../src/core/faq/faq-store.js';
+import { FaqStore } from '../../src/core/faq/faq-store.js';
 import { formatPrompt } from '../../src/core/prompt-format.js';
 import { type GateScore, type GateSettings, gateDecision, scoreModel } from '../../src/core/regression-gate.js';
 import { questionVariants } from '../../src/core/training-examples.js';
-
-class MapStore implements KeyValueStore {
-  private readonly values = new Map<string, unknown>();
-  async get(key: string): Promise<unknown> {
-    return structuredClone(this.values.get(key));
-  }
-  async set(key: string, value: unknown): Promise<void> {
-    this.values.set(key, structuredClone(value));
-  }
-  async delete(key: string): Promise<void> {
-    this.values.delete(key);
-  }
-}
+import { MapStore } from '../helpers/map-store.js';
 
 const ENTRIES = [
   { question: 'How do I reset my password?', answer: 'Open Settings, then Security, and press Reset password.' },
