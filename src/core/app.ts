@@ -20,7 +20,7 @@ import { BotMetrics } from './metrics.js';
 import { ModelHost } from './model-host.js';
 import { ModelRegistry } from './model-registry.js';
 import type { EngineServices } from './services.js';
-import { openStorage } from './storage/open-storage.js';
+import { openStorage, type Storage } from './storage/open-storage.js';
 
 /**
  * Builds the engine and everything it uses from the configuration: storage, FAQ, memory, the
@@ -29,6 +29,7 @@ import { openStorage } from './storage/open-storage.js';
 export interface App {
   readonly engine: ConversationEngine;
   readonly services: EngineServices;
+  readonly storage: Storage;
   close(): Promise<void>;
 }
 
@@ -38,7 +39,7 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
   const storage = await openStorage(config.storage.url, { logger });
   const registry = new ModelRegistry(config.model.dir);
   const metrics = new BotMetrics();
-  const host = new ModelHost({ executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger, metrics);
+  const host = new ModelHost((version) => registry.dirOf(version), { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger, metrics);
   const memory = new ConversationMemory(storage.turns, { ttlMs: config.engine.memory.ttlHours * 3_600_000, maxStoredTurns: 200 });
   const tokenizer = await tokenizerFor(registry);
   const scopeOf = (message: Pick<IncomingMessage, 'platform' | 'scope'>) => faqScopeKey(config.faq.scope, message.platform, message.scope.workspace);
@@ -94,11 +95,12 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
   };
   await jobs.recoverInterrupted();
   const live = await registry.currentVersion();
-  if (live) await host.swapTo(registry.dirOf(live), live);
+  if (live) await host.swapTo(live);
   const engine: ConversationEngine = new ConversationEngine(services, allCommands((message) => engine.handle(message)));
   return {
     engine,
     services,
+    storage,
     /** A running fine-tune is cancelled first: its trainer checkpoints, and its record needs the storage. */
     async close() {
       await jobs.stop();
@@ -145,7 +147,7 @@ export async function prepareFirstStart(
     }
     await registry.publish(staging, version);
     await registry.use(version);
-    await model.swapTo(registry.dirOf(version), version);
+    await model.swapTo(version);
   }
   const local: IncomingMessage = { platform: 'local', scope: { workspace: 'local', channel: 'start' }, user: { id: 'local', displayName: 'local' }, text: '', attachments: [], platformAdmin: true };
   const faq = app.services.faqFor(local);

@@ -22,6 +22,17 @@ export const configSchema = z
         maxBatchSize: z.number().int().min(1).max(256),
         /** A Hugging Face repo (e.g. "gpt2") to pull as the first model instead of a new one of `preset`. */
         pull: z.string().min(1).nullable(),
+        /**
+         * A model server (`tunebot serve-model`, e.g. http://gpu-box:8090) that generates for this
+         * instance, so that bot instances need no GPU; null runs the model in this process.
+         */
+        server: z.url().nullable(),
+      })
+      .strict(),
+    modelServer: z
+      .object({
+        /** The port `tunebot serve-model` listens on (at local.host). */
+        port: z.number().int().min(0).max(65535),
       })
       .strict(),
     generation: z
@@ -69,6 +80,11 @@ export const configSchema = z
         gate: z.enum(['auto', 'force', 'hold']),
         trainedVariants: z.number().int().min(0),
         heldOutVariants: z.number().int().min(0),
+        /**
+         * instance: the instance that takes /model finetune trains in a worker thread; queue: the job
+         * goes to a BullMQ queue on the storage's Redis and a `tunebot worker` process runs it.
+         */
+        runner: z.enum(['instance', 'queue']),
       })
       .strict(),
     local: z
@@ -127,7 +143,11 @@ export const configSchema = z
       .refine((discord) => discord.shardIds.every((id) => id < discord.shardCount), { message: 'every shard id must be less than shardCount', path: ['shardIds'] }),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
   })
-  .strict();
+  .strict()
+  .refine((config) => config.fineTune.runner === 'instance' || /^rediss?:\/\//u.test(config.storage.url), {
+    message: 'the queue runner needs Redis storage (storage.url redis://...), where its queue lives',
+    path: ['fineTune', 'runner'],
+  });
 
 export type TunebotConfig = z.infer<typeof configSchema>;
 

@@ -10,7 +10,7 @@ import { startFineTune } from '../model/training/fine-tune-job.js';
 import type { FineTuneSettings, TrainingProgress, TrainingRecord } from '../model/training/trainer.js';
 import type { FaqStore, KeyValueStore } from './faq/faq-store.js';
 import { BotMetrics } from './metrics.js';
-import type { ModelHost } from './model-host.js';
+import type { LiveModel } from './live-model.js';
 import type { ModelRegistry } from './model-registry.js';
 import { type GateReport, type GateScore, type GateSettings, gateDecision, scoreModel } from './regression-gate.js';
 import { REPLY_STOPS } from './prompt-format.js';
@@ -54,7 +54,7 @@ export class FineTuneJobs {
   constructor(
     private readonly store: KeyValueStore,
     private readonly registry: ModelRegistry,
-    private readonly host: ModelHost,
+    private readonly host: LiveModel,
     private readonly tokenizer: Tokenizer,
     private readonly settings: JobSettings,
     private readonly logger: Logger,
@@ -128,7 +128,7 @@ export class FineTuneJobs {
         await this.registry.publish(staging, record.version);
         if (record.gate.promote) {
           await this.registry.use(record.version);
-          await this.host.swapTo(this.registry.dirOf(record.version), record.version);
+          await this.host.swapTo(record.version);
           record.status = 'promoted';
         } else {
           record.status = 'held';

@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
 import { type GenerateOptions, type GenerationStream, LanguageModel, type LoadOptions } from '../model/language-model.js';
 import type { ModelInfo } from '../model/worker-protocol.js';
+import type { LiveModel } from './live-model.js';
 import { BotMetrics } from './metrics.js';
 
 /**
@@ -15,11 +16,13 @@ interface Loaded {
   retiring: boolean;
 }
 
-export class ModelHost {
+export class ModelHost implements LiveModel {
   private loaded: Loaded | null = null;
   private swapping: Promise<unknown> = Promise.resolve();
 
   constructor(
+    /** Where a version's folder is: the registry's dirOf. */
+    private readonly dirOf: (version: string) => string,
     private readonly loadOptions: LoadOptions,
     private readonly logger: Logger,
     private readonly metrics: BotMetrics = new BotMetrics(),
@@ -33,9 +36,9 @@ export class ModelHost {
     return this.loaded?.model.info ?? null;
   }
 
-  /** Loads `dir` as `version` and makes it the model new requests use. Swaps run one after another. */
-  swapTo(dir: string, version: string): Promise<void> {
-    const swap = this.swapping.then(() => this.load(dir, version));
+  /** Loads `version` and makes it the model new requests use. Swaps run one after another. */
+  swapTo(version: string): Promise<void> {
+    const swap = this.swapping.then(() => this.load(this.dirOf(version), version));
     this.swapping = swap.catch(() => undefined);
     return swap;
   }

@@ -6,7 +6,7 @@ import type { Inbox } from './inbox.js';
 import type { ConversationMemory } from './memory.js';
 import type { IncomingMessage } from './message.js';
 import type { BotMetrics } from './metrics.js';
-import type { ModelHost } from './model-host.js';
+import type { LiveModel } from './live-model.js';
 import type { ModelRegistry } from './model-registry.js';
 import type { EngineSettings } from './engine-settings.js';
 
@@ -16,7 +16,7 @@ export interface EngineServices {
   faqFor(message: IncomingMessage): FaqStore;
   inboxFor(message: IncomingMessage): Inbox;
   readonly memory: ConversationMemory;
-  readonly model: ModelHost;
+  readonly model: LiveModel;
   readonly registry: ModelRegistry;
   readonly jobs: FineTuneJobs;
   /** The served model's tokenizer, for token budgets (GPT-2's BPE for every version). */

@@ -157,7 +157,7 @@ describe('ops endpoints', () => {
     await initModel(join(dir, 'new-model'), 'tiny', 0);
     await registry.publish(join(dir, 'new-model'), 'v1');
     await registry.use('v1');
-    await app.services.model.swapTo(registry.dirOf('v1'), 'v1');
+    await app.services.model.swapTo('v1');
     for (const url of [opsUrl, chatUrl]) assert.deepEqual(await health(url), { status: 200, text: 'ok' });
 
     readiness.stopping();

@@ -43,7 +43,7 @@ export async function startEngineFixture(env: Record<string, string> = {}): Prom
   };
   const first = await publishVersion();
   await registry.use(first);
-  await model.swapTo(registry.dirOf(first), first);
+  await model.swapTo(first);
   return {
     app,
     engine: app.engine,

@@ -48,8 +48,8 @@ before(async () => {
   await registry.publish(first, 'v1');
   await registry.use('v1');
   tokenizer = await loadTokenizer(registry.dirOf('v1'));
-  host = new ModelHost({ executionProvider: 'cpu', logLevel: 'silent' }, silentLogger);
-  await host.swapTo(registry.dirOf('v1'), 'v1');
+  host = new ModelHost((version) => registry.dirOf(version), { executionProvider: 'cpu', logLevel: 'silent' }, silentLogger);
+  await host.swapTo('v1');
   store = new MapStore();
   faq = FaqStore.forScope(store, 'test');
   for (const [question, answer] of FAQ) await faq.add(question, answer);

@@ -72,17 +72,17 @@ function run(host: ModelHost, prompt: string, options: { greedy: true; maxNewTok
 
 describe('ModelHost', () => {
   it('has no model and no version before the first swap', () => {
-    const host = new ModelHost(loadOptions, silentLogger);
+    const host = new ModelHost((version) => join(root, version), loadOptions, silentLogger);
     assert.equal(host.version, null);
     assert.equal(host.info, null);
     assert.equal(host.generate('hello', { maxNewTokens: 1 }), null);
   });
 
   it('finishes requests in flight on the old model across a swap, then closes it; new requests use the new one', async () => {
-    const host = new ModelHost(loadOptions, silentLogger);
+    const host = new ModelHost((version) => join(root, version), loadOptions, silentLogger);
     try {
       const loadStarted = performance.now();
-      await host.swapTo(longDir, 'v1');
+      await host.swapTo('v1');
       const loadMs = performance.now() - loadStarted;
       assert.equal(host.version, 'v1');
       assert.equal(host.info?.provider, 'cpu');
@@ -101,7 +101,7 @@ describe('ModelHost', () => {
       const runs = Array.from({ length: count }, (_, i) => run(host, PROMPTS[i % PROMPTS.length], LONG));
       await until(() => runs[0].started, 'the first request has its first text');
       assert.ok(runs.every((state) => !state.settled), 'the requests were meant to be mid-way when the swap starts');
-      await host.swapTo(otherDir, 'v2');
+      await host.swapTo('v2');
       assert.equal(host.version, 'v2');
       assert.ok(runs.some((state) => !state.settled), `the swap was meant to finish while requests still ran on v1 (${count} requests)`);
       assert.equal(workerPorts(), oneModel + 1, 'v1 stays open while its requests run');
@@ -126,12 +126,12 @@ describe('ModelHost', () => {
 
   it('closes the old model at once when nothing runs on it, and close() leaves no worker behind', async () => {
     const idle = workerPorts();
-    const host = new ModelHost(loadOptions, silentLogger);
-    await host.swapTo(otherDir, 'v2');
+    const host = new ModelHost((version) => join(root, version), loadOptions, silentLogger);
+    await host.swapTo('v2');
     const oneModel = workerPorts();
     assert.equal(oneModel, idle + 1);
     const greedyText = await run(host, PROMPTS[1], { greedy: true, maxNewTokens: 12 }).done;
-    await host.swapTo(longDir, 'v1');
+    await host.swapTo('v1');
     assert.equal(workerPorts(), oneModel);
     assert.notEqual(await run(host, PROMPTS[1], { greedy: true, maxNewTokens: 12 }).done, greedyText, 'models of different seeds give different greedy text');
     await host.close();

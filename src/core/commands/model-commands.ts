@@ -107,7 +107,7 @@ const use: Command = {
     if (args.length !== 1) throw new CommandUsageError('Give one version, e.g. v2 (see /model versions).');
     // Load first: the pointer moves only once the version is serving.
     await services.registry.requireVersion(args[0]);
-    await services.model.swapTo(services.registry.dirOf(args[0]), args[0]);
+    await services.model.swapTo(args[0]);
     await services.registry.use(args[0]);
     return `Version ${args[0]} is live.`;
   },

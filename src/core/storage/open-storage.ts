@@ -18,6 +18,10 @@ export interface Storage {
   keyv: Keyv;
   /** Per-user conversation turns, in the same store as `keyv`. */
   turns: TurnLog;
+  /** The connection, when the store is Redis: the parts that instances share (job queue, model-change events, seen Slack events) use it too. */
+  redis: RedisClient | null;
+  /** The namespace every key starts with. */
+  namespace: string;
   close(): Promise<void>;
 }
 
@@ -60,7 +64,7 @@ function openSqlite(url: string, namespace: string): Storage {
     const turns = new SqliteTurnLog(db, `${namespace}:turns:`);
     const keyv = new Keyv({ store, namespace, throwOnErrors: true });
     const opened = db;
-    return { keyv, turns, close: async () => void opened.close() };
+    return { keyv, turns, redis: null, namespace, close: async () => void opened.close() };
   } catch (error) {
     db?.close();
     throw new StorageError('STORAGE_UNAVAILABLE', `cannot open SQLite storage ${url}: ${(error as Error).message}`, { cause: error });
@@ -98,6 +102,8 @@ async function openRedis(url: string, namespace: string, options: StorageOptions
   return {
     keyv,
     turns,
+    redis: client,
+    namespace,
     close: async () => {
       if (client.isOpen) await client.close();
     },
