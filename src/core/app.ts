@@ -50,7 +50,7 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
     generation: config.generation,
   };
   const jobs = new FineTuneJobs(
-    storage.keyv,
+    storage.documents,
     registry,
     host,
     tokenizer,
@@ -76,13 +76,13 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
     faqFor: (message) => {
       const key = scopeOf(message);
       let store = faqStores.get(key);
-      if (!store) faqStores.set(key, (store = FaqStore.forScope(storage.keyv, key)));
+      if (!store) faqStores.set(key, (store = FaqStore.forScope(storage.documents, key)));
       return store;
     },
     inboxFor: (message) => {
       const key = scopeOf(message);
       let inbox = inboxes.get(key);
-      if (!inbox) inboxes.set(key, (inbox = new Inbox(storage.keyv, key)));
+      if (!inbox) inboxes.set(key, (inbox = new Inbox(storage.documents, key)));
       return inbox;
     },
     memory,

@@ -1,4 +1,4 @@
-import type { KeyValueStore } from './faq/faq-store.js';
+import type { KeyValueStore } from './storage/document-store.js';
 
 /**
  * Questions the bot could not answer confidently, kept per FAQ scope for admins to turn into
@@ -14,8 +14,6 @@ export interface InboxItem {
 const CAPACITY = 200;
 
 export class Inbox {
-  private queue: Promise<unknown> = Promise.resolve();
-
   constructor(
     private readonly store: KeyValueStore,
     private readonly scopeKey: string,
@@ -26,27 +24,22 @@ export class Inbox {
   }
 
   add(item: InboxItem): Promise<void> {
-    return this.update((items) => [...items.filter((existing) => existing.question !== item.question), item].slice(-CAPACITY));
+    return this.update((items) => ({ items: [...items.filter((existing) => existing.question !== item.question), item].slice(-CAPACITY), taken: undefined }));
   }
 
   /** Removes and returns item `position` (1-based, as `faq inbox` lists them). */
   async take(position: number): Promise<InboxItem> {
-    let taken: InboxItem | undefined;
-    await this.update((items) => {
-      taken = items[position - 1];
-      return taken ? items.filter((_, i) => i !== position - 1) : items;
-    });
+    const taken = await this.update((items) => ({ items: items.filter((_, i) => i !== position - 1), taken: items[position - 1] }));
     if (!taken) throw new RangeError(`there is no inbox item ${position}`);
     return taken;
   }
 
-  /** Read-modify-write, one at a time, so concurrent adds do not drop each other. */
-  private update(change: (items: InboxItem[]) => InboxItem[]): Promise<void> {
-    const next = this.queue.then(async () => {
-      await this.store.set(this.key(), change(await this.items()));
+  /** Atomic across processes, so that changes from several instances do not drop each other. */
+  private update<T>(change: (items: InboxItem[]) => { items: InboxItem[]; taken: T }): Promise<T> {
+    return this.store.update(this.key(), (stored) => {
+      const { items, taken } = change((stored as InboxItem[] | undefined) ?? []);
+      return { value: items, result: taken };
     });
-    this.queue = next.catch(() => undefined);
-    return next;
   }
 
   private key(): string {

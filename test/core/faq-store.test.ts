@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FaqError, type FaqRecord } from '../../src/core/faq/entry.js';
-import { CLEAR_TOKEN_TTL_MS, FaqStore, faqScopeKey, type KeyValueStore } from '../../src/core/faq/faq-store.js';
+import { CLEAR_TOKEN_TTL_MS, FaqStore, faqScopeKey } from '../../src/core/faq/faq-store.js';
+import type { KeyValueStore } from '../../src/core/storage/document-store.js';
 import { FAQ_FORMATS, parseFaqFile } from '../../src/core/faq/formats.js';
 import { MapStore } from '../helpers/map-store.js';
 

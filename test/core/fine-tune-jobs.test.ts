@@ -3,7 +3,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FaqStore, type KeyValueStore } from '../../src/core/faq/faq-store.js';
+import { FaqStore } from '../../src/core/faq/faq-store.js';
+import type { KeyValueStore } from '../../src/core/storage/document-store.js';
 import { FineTuneJobs, JobBusyError, type JobRecord, type JobSettings } from '../../src/core/fine-tune-jobs.js';
 import { ModelHost } from '../../src/core/model-host.js';
 import { ModelRegistry } from '../../src/core/model-registry.js';

@@ -14,6 +14,8 @@ export const REDIS_URL = process.env.TUNEBOT_TEST_REDIS_URL ?? 'redis://127.0.0.
  */
 export interface Backend {
   name: 'sqlite' | 'redis';
+  /** The storage URL, for a child process to open the same store. */
+  url: string;
   namespace: string;
   /** Opens the backend's store, under its own namespace unless another is given. */
   open(namespace?: string): Promise<Storage>;
@@ -30,6 +32,7 @@ export async function sqliteBackend(): Promise<Backend> {
   const opened: Storage[] = [];
   return {
     name: 'sqlite',
+    url,
     namespace: 'tunebot',
     open: async (namespace) => {
       const storage = await openStorage(url, { namespace });
@@ -59,6 +62,7 @@ export async function redisBackend(): Promise<Backend> {
   };
   return {
     name: 'redis',
+    url: REDIS_URL,
     namespace,
     open: async (other) => {
       const storage = await openStorage(REDIS_URL, { namespace: other ?? namespace });

@@ -1,4 +1,4 @@
-import type { KeyValueStore } from '../../src/core/faq/faq-store.js';
+import type { DocumentChange, KeyValueStore } from '../../src/core/storage/document-store.js';
 
 /** An in-memory KeyValueStore; values are copied in and out, as a serializing store (Keyv) would. */
 export class MapStore implements KeyValueStore {
@@ -18,6 +18,13 @@ export class MapStore implements KeyValueStore {
 
   async delete(key: string): Promise<void> {
     this.values.delete(key);
+  }
+
+  /** Atomic as it is: nothing else runs between the read and the write. */
+  async update<T>(key: string, change: (current: unknown) => DocumentChange<T>): Promise<T> {
+    const outcome = change(structuredClone(this.values.get(key)));
+    if ('value' in outcome) await this.set(key, outcome.value);
+    return outcome.result;
   }
 
   /** The store as a restart would find it. */

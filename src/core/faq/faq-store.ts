@@ -1,15 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { Bm25Index, type SearchHit } from '../retrieval/bm25.js';
+import type { KeyValueStore } from '../storage/document-store.js';
 import { checkUnique, FaqError, normalizeQuestion, toRecord, type FaqEntry, type FaqRecord } from './entry.js';
 import { serializeFaq, type FaqFormat } from './formats.js';
 
-/** The storage an FAQ lives in: Keyv fits it, and so does a Map wrapped in three async methods. */
-export interface KeyValueStore {
-  get(key: string): Promise<unknown>;
-  set(key: string, value: unknown): Promise<unknown>;
-  delete(key: string): Promise<unknown>;
-}
 
 /** From config: each Discord server and Slack workspace has its own FAQ, or all share one. */
 export type FaqScopeMode = 'per-scope' | 'shared';
@@ -77,9 +72,8 @@ type FaqDocument = z.infer<typeof documentSchema>;
 
 const clearSchema = z.object({ token: z.string(), expiresAt: z.number() });
 
-/** Per store and scope, shared by every FaqStore over them: a write queue, and the search index of the last version seen. */
+/** Per store and scope, shared by every FaqStore over them: the search index of the last version seen. */
 interface ScopeState {
-  queue: Promise<unknown>;
   index?: { version: number; index: Bm25Index };
 }
 const scopeStates = new WeakMap<KeyValueStore, Map<string, ScopeState>>();
@@ -105,7 +99,7 @@ export class FaqStore {
     let states = scopeStates.get(store);
     if (!states) scopeStates.set(store, (states = new Map()));
     let state = states.get(scope);
-    if (!state) states.set(scope, (state = { queue: Promise.resolve() }));
+    if (!state) states.set(scope, (state = {}));
     this.state = state;
   }
 
@@ -223,7 +217,10 @@ export class FaqStore {
   }
 
   private async load(): Promise<FaqDocument> {
-    const value = await this.store.get(this.key);
+    return this.parse(await this.store.get(this.key));
+  }
+
+  private parse(value: unknown): FaqDocument {
     if (value === undefined || value === null) return { schema: 1, version: 0, nextId: 1, entries: [] };
     const parsed = documentSchema.safeParse(value);
     if (!parsed.success) {
@@ -234,21 +231,20 @@ export class FaqStore {
   }
 
   /**
-   * Runs change on the latest document, in turn with the other writes to this scope in this
-   * process, and stores what it returns with the version moved on, unless it returned the
-   * document itself (nothing to change). Resolves with the version the FAQ is then at.
+   * Runs change on the latest document and stores what it returns with the version moved on,
+   * unless it returned the document itself (nothing to change). The store's update is atomic
+   * across processes, so bot instances sharing one Redis never drop each other's edits; change
+   * may run again on a newer document when another writer got in first. Resolves with the
+   * version the FAQ is then at.
    */
   private write<T>(change: (document: FaqDocument) => { next: FaqDocument; result: T }): Promise<{ result: T; version: number }> {
-    const run = this.state.queue.then(async () => {
-      const document = await this.load();
+    return this.store.update(this.key, (stored) => {
+      const document = this.parse(stored);
       const { next, result } = change(document);
-      if (next === document) return { result, version: document.version };
+      if (next === document) return { result: { result, version: document.version } };
       const version = document.version + 1;
-      await this.store.set(this.key, { ...next, version });
-      return { result, version };
+      return { value: { ...next, version }, result: { result, version } };
     });
-    this.state.queue = run.catch(() => undefined);
-    return run;
   }
 
   private clearKey(): string {

@@ -4,6 +4,8 @@ import Database from 'better-sqlite3';
 import KeyvRedis, { createClient } from '@keyv/redis';
 import { Keyv } from 'keyv';
 import { silentLogger, type Logger } from '../../log.js';
+import { KeyvDocumentStore, type KeyValueStore } from './document-store.js';
+import { RedisCompareAndSet } from './redis-compare-and-set.js';
 import { RedisTurnLog, type RedisClient } from './redis-turn-log.js';
 import { SqliteKeyvStore } from './sqlite-store.js';
 import { SqliteTurnLog } from './sqlite-turn-log.js';
@@ -16,6 +18,8 @@ export const DEFAULT_STORAGE_URL = 'sqlite://data/tunebot.db';
 export interface Storage {
   /** Key-value data for the rest of the engine, under the storage namespace. */
   keyv: Keyv;
+  /** The same data as `keyv`, with updates that are atomic across every process sharing the store. */
+  documents: KeyValueStore;
   /** Per-user conversation turns, in the same store as `keyv`. */
   turns: TurnLog;
   /** The connection, when the store is Redis: the parts that instances share (job queue, model-change events, seen Slack events) use it too. */
@@ -63,8 +67,9 @@ function openSqlite(url: string, namespace: string): Storage {
     const store = new SqliteKeyvStore(db, url);
     const turns = new SqliteTurnLog(db, `${namespace}:turns:`);
     const keyv = new Keyv({ store, namespace, throwOnErrors: true });
+    const documents = new KeyvDocumentStore(keyv, store, (key) => `${namespace}:${key}`);
     const opened = db;
-    return { keyv, turns, redis: null, namespace, close: async () => void opened.close() };
+    return { keyv, documents, turns, redis: null, namespace, close: async () => void opened.close() };
   } catch (error) {
     db?.close();
     throw new StorageError('STORAGE_UNAVAILABLE', `cannot open SQLite storage ${url}: ${(error as Error).message}`, { cause: error });
@@ -99,8 +104,10 @@ async function openRedis(url: string, namespace: string, options: StorageOptions
   const store = new KeyvRedis(client, { namespace, throwOnErrors: true, throwOnConnectError: true });
   const keyv = new Keyv({ store, namespace, useKeyPrefix: false, throwOnErrors: true });
   const turns = new RedisTurnLog(client, `${namespace}:turns:`);
+  const documents = new KeyvDocumentStore(keyv, new RedisCompareAndSet(client), (key) => `${namespace}::${key}`);
   return {
     keyv,
+    documents,
     turns,
     redis: client,
     namespace,

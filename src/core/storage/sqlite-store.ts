@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { Database, Statement } from 'better-sqlite3';
 import type { KeyvStoreAdapter } from 'keyv';
+import type { RawCompareAndSet } from './document-store.js';
 
 /**
  * A Keyv store over a better-sqlite3 database: one table of key, value and expiry time.
  * Keyv hands it values already serialized to strings and keys already prefixed with its
  * namespace. Expired rows are never returned and are swept on every write.
  */
-export class SqliteKeyvStore extends EventEmitter implements KeyvStoreAdapter {
+export class SqliteKeyvStore extends EventEmitter implements KeyvStoreAdapter, RawCompareAndSet {
   /** `dialect: 'sqlite'` makes Keyv offer iteration over this store. */
   readonly opts: { dialect: 'sqlite'; url: string };
   namespace?: string;
@@ -19,6 +20,7 @@ export class SqliteKeyvStore extends EventEmitter implements KeyvStoreAdapter {
   readonly #clearAll: Statement<[]>;
   readonly #clearPrefix: Statement<{ prefix: string }>;
   readonly #iterate: Statement<{ prefix: string; now: number }, { key: string; value: string }>;
+  readonly #swap: (key: string, expected: string | null, next: string) => boolean;
 
   /** The caller owns `db` (it may share it) and closes it. */
   constructor(db: Database, url: string) {
@@ -41,6 +43,25 @@ export class SqliteKeyvStore extends EventEmitter implements KeyvStoreAdapter {
     this.#iterate = db.prepare(
       `SELECT key, value FROM keyv WHERE substr(key, 1, length(@prefix)) = @prefix AND (expires IS NULL OR expires > @now) ORDER BY key`,
     );
+    // IMMEDIATE takes the write lock before the read, so no other process can write in between.
+    this.#swap = db
+      .transaction((key: string, expected: string | null, next: string) => {
+        const current = this.#select.get(key, Date.now())?.value ?? null;
+        if (current !== expected) return false;
+        this.#upsert.run(key, next, null);
+        return true;
+      })
+      .immediate.bind(null);
+  }
+
+  /** A serialized value as Keyv stored it under a full (namespaced) key. */
+  async read(key: string): Promise<string | null> {
+    return this.#select.get(key, Date.now())?.value ?? null;
+  }
+
+  /** Stores `next` without expiry when the live value under `key` is `expected` (null: none). */
+  async compareAndSet(key: string, expected: string | null, next: string): Promise<boolean> {
+    return this.#swap(key, expected, next);
   }
 
   async get<Value>(key: string): Promise<Value | undefined> {

@@ -8,6 +8,8 @@ export type StorageErrorCode =
   | 'STORAGE_URL_INVALID'
   /** A stored record does not have the shape this code writes. */
   | 'STORAGE_CORRUPT'
+  /** An update kept losing its compare-and-swap to other writers. */
+  | 'STORAGE_CONFLICT'
   /** A turn or a window handed to memory is malformed. */
   | 'TURN_INVALID';
 
