@@ -5,8 +5,10 @@ import { finetuneCommand } from './finetune-command.js';
 import { generateCommand } from './generate-command.js';
 import { modelCommands } from './model-commands.js';
 import { chatCommand, startCommand } from './serve-commands.js';
+import { serveModelCommand } from './serve-model-command.js';
+import { workerCommand } from './worker-command.js';
 
-const commands: readonly CliCommand[] = [startCommand, chatCommand, ...modelCommands, generateCommand, finetuneCommand];
+const commands: readonly CliCommand[] = [startCommand, chatCommand, serveModelCommand, workerCommand, ...modelCommands, generateCommand, finetuneCommand];
 
 function help(): string {
   const lines = commands.map((command) => `  ${command.usage}\n      ${command.summary}`);

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { startLocalServer } from '../adapters/local/http-server.js';
 import { runTerminalChat } from '../adapters/local/terminal-chat.js';
 import { DiscordAdapter, discordAdapterOptions } from '../adapters/discord/discord-adapter.js';
+import { RedisSeenEvents } from '../adapters/slack/redis-seen-events.js';
 import { startSlackAdapter } from '../adapters/slack/slack-adapter.js';
 import { closeGracefully, type OpsEndpoints, Readiness, startOpsServer } from '../adapters/ops-server.js';
 import { type App, createApp, prepareFirstStart } from '../core/app.js';
@@ -12,7 +13,7 @@ import { createProgressBar, type ProgressBar } from '../model/progress.js';
 import { type CliCommand, UsageError, parseCommandArgs } from './args.js';
 
 /** The first start's fine-tune, drawn as a progress bar on stderr. */
-function firstStartProgress(): (job: JobRecord) => void {
+export function firstStartProgress(): (job: JobRecord) => void {
   let bar: ProgressBar | null = null;
   return (job) => {
     if (!job.progress) return;
@@ -31,13 +32,13 @@ async function startApp(): Promise<{ app: App; config: ReturnType<typeof loadCon
 }
 
 /** How long replies in flight may run on after a SIGTERM before their connections are cut. */
-const SHUTDOWN_GRACE_MS = 30_000;
+export const SHUTDOWN_GRACE_MS = 30_000;
 
 /**
  * SIGTERM or SIGINT aborts the signal: the start command then shuts down gracefully. A second
  * one exits at once, for an operator who does not want to wait.
  */
-function shutdownSignal(logger: Logger): { signal: AbortSignal; dispose(): void } {
+export function shutdownSignal(logger: Logger): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
   const onSignal = (name: NodeJS.Signals) => {
     if (controller.signal.aborted) {
@@ -72,7 +73,8 @@ async function serve(app: App, config: TunebotConfig, chatPort: number, signal: 
       opsServer = started.server;
       process.stdout.write(`tunebot serves /healthz and /metrics at ${started.url}\n`);
     }
-    await prepareFirstStart(app, config, logger, firstStartProgress(), signal);
+    // With the queue runner the worker makes the first start, once for the whole cluster.
+    if (config.fineTune.runner === 'instance') await prepareFirstStart(app, config, logger, firstStartProgress(), signal);
     if (signal.aborted) return;
     const chat = await startLocalServer(app.engine, { port: chatPort, host: config.local.host, logger, ops: config.ops.port === 'chat' ? ops : undefined });
     const platforms = await startPlatformAdapters(app, config);
@@ -104,7 +106,11 @@ async function startPlatformAdapters(app: App, config: TunebotConfig): Promise<{
     await discord.start();
     started.push(discord);
   }
-  if (config.slack.botToken) started.push(await startSlackAdapter(app.engine, { config: config.slack, logger, host: config.local.host }));
+  if (config.slack.botToken) {
+    // With Redis, every instance skips the retries of an event another one answered.
+    const seenEvents = app.storage.redis ? new RedisSeenEvents(app.storage.redis, app.storage.namespace) : undefined;
+    started.push(await startSlackAdapter(app.engine, { config: config.slack, logger, host: config.local.host, seenEvents }));
+  }
   return started;
 }
 

@@ -12,13 +12,18 @@ import { ConversationEngine } from './engine.js';
 import type { EngineSettings } from './engine-settings.js';
 import { faqScopeKey, FaqStore } from './faq/faq-store.js';
 import { parseFaqFile } from './faq/formats.js';
-import { FineTuneJobs, type JobRecord } from './fine-tune-jobs.js';
+import { FineTuneJobs, type FineTunes, type JobRecord } from './fine-tune-jobs.js';
+import { QueuedFineTunes } from './fine-tune-queue.js';
 import { Inbox } from './inbox.js';
 import { ConversationMemory } from './memory.js';
 import type { IncomingMessage } from './message.js';
 import { BotMetrics } from './metrics.js';
+import type { LiveModel } from './live-model.js';
 import { ModelHost } from './model-host.js';
 import { ModelRegistry } from './model-registry.js';
+import { ModelRollout } from './model-rollout.js';
+import { ModelScorer } from './model-scorer.js';
+import { RemoteModel } from './remote-model.js';
 import type { EngineServices } from './services.js';
 import { openStorage, type Storage } from './storage/open-storage.js';
 
@@ -35,11 +40,20 @@ export interface App {
 
 export const SAMPLE_FAQ = fileURLToPath(new URL('../../config/sample-faq.md', import.meta.url));
 
-export async function createApp(config: TunebotConfig, logger: Logger): Promise<App> {
-  const storage = await openStorage(config.storage.url, { logger });
+export interface AppOptions {
+  /** Train in this process even when config sends fine-tunes to the queue: `tunebot worker`. */
+  readonly trainHere?: boolean;
+}
+
+export async function createApp(config: TunebotConfig, logger: Logger, options: AppOptions = {}): Promise<App> {
+  const storage = await openStorage(config.storage.url, { logger, namespace: config.storage.namespace });
   const registry = new ModelRegistry(config.model.dir);
   const metrics = new BotMetrics();
-  const host = new ModelHost((version) => registry.dirOf(version), { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger, metrics);
+  const model: LiveModel = config.model.server
+    ? await RemoteModel.connect(config.model.server, { metrics })
+    : new ModelHost((version) => registry.dirOf(version), { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger, metrics);
+  const shared = storage.redis ? { redis: storage.redis, namespace: storage.namespace } : null;
+  const rollout = new ModelRollout(registry, model, shared, logger);
   const memory = new ConversationMemory(storage.turns, { ttlMs: config.engine.memory.ttlHours * 3_600_000, maxStoredTurns: 200 });
   const tokenizer = await tokenizerFor(registry);
   const scopeOf = (message: Pick<IncomingMessage, 'platform' | 'scope'>) => faqScopeKey(config.faq.scope, message.platform, message.scope.workspace);
@@ -49,28 +63,34 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
     ...config.engine,
     generation: config.generation,
   };
-  const jobs = new FineTuneJobs(
-    storage.documents,
-    registry,
-    host,
-    tokenizer,
-    {
-      fineTune: {
-        ...DEFAULT_FINE_TUNE,
-        epochs: config.fineTune.epochs,
-        learningRate: config.fineTune.learningRate,
-        batchSize: config.fineTune.batchSize,
-        validationFraction: 0,
-        earlyStopPatience: 0,
-        lora: config.fineTune.lora > 0 ? { rank: config.fineTune.lora, alpha: 2 * config.fineTune.lora } : undefined,
-        executionProvider: config.model.executionProvider,
-      },
-      gate: { ...config.engine, mode: config.fineTune.gate, trainedVariants: config.fineTune.trainedVariants, heldOutVariants: config.fineTune.heldOutVariants },
-      logLevel: config.log.level,
-    },
-    logger,
-    metrics,
-  );
+  const gate = { ...config.engine, mode: config.fineTune.gate, trainedVariants: config.fineTune.trainedVariants, heldOutVariants: config.fineTune.heldOutVariants };
+  const jobs: FineTunes =
+    config.fineTune.runner === 'queue' && !options.trainHere
+      ? new QueuedFineTunes(requireShared(shared), logger)
+      : new FineTuneJobs(
+          storage.documents,
+          registry,
+          model,
+          tokenizer,
+          {
+            fineTune: {
+              ...DEFAULT_FINE_TUNE,
+              epochs: config.fineTune.epochs,
+              learningRate: config.fineTune.learningRate,
+              batchSize: config.fineTune.batchSize,
+              checkpointEvery: config.fineTune.checkpointEvery,
+              validationFraction: 0,
+              earlyStopPatience: 0,
+              lora: config.fineTune.lora > 0 ? { rank: config.fineTune.lora, alpha: 2 * config.fineTune.lora } : undefined,
+              executionProvider: config.model.executionProvider,
+            },
+            gate,
+            logLevel: config.log.level,
+          },
+          logger,
+          metrics,
+          rollout,
+        );
   const services: EngineServices = {
     settings,
     faqFor: (message) => {
@@ -86,16 +106,20 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
       return inbox;
     },
     memory,
-    model: host,
+    model,
     registry,
+    rollout,
     jobs,
+    scorer: new ModelScorer(model, tokenizer, gate),
     tokenizer,
     logger,
     metrics,
   };
   await jobs.recoverInterrupted();
+  // A model server may already serve the live version; a fresh ModelHost serves none.
   const live = await registry.currentVersion();
-  if (live) await host.swapTo(live);
+  if (live && model.version !== live) await model.swapTo(live);
+  await rollout.follow();
   const engine: ConversationEngine = new ConversationEngine(services, allCommands((message) => engine.handle(message)));
   return {
     engine,
@@ -103,11 +127,18 @@ export async function createApp(config: TunebotConfig, logger: Logger): Promise<
     storage,
     /** A running fine-tune is cancelled first: its trainer checkpoints, and its record needs the storage. */
     async close() {
+      await rollout.close();
       await jobs.stop();
-      await host.close();
+      await model.close();
       await storage.close();
     },
   };
+}
+
+function requireShared<T>(shared: T | null): T {
+  // The config schema already refuses the queue runner without Redis storage.
+  if (!shared) throw new Error('the fine-tune queue needs Redis storage (storage.url redis://...)');
+  return shared;
 }
 
 /** Every version shares GPT-2's tokenizer; a fresh install has no model folder to read it from. */
@@ -129,7 +160,7 @@ export async function prepareFirstStart(
   onProgress: (job: JobRecord) => void,
   signal?: AbortSignal,
 ): Promise<void> {
-  const { registry, model } = app.services;
+  const { registry } = app.services;
   if (signal?.aborted) return;
   if (!(await registry.currentVersion())) {
     const version = await registry.nextVersion();
@@ -146,8 +177,7 @@ export async function prepareFirstStart(
       await initModel(staging, config.model.preset, 0);
     }
     await registry.publish(staging, version);
-    await registry.use(version);
-    await model.swapTo(version);
+    await app.services.rollout.goLive(version);
   }
   const local: IncomingMessage = { platform: 'local', scope: { workspace: 'local', channel: 'start' }, user: { id: 'local', displayName: 'local' }, text: '', attachments: [], platformAdmin: true };
   const faq = app.services.faqFor(local);
@@ -161,7 +191,7 @@ export async function prepareFirstStart(
     logger.info('first start: fine-tuning the model on the FAQ');
     const { record, done } = await app.services.jobs.start(faq, 'local:local', 'local:first-start');
     const timer = setInterval(() => onProgress(record), 250);
-    const cancel = () => app.services.jobs.cancel();
+    const cancel = () => void app.services.jobs.cancel('local:local');
     signal?.addEventListener('abort', cancel, { once: true });
     try {
       const finished = await done;

@@ -52,7 +52,13 @@ export const configSchema = z
         endpoint: z.url(),
       })
       .strict(),
-    storage: z.object({ url: z.string().regex(/^(sqlite|redis|rediss):\/\//u, 'must start with sqlite://, redis:// or rediss://') }).strict(),
+    storage: z
+      .object({
+        url: z.string().regex(/^(sqlite|redis|rediss):\/\//u, 'must start with sqlite://, redis:// or rediss://'),
+        /** Goes before every key: several bots (or test runs) can share one Redis. The instances of one bot share it. */
+        namespace: z.string().regex(/^[\w.-]+$/u, 'must be letters, digits, _ . or -'),
+      })
+      .strict(),
     faq: z.object({ scope: z.enum(['shared', 'per-scope']) }).strict(),
     engine: z
       .object({
@@ -84,7 +90,11 @@ export const configSchema = z
          * instance: the instance that takes /model finetune trains in a worker thread; queue: the job
          * goes to a BullMQ queue on the storage's Redis and a `tunebot worker` process runs it.
          */
+        /** Steps between checkpoints: a cancelled, restarted or crashed job resumes from the last one. */
+        checkpointEvery: z.number().int().min(1),
         runner: z.enum(['instance', 'queue']),
+        /** Queue runner: how long a worker that stopped answering keeps its job before the job fails (and waits for a retry). */
+        workerLockSeconds: z.number().positive(),
       })
       .strict(),
     local: z
@@ -140,7 +150,10 @@ export const configSchema = z
         apiUrl: z.url().nullable(),
       })
       .strict()
-      .refine((discord) => discord.shardIds.every((id) => id < discord.shardCount), { message: 'every shard id must be less than shardCount', path: ['shardIds'] }),
+      .refine((discord) => discord.shardIds.every((id) => id < discord.shardCount) && new Set(discord.shardIds).size === discord.shardIds.length, {
+        message: 'shard ids must be different and each less than shardCount (ids run from 0 to shardCount - 1); a shard run twice answers its guilds twice',
+        path: ['shardIds'],
+      }),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
   })
   .strict()

@@ -9,10 +9,11 @@ import type { MessagePath } from './metrics.js';
 import { RegistryError } from './model-registry.js';
 import { fitPromptParts, formatPrompt, REPLY_STOPS } from './prompt-format.js';
 import { RateLimiter } from './rate-limit.js';
+import type { ReplyPart } from './reply.js';
 import type { EngineServices } from './services.js';
 
 /**
- * handle(message) -> the reply, streamed. In order: empty and oversized messages and rate
+ * handle(message) -> the reply, streamed: text pieces, and the files a command attaches. In order: empty and oversized messages and rate
  * limits get a clear reply; commands are routed (admin rights checked); anything else is
  * answered by the policy in answer-policy.ts, and the exchange goes to the user's memory.
  */
@@ -30,7 +31,7 @@ export class ConversationEngine {
     return message.platformAdmin || this.services.settings.admins.includes(`${message.platform}:${message.user.id}`);
   }
 
-  async *handle(message: IncomingMessage): AsyncIterable<string> {
+  async *handle(message: IncomingMessage): AsyncIterable<ReplyPart> {
     const started = performance.now();
     // A reply abandoned by its reader (an early return) is not counted: it did not end.
     let path: MessagePath | null = null;
@@ -44,7 +45,7 @@ export class ConversationEngine {
     }
   }
 
-  private async *respond(message: IncomingMessage): AsyncGenerator<string, MessagePath> {
+  private async *respond(message: IncomingMessage): AsyncGenerator<ReplyPart, MessagePath> {
     const { settings } = this.services;
     const text = message.text.trim();
     if (!text) {
@@ -69,7 +70,7 @@ export class ConversationEngine {
     return yield* this.answer(message, text);
   }
 
-  private async *runCommand(message: IncomingMessage, line: string): AsyncIterable<string> {
+  private async *runCommand(message: IncomingMessage, line: string): AsyncIterable<ReplyPart> {
     const isAdmin = this.isAdmin(message);
     const found = findCommand(this.commands, splitWords(line));
     if (!found) {
@@ -84,8 +85,8 @@ export class ConversationEngine {
     }
     try {
       const reply = command.run({ message, args, isAdmin, services: this.services });
-      if (typeof (reply as Promise<string>).then === 'function') yield await (reply as Promise<string>);
-      else yield* reply as AsyncIterable<string>;
+      if (reply instanceof Promise) yield await reply;
+      else yield* reply;
     } catch (error) {
       if (error instanceof CommandUsageError) yield `${error.message}\nUsage: /${command.usage}`;
       else if (error instanceof FaqError || error instanceof ModelError || error instanceof RegistryError || error instanceof RangeError) yield `Could not do that: ${error.message}`;

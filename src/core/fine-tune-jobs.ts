@@ -3,7 +3,6 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { ModelError } from '../model/errors.js';
-import { LanguageModel } from '../model/language-model.js';
 import { readConfig } from '../model/model-files.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { startFineTune } from '../model/training/fine-tune-job.js';
@@ -13,8 +12,9 @@ import type { KeyValueStore } from './storage/document-store.js';
 import { BotMetrics } from './metrics.js';
 import type { LiveModel } from './live-model.js';
 import type { ModelRegistry } from './model-registry.js';
-import { type GateReport, type GateScore, type GateSettings, gateDecision, scoreModel } from './regression-gate.js';
-import { REPLY_STOPS } from './prompt-format.js';
+import { ModelRollout } from './model-rollout.js';
+import { ModelScorer, promptBudget } from './model-scorer.js';
+import { type GateReport, type GateSettings, gateDecision } from './regression-gate.js';
 import { faqTrainingExamples } from './training-examples.js';
 
 /**
@@ -23,7 +23,7 @@ import { faqTrainingExamples } from './training-examples.js';
  * gate, publishes it as the next version, and swaps it in when the gate says so. Its record
  * is kept in the store, so a restart finds a job that was running and marks it interrupted.
  */
-export type JobStatus = 'running' | 'promoted' | 'held' | 'failed' | 'cancelled' | 'interrupted';
+export type JobStatus = 'queued' | 'running' | 'promoted' | 'held' | 'failed' | 'cancelled' | 'interrupted';
 
 export interface JobRecord {
   readonly id: string;
@@ -45,9 +45,23 @@ export interface JobSettings {
   readonly logLevel: string;
 }
 
+/** Fine-tuning as the commands see it, whether this process trains (FineTuneJobs) or a queue's worker does (QueuedFineTunes). */
+export interface FineTunes {
+  /** Starts a job on the scope's FAQ; throws JobBusyError when one is running there. */
+  start(faq: FaqStore, scope: string, requestedBy: string, overrides?: Partial<JobSettings['fineTune']>): Promise<{ record: JobRecord; done: Promise<JobRecord> }>;
+  /** Asks the scope's running job to stop at its next step; false when none runs. */
+  cancel(scope: string): Promise<boolean>;
+  /** The running job, else the last one that finished. */
+  last(): Promise<JobRecord | null>;
+  /** At start-up: marks a job cut off by a restart. */
+  recoverInterrupted(): Promise<JobRecord | null>;
+  /** At shutdown: stops what this process runs or watches, and waits for it. */
+  stop(): Promise<JobRecord | null>;
+}
+
 const RECORD_KEY = 'jobs:last';
 
-export class FineTuneJobs {
+export class FineTuneJobs implements FineTunes {
   private running: { record: JobRecord; cancel: () => void; done: Promise<JobRecord> } | null = null;
   /** A start between its busy check and its job: a second start meanwhile is refused too. */
   private starting: JobRecord | null = null;
@@ -55,12 +69,18 @@ export class FineTuneJobs {
   constructor(
     private readonly store: KeyValueStore,
     private readonly registry: ModelRegistry,
-    private readonly host: LiveModel,
+    host: LiveModel,
     private readonly tokenizer: Tokenizer,
     private readonly settings: JobSettings,
     private readonly logger: Logger,
     private readonly metrics: BotMetrics = new BotMetrics(),
-  ) {}
+    /** How a promoted version goes live; by default only here (one instance). */
+    private readonly rollout: ModelRollout = new ModelRollout(registry, host, null, logger),
+  ) {
+    this.scorer = new ModelScorer(host, tokenizer, settings.gate);
+  }
+
+  private readonly scorer: ModelScorer;
 
   /** At start-up: a job recorded as running was cut off by a restart. */
   async recoverInterrupted(): Promise<JobRecord | null> {
@@ -128,8 +148,7 @@ export class FineTuneJobs {
         record.version = await this.registry.nextVersion();
         await this.registry.publish(staging, record.version);
         if (record.gate.promote) {
-          await this.registry.use(record.version);
-          await this.host.swapTo(record.version);
+          await this.rollout.goLive(record.version);
           record.status = 'promoted';
         } else {
           record.status = 'held';
@@ -155,8 +174,8 @@ export class FineTuneJobs {
     return { record, done };
   }
 
-  /** Asks the running job to stop at its next step; false when none runs. */
-  cancel(): boolean {
+  /** One job runs per process, whatever its scope. */
+  async cancel(): Promise<boolean> {
     if (!this.running) return false;
     this.running.cancel();
     return true;
@@ -172,54 +191,10 @@ export class FineTuneJobs {
 
   /** Scores the candidate and the live model (the one already serving) with the same questions. */
   private async gate(faq: FaqStore, candidateDir: string): Promise<GateReport> {
-    const config = await readConfig(candidateDir);
-    const model = await LanguageModel.load(candidateDir, { executionProvider: this.settings.fineTune.executionProvider, logLevel: this.settings.logLevel });
-    let candidate: GateScore;
-    try {
-      candidate = await this.score(faq, (prompt) => collect(model.generate(prompt, GATE_GENERATION)), config.n_positions);
-    } finally {
-      await model.close();
-    }
-    const current = this.host.version ? await this.scoreLive(faq) : null;
-    return gateDecision(candidate, current, this.settings.gate.mode);
+    const candidate = await this.scorer.scoreCandidate(faq, candidateDir, { executionProvider: this.settings.fineTune.executionProvider, logLevel: this.settings.logLevel });
+    const current = await this.scorer.scoreLive(faq);
+    return gateDecision(candidate, current?.score ?? null, this.settings.gate.mode);
   }
-
-  /** Scores the live model alone: `model eval`. */
-  async evaluateLive(faq: FaqStore): Promise<{ version: string; score: GateScore }> {
-    const version = this.host.version;
-    if (!version) throw new ModelError('MODEL_NOT_FOUND', 'there is no live model to evaluate');
-    return { version, score: await this.scoreLive(faq) };
-  }
-
-  private scoreLive(faq: FaqStore): Promise<GateScore> {
-    const positions = this.host.info?.config.n_positions ?? 1024;
-    return this.score(
-      faq,
-      (prompt) => {
-        const stream = this.host.generate(prompt, GATE_GENERATION);
-        if (!stream) throw new ModelError('MODEL_NOT_FOUND', 'the live model was unloaded while it was being scored');
-        return collect(stream);
-      },
-      positions,
-    );
-  }
-
-  private async score(faq: FaqStore, generate: (prompt: string) => Promise<string>, positions: number): Promise<GateScore> {
-    return scoreModel(faq, await faq.entries(), generate, this.settings.gate, promptBudget(positions), (text) => this.tokenizer.encode(text).length);
-  }
-}
-
-const GATE_GENERATION = { greedy: true, maxNewTokens: 96, stop: [...REPLY_STOPS] };
-
-async function collect(stream: AsyncIterable<string>): Promise<string> {
-  let text = '';
-  for await (const piece of stream) text += piece;
-  return text.trim();
-}
-
-/** Prompt tokens for a context of `positions`: the rest is room for the answer. */
-function promptBudget(positions: number): number {
-  return positions - Math.max(32, Math.min(128, Math.floor(positions / 3)));
 }
 
 export class JobBusyError extends Error {

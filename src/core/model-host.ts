@@ -44,6 +44,8 @@ export class ModelHost implements LiveModel {
   }
 
   private async load(dir: string, version: string): Promise<void> {
+    // Every instance of a cluster may ask a shared model server for the version it already serves.
+    if (this.loaded?.version === version) return;
     const model = await LanguageModel.load(dir, this.loadOptions);
     const previous = this.loaded;
     this.loaded = { model, version, inFlight: 0, retiring: false };

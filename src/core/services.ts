@@ -1,13 +1,15 @@
 import type { Logger } from '../log.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import type { FaqStore } from './faq/faq-store.js';
-import type { FineTuneJobs } from './fine-tune-jobs.js';
+import type { FineTunes } from './fine-tune-jobs.js';
 import type { Inbox } from './inbox.js';
 import type { ConversationMemory } from './memory.js';
 import type { IncomingMessage } from './message.js';
 import type { BotMetrics } from './metrics.js';
 import type { LiveModel } from './live-model.js';
 import type { ModelRegistry } from './model-registry.js';
+import type { ModelRollout } from './model-rollout.js';
+import type { ModelScorer } from './model-scorer.js';
 import type { EngineSettings } from './engine-settings.js';
 
 /** What the engine and its commands work with; the app (app.ts) builds it from config. */
@@ -18,7 +20,11 @@ export interface EngineServices {
   readonly memory: ConversationMemory;
   readonly model: LiveModel;
   readonly registry: ModelRegistry;
-  readonly jobs: FineTuneJobs;
+  /** Makes a version live here and on every instance sharing the store. */
+  readonly rollout: ModelRollout;
+  readonly jobs: FineTunes;
+  /** The regression gate's questions put to the live model: `model eval`. */
+  readonly scorer: ModelScorer;
   /** The served model's tokenizer, for token budgets (GPT-2's BPE for every version). */
   readonly tokenizer: Tokenizer;
   readonly logger: Logger;

@@ -8,6 +8,8 @@ import { Worker } from 'node:worker_threads';
 export function startWorkerThread(callerUrl: string, name: string, workerData: unknown): Worker {
   if (!callerUrl.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, callerUrl), { workerData });
   const source = new URL(`./${name}.ts`, callerUrl).href;
-  const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(source)}); })`;
+  // Resolved here, from this file: an eval'd worker resolves bare names from the working folder, which may be anywhere.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(source)}); })`;
   return new Worker(bootstrap, { eval: true, workerData });
 }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApplicationCommandOptionType, type ApplicationCommandOptionData, PermissionFlagsBits } from 'discord.js';
+import { ApplicationCommandOptionType, type ApplicationCommandOptionData, type ChatInputApplicationCommandData, InteractionContextType, PermissionFlagsBits } from 'discord.js';
 import { DiscordAdapterError } from '../../src/adapters/discord/errors.js';
-import { type CommandInfo, commandLine, type OptionValue, quote, slashCommandDefinitions } from '../../src/adapters/discord/slash-commands.js';
+import { type CommandInfo, commandLine, commandOfSlash, type OptionValue, quote, slashCommandDefinitions } from '../../src/adapters/discord/slash-commands.js';
 import { allCommands } from '../../src/core/commands/all-commands.js';
 import { findCommand } from '../../src/core/commands/command.js';
 import { splitWords } from '../../src/core/commands/parse.js';
@@ -11,31 +11,34 @@ const commands = allCommands(async function* () {});
 const definitions = slashCommandDefinitions(commands);
 const NAME = /^[-_\p{Ll}\p{N}]{1,32}$/u;
 
-function subcommandsOf(name: string): ApplicationCommandOptionData[] {
-  const definition = definitions.find((candidate) => candidate.name === name);
+function subcommandsOf(name: string, from = definitions): ApplicationCommandOptionData[] {
+  const definition = from.find((candidate) => candidate.name === name);
   assert.ok(definition, `/${name} is defined`);
   return [...(definition.options ?? [])];
+}
+
+/** The subcommand names of each slash command, null for one without subcommands. */
+function slashPaths(definition: ChatInputApplicationCommandData): (string | null)[] {
+  const subcommands = (definition.options ?? []).filter((option) => option.type === ApplicationCommandOptionType.Subcommand);
+  return subcommands.length > 0 ? subcommands.map((option) => option.name) : [null];
 }
 
 describe('Discord slash commands from the engine commands', () => {
   it('gives each first word one command, and the rest of the words subcommands', () => {
     assert.deepEqual(
       definitions.map((definition) => definition.name),
-      ['help', 'ask', 'forget', 'export', 'faq', 'model'],
+      ['help', 'ask', 'forget', 'export', 'faq', 'faq-admin', 'model', 'model-admin'],
     );
-    assert.deepEqual(
-      subcommandsOf('faq').map((option) => option.name),
-      ['add', 'import', 'list', 'remove', 'export', 'clear', 'inbox', 'inbox-answer'],
-    );
-    assert.deepEqual(
-      subcommandsOf('model').map((option) => option.name),
-      ['finetune', 'status', 'cancel', 'versions', 'use', 'eval'],
-    );
-    for (const option of [...subcommandsOf('faq'), ...subcommandsOf('model')]) assert.equal(option.type, ApplicationCommandOptionType.Subcommand);
+    const names = (name: string) => subcommandsOf(name).map((option) => option.name);
+    assert.deepEqual(names('faq'), ['list', 'export']);
+    assert.deepEqual(names('faq-admin'), ['add', 'import', 'remove', 'clear', 'inbox', 'inbox-answer']);
+    assert.deepEqual(names('model'), ['status', 'versions']);
+    assert.deepEqual(names('model-admin'), ['finetune', 'cancel', 'use', 'eval']);
+    for (const name of ['faq', 'faq-admin', 'model', 'model-admin']) for (const option of subcommandsOf(name)) assert.equal(option.type, ApplicationCommandOptionType.Subcommand);
   });
 
   it('takes the FAQ file for /faq import as an attachment option', () => {
-    const importCommand = subcommandsOf('faq').find((option) => option.name === 'import');
+    const importCommand = subcommandsOf('faq-admin').find((option) => option.name === 'import');
     assert.ok(importCommand && 'options' in importCommand && importCommand.options);
     const file = importCommand.options.find((option) => option.name === 'file');
     assert.deepEqual(file && { type: file.type, required: 'required' in file && file.required }, { type: ApplicationCommandOptionType.Attachment, required: true });
@@ -52,21 +55,49 @@ describe('Discord slash commands from the engine commands', () => {
     for (const definition of definitions) check(definition);
   });
 
-  it('asks for Manage Server by default only where every subcommand is for admins', () => {
-    for (const definition of definitions) assert.equal(definition.defaultMemberPermissions, null, `/${definition.name} mixes admin and member commands`);
-    const adminOnly: CommandInfo[] = [
+  it('puts every admin command under a slash command that asks for Manage Server in guilds, and no member command', () => {
+    const reached: CommandInfo[] = [];
+    for (const definition of definitions) {
+      for (const subcommand of slashPaths(definition)) {
+        const command = commandOfSlash(commands, definition.name, subcommand);
+        assert.ok(command, `/${definition.name} ${subcommand ?? ''} maps back to an engine command`);
+        reached.push(command);
+        const where = `/${definition.name} ${subcommand ?? ''} holds /${command.words.join(' ')}`;
+        assert.equal(definition.defaultMemberPermissions, command.admin ? PermissionFlagsBits.ManageGuild : null, where);
+        assert.deepEqual(definition.contexts, command.admin ? [InteractionContextType.Guild] : [InteractionContextType.Guild, InteractionContextType.BotDM], where);
+      }
+    }
+    assert.equal(PermissionFlagsBits.ManageGuild, 32n);
+    assert.deepEqual(reached.map((command) => command.words.join(' ')).sort(), commands.map((command) => command.words.join(' ')).sort(), 'every command exactly once');
+  });
+
+  it("places a new command by its admin flag: beside its first word's members or admins, or in a command of its own", () => {
+    const more: CommandInfo[] = [
+      ...commands,
+      { words: ['faq', 'purge'], summary: 'purge', admin: true },
+      { words: ['model', 'info'], summary: 'info', admin: false },
       { words: ['ops', 'restart'], summary: 'restart', admin: true },
       { words: ['ops', 'drain'], summary: 'drain', admin: true },
     ];
-    assert.equal(slashCommandDefinitions(adminOnly)[0].defaultMemberPermissions, PermissionFlagsBits.ManageGuild);
+    const placed = slashCommandDefinitions(more);
+    assert.ok(subcommandsOf('faq-admin', placed).some((option) => option.name === 'purge'));
+    assert.ok(subcommandsOf('model', placed).some((option) => option.name === 'info'));
+    const ops = placed.filter((definition) => definition.name.startsWith('ops'));
+    assert.deepEqual(
+      ops.map((definition) => [definition.name, definition.defaultMemberPermissions]),
+      [['ops', PermissionFlagsBits.ManageGuild]],
+      'a first word with admin commands only stays one command',
+    );
   });
 
   it('refuses a command list Discord cannot take', () => {
-    const clash: CommandInfo[] = [
-      { words: ['faq'], summary: 'the FAQ', admin: false },
-      { words: ['faq', 'add'], summary: 'add', admin: true },
-    ];
-    assert.throws(() => slashCommandDefinitions(clash), (error: unknown) => error instanceof DiscordAdapterError && error.code === 'DISCORD_COMMAND_SHAPE');
+    const refused = (list: CommandInfo[], message: RegExp) =>
+      assert.throws(() => slashCommandDefinitions(list), (error: unknown) => error instanceof DiscordAdapterError && error.code === 'DISCORD_COMMAND_SHAPE' && message.test(error.message));
+    const faqList: CommandInfo = { words: ['faq', 'list'], summary: 'list', admin: false };
+    const faqAdd: CommandInfo = { words: ['faq', 'add'], summary: 'add', admin: true };
+    refused([{ words: ['faq'], summary: 'the FAQ', admin: false }, faqList], /"\/faq" is a command and also has subcommands \(list\)/u);
+    refused([faqList, faqAdd, { words: ['faq-admin'], summary: 'clash', admin: true }], /"\/faq-admin" is a command of its own and also where the admin commands of \/faq go/u);
+    refused([{ words: ['FAQ'], summary: 'shout', admin: false }], /"\/FAQ" is not a name Discord takes/u);
   });
 
   it('turns every command back into a line the engine routes to the same command', () => {

@@ -27,8 +27,14 @@ describe('Discord configuration', () => {
     assert.deepEqual(discordAdapterOptions(some.discord, [], silentLogger)?.shards, { ids: [2, 3], count: 4 });
   });
 
-  it('refuses ids that are not Discord ids, and shard ids past the count, naming the variable', () => {
+  it('refuses ids that are not Discord ids, and shard ids past the count or twice over, naming the variable', () => {
     assert.throws(() => loadConfig({ TUNEBOT_DISCORD_CHANNELS: '["general"]' }), (error: unknown) => error instanceof ConfigError && /TUNEBOT_DISCORD_CHANNELS_0|discord\.channels/u.test(error.message));
-    assert.throws(() => loadConfig({ TUNEBOT_DISCORD_SHARD_IDS: '[4]', TUNEBOT_DISCORD_SHARD_COUNT: '4' }), (error: unknown) => error instanceof ConfigError && /TUNEBOT_DISCORD_SHARD_IDS/u.test(error.message));
+    for (const [ids, count] of [['[4]', '4'], ['[1]', '0'], ['[0,0]', '2']]) {
+      assert.throws(
+        () => loadConfig({ TUNEBOT_DISCORD_SHARD_IDS: ids, TUNEBOT_DISCORD_SHARD_COUNT: count }),
+        (error: unknown) => error instanceof ConfigError && /TUNEBOT_DISCORD_SHARD_IDS.*shard ids must be different and each less than shardCount/u.test(error.message),
+        `${ids} of ${count}`,
+      );
+    }
   });
 });

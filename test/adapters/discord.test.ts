@@ -3,11 +3,11 @@ import { after, before, describe, it } from 'node:test';
 import { GatewayIntentBits, InteractionResponseType } from 'discord.js';
 import { pino } from 'pino';
 import { type ChatEngine, DiscordAdapter, type DiscordAdapterOptions } from '../../src/adapters/discord/discord-adapter.js';
-import { DiscordAdapterError } from '../../src/adapters/discord/errors.js';
 import { allCommands } from '../../src/core/commands/all-commands.js';
 import type { IncomingMessage } from '../../src/core/message.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
-import { type InteractionState, LoopbackDiscord, type StoredMessage, TOKEN } from '../helpers/loopback-discord.js';
+import { type InteractionState, LoopbackDiscord, type StoredFile, type StoredMessage, TOKEN } from '../helpers/loopback-discord.js';
+import { dataBin, exportedEntries, FILE_LINE, faqEntries, fileEngine } from '../helpers/reply-files.js';
 
 const ALL_INTENTS = GatewayIntentBits.Guilds | GatewayIntentBits.GuildMessages | GatewayIntentBits.DirectMessages | GatewayIntentBits.MessageContent;
 const HOURS_QUESTION = 'What are the opening hours?';
@@ -43,6 +43,11 @@ async function interactionReply(discord: LoopbackDiscord, state: InteractionStat
   return content;
 }
 
+/** The files a bot message carries; undefined while it carries none. */
+function filesOf(message: StoredMessage | null | undefined): StoredFile[] | undefined {
+  return message?.files?.length ? message.files : undefined;
+}
+
 let scratch: ScratchApp;
 before(async () => {
   scratch = await createScratchApp();
@@ -72,31 +77,44 @@ describe('Discord adapter: the real discord.js client against a loopback Discord
     assert.deepEqual(discord.identifies, [{ shard: [0, 1], intents: ALL_INTENTS }]);
     assert.equal(discord.callsTo('PUT', /^\/applications\/\d+\/guilds\/\d+\/commands$/u).length, 1);
     assert.equal(discord.callsTo('PUT', /^\/applications\/\d+\/commands$/u).length, 0, 'nothing global when guilds are configured');
+    // Manage Server (bit 32) by default on the admin halves only; Discord sets it per top-level command.
     assert.deepEqual(
-      discord.commands.get(guild.id)?.map((command) => command.name),
-      ['help', 'ask', 'forget', 'export', 'faq', 'model'],
+      discord.commands.get(guild.id)?.map((command) => [command.name, command.default_member_permissions]),
+      [['help', null], ['ask', null], ['forget', null], ['export', null], ['faq', null], ['faq-admin', '32'], ['model', null], ['model-admin', '32']],
     );
     await discord.waitFor(() => discord.heartbeats >= 2, 'two heartbeats', 3000);
   });
 
   it('/faq add by an admin adds the entry; by a member it is refused and the FAQ is unchanged', async () => {
     const { general } = discord.guilds[0];
-    const added = discord.interact({ channelId: general.id, user: discord.user('ada'), admin: true, command: 'faq', subcommand: 'add', options: { question: HOURS_QUESTION, answer: HOURS_ANSWER, tags: 'hours support' } });
+    const added = discord.interact({ channelId: general.id, user: discord.user('ada'), admin: true, command: 'faq-admin', subcommand: 'add', options: { question: HOURS_QUESTION, answer: HOURS_ANSWER, tags: 'hours support' } });
     assert.match(await interactionReply(discord, added), /^Added \S+: "What are the opening hours\?"$/u);
     const entries = await scratch.app.services.faqFor(faqScope).entries();
     assert.deepEqual(entries.map((entry) => [entry.question, entry.answer, entry.tags]), [[HOURS_QUESTION, HOURS_ANSWER, ['hours', 'support']]]);
 
-    const refused = discord.interact({ channelId: general.id, user: discord.user('mallory'), command: 'faq', subcommand: 'add', options: { question: 'Is it free?', answer: 'Yes, always.' } });
+    // Discord hides /faq-admin from members by default, but a guild can show it to anyone: the bot checks too.
+    const refused = discord.interact({ channelId: general.id, user: discord.user('mallory'), command: 'faq-admin', subcommand: 'add', options: { question: 'Is it free?', answer: 'Yes, always.' } });
     assert.match(await interactionReply(discord, refused), /^\/faq add is for admins only/u);
     assert.equal((await scratch.app.services.faqFor(faqScope).entries()).length, 1);
   });
 
   it('/faq import reads the attached file', async () => {
     const csv = 'question,answer\nHow do I reset my password?,Use the link on the sign-in page.\nWhere is the office?,At 1 Main Street.\n';
-    const state = discord.interact({ channelId: discord.guilds[0].general.id, user: discord.user('ada'), admin: true, command: 'faq', subcommand: 'import', options: { file: { name: 'more.csv', bytes: new TextEncoder().encode(csv) } } });
+    const state = discord.interact({ channelId: discord.guilds[0].general.id, user: discord.user('ada'), admin: true, command: 'faq-admin', subcommand: 'import', options: { file: { name: 'more.csv', bytes: new TextEncoder().encode(csv) } } });
     const reply = await interactionReply(discord, state);
     assert.match(reply, /^Imported more\.csv \(merge\):\n\+ 2 new/u);
     assert.equal((await scratch.app.services.faqFor(faqScope).entries()).length, 3);
+  });
+
+  it('/faq export attaches the FAQ as a file to the deferred reply, one that imports back as the same entries', async () => {
+    const expected = await faqEntries(scratch.app.services.faqFor(faqScope));
+    const state = discord.interact({ channelId: discord.guilds[0].general.id, user: discord.user('bob'), command: 'faq', subcommand: 'export', options: { format: 'json' } });
+    const [file] = await discord.waitFor(() => filesOf(state.original), 'the exported file');
+    assert.equal(file.name, 'faq.json');
+    assert.deepEqual(exportedEntries(file.bytes, 'json'), expected);
+    assert.equal(state.original?.content, `The FAQ (${expected.length} entries) as json.`);
+    const upload = discord.calls.find((call) => call.files.length > 0 && call.path === `/webhooks/${discord.applicationId}/${state.token}/messages/@original`);
+    assert.equal(upload?.method, 'PATCH', 'the deferred reply was edited with the file (multipart)');
   });
 
   it('/ask answers through the engine', async () => {
@@ -149,6 +167,15 @@ describe('Discord adapter: the real discord.js client against a loopback Discord
     assert.match((await replyTo(discord, withFile)).content, /^Imported typed\.csv \(merge\):\n\+ 1 new/u);
   });
 
+  it('replies to "faq export csv" typed after a mention with the FAQ attached as faq.csv', async () => {
+    const expected = await faqEntries(scratch.app.services.faqFor(faqScope));
+    const question = discord.sendMessage({ channelId: discord.guilds[0].general.id, author: discord.user('carol'), content: '/faq export csv', mention: true });
+    const reply = await replyTo(discord, question);
+    const files = filesOf(reply) ?? [];
+    assert.deepEqual(files.map((file) => file.name), ['faq.csv']);
+    assert.deepEqual(exportedEntries(files[0].bytes, 'csv'), expected);
+  });
+
   it('splits a long answer into messages of at most 2000 characters, in a channel and in an interaction reply', async () => {
     const paragraphs = Array.from({ length: 12 }, (_, i) => `Step ${i + 1}. ${'Open the settings page and check the values shown there. '.repeat(6).trim()}`);
     const longAnswer = paragraphs.join('\n\n');
@@ -183,6 +210,12 @@ describe('Discord adapter: the real discord.js client against a loopback Discord
     const fewer = commandsOf(scratch.app.engine).filter((command) => command.words.join(' ') !== 'model eval');
     adapter = await startAdapter(scratch.app.engine, discord, { guildIds: [guild.id], commands: fewer });
     assert.equal(puts(), 2);
+    await adapter.stop();
+    const versionsForAdmins = commandsOf(scratch.app.engine).map((command) => (command.words.join(' ') === 'model versions' ? { ...command, admin: true } : command));
+    adapter = await startAdapter(scratch.app.engine, discord, { guildIds: [guild.id], commands: versionsForAdmins });
+    assert.equal(puts(), 3, 'a command that became admin-only moves to /model-admin');
+    const modelAdmin = discord.commands.get(guild.id)?.find((command) => command.name === 'model-admin')?.options as { name: string }[] | undefined;
+    assert.deepEqual(modelAdmin?.map((option) => option.name), ['finetune', 'cancel', 'versions', 'use', 'eval']);
   });
 });
 
@@ -223,6 +256,68 @@ describe('Discord adapter: a slow, long answer', () => {
     } finally {
       await adapter.stop();
       await discord.close();
+    }
+  });
+});
+
+describe('Discord adapter: files over the size limit, on a server that takes files up to 100 bytes', () => {
+  let discord: LoopbackDiscord;
+  const uploads = () => discord.calls.filter((call) => call.files.length > 0);
+
+  before(async () => {
+    discord = await LoopbackDiscord.start({ attachmentSizeLimit: 100 });
+  });
+  after(async () => {
+    await discord.close();
+  });
+
+  it('follows the text of an interaction reply with the file, or with a line that says it is over the limit Discord named', async () => {
+    const adapter = await startAdapter(fileEngine, discord);
+    try {
+      const { general } = discord.guilds[0];
+      const small = discord.interact({ channelId: general.id, user: discord.user('mo'), command: 'ask', options: { question: 'small' } });
+      const [attached] = await discord.waitFor(() => filesOf(small.followups[0]), 'the file in a follow-up');
+      assert.deepEqual([small.original?.content, attached.name, attached.bytes], [FILE_LINE, 'data.bin', dataBin(false)]);
+
+      const before = uploads().length;
+      const big = discord.interact({ channelId: general.id, user: discord.user('mo'), command: 'ask', options: { question: 'big' } });
+      const note = await discord.waitFor(() => big.followups[0]?.content, 'the note in a follow-up');
+      assert.equal(big.original?.content, FILE_LINE);
+      assert.equal(note, 'I cannot send data.bin here: it is 200 B, and Discord takes files up to 100 B.');
+      assert.equal(uploads().length, before, 'no upload was tried');
+    } finally {
+      await adapter.stop();
+    }
+  });
+
+  it("tells a message's author when the file is over the adapter's limit, without trying the upload", async () => {
+    const adapter = await startAdapter(fileEngine, discord, { maxUploadBytes: 64 });
+    try {
+      const before = uploads().length;
+      const question = discord.sendMessage({ channelId: discord.guilds[0].general.id, author: discord.user('ned'), content: 'send the big one', mention: true });
+      const reply = await replyTo(discord, question);
+      const note = await discord.waitFor(() => discord.botMessages(question.channel_id).find((message) => message.createdAt >= reply.createdAt && message !== reply), 'the note');
+      assert.deepEqual([reply.content, note.content], [FILE_LINE, 'I cannot send data.bin here: it is 200 B, and Discord takes files up to 64 B.']);
+      assert.equal(uploads().length, before);
+    } finally {
+      await adapter.stop();
+    }
+  });
+
+  it('says so when Discord refuses the upload, and the text of the reply still arrives', async () => {
+    const log = capturedLogger();
+    const adapter = await startAdapter(fileEngine, discord, { logger: log.logger });
+    try {
+      const question = discord.sendMessage({ channelId: discord.guilds[0].general.id, author: discord.user('ola'), content: 'send the big one', mention: true });
+      const reply = await replyTo(discord, question);
+      const note = await discord.waitFor(() => discord.botMessages(question.channel_id).find((message) => message.createdAt >= reply.createdAt && message !== reply), 'the note');
+      assert.deepEqual([reply.content, note.content], [FILE_LINE, 'I could not send data.bin: Discord refused the upload (Request entity too large).']);
+      assert.ok(uploads().some((call) => call.files[0]?.bytes.length === 200), 'the upload was tried');
+      const replies = discord.botMessages(question.channel_id).filter((message) => message.createdAt >= question.createdAt);
+      assert.ok(replies.every((message) => filesOf(message) === undefined), 'no message carries the file');
+      assert.ok(log.lines.some((line) => line.includes('Discord refused a file upload')));
+    } finally {
+      await adapter.stop();
     }
   });
 });
@@ -309,37 +404,5 @@ describe('Discord adapter: Discord refuses the Message Content intent', () => {
     const mention = discord.sendMessage({ channelId: support.id, author: discord.user('jack'), content: '/help', mention: true });
     assert.match((await replyTo(discord, mention)).content, /^Ask me a question/u);
     assert.equal(discord.botMessages(support.id).filter((message) => message.replyTo === blank.id).length, 0);
-  });
-});
-
-describe('Discord adapter: sharding', () => {
-  it("runs the shards Discord recommends ('auto'), each guild's events on its shard", async () => {
-    const discord = await LoopbackDiscord.start({ guildCount: 2, recommendedShards: 2 });
-    const adapter = await startAdapter(scratch.app.engine, discord, { shards: 'auto' });
-    try {
-      assert.deepEqual(discord.identifies.map((identify) => identify.shard).sort(), [[0, 2], [1, 2]]);
-      for (const guild of discord.guilds) {
-        const question = discord.sendMessage({ channelId: guild.general.id, author: discord.user('kim'), content: '/help', mention: true });
-        assert.match((await replyTo(discord, question)).content, /^Ask me a question/u);
-      }
-    } finally {
-      await adapter.stop();
-      await discord.close();
-    }
-  });
-
-  it('runs only the given shard ids of a count, for one of several instances', async () => {
-    const discord = await LoopbackDiscord.start({ guildCount: 2, recommendedShards: 1 });
-    const adapter = await startAdapter(scratch.app.engine, discord, { shards: { ids: [1], count: 2 } });
-    try {
-      assert.deepEqual(discord.identifies.map((identify) => identify.shard), [[1, 2]]);
-    } finally {
-      await adapter.stop();
-      await discord.close();
-    }
-    assert.throws(
-      () => new DiscordAdapter(scratch.app.engine, { token: TOKEN, commands: commandsOf(scratch.app.engine), logger: pino({ level: 'silent' }), shards: { ids: [2], count: 2 } }),
-      (error: unknown) => error instanceof DiscordAdapterError && error.code === 'DISCORD_OPTIONS_INVALID',
-    );
   });
 });

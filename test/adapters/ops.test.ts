@@ -196,7 +196,7 @@ describe('ops endpoints', () => {
   it('/metrics counts fine-tuning jobs started, and finished by status', async () => {
     const faq = app.services.faqFor(LOCAL);
     const { done } = await app.services.jobs.start(faq, 'local:local', 'local:ops-test');
-    assert.equal(app.services.jobs.cancel(), true);
+    assert.equal(await app.services.jobs.cancel('local:local'), true);
     const finished = await done;
     assert.equal(finished.status, 'cancelled', finished.error);
     const { samples } = await metrics(opsUrl);

@@ -1,82 +1,52 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { type SlackAdapter, type SlackConfig, startSlackAdapter } from '../../src/adapters/slack/slack-adapter.js';
 import { toSlackText } from '../../src/adapters/slack/slack-text.js';
 import { SLACK_SECTION_LIMIT } from '../../src/adapters/slack/split-message.js';
-import { SAMPLE_FAQ } from '../../src/core/app.js';
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
-import { parseFaqFile } from '../../src/core/faq/formats.js';
-import type { IncomingMessage } from '../../src/core/message.js';
 import { silentLogger } from '../../src/log.js';
-import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
-import { type ApiCall, type LoopbackSlack, postSigned, startLoopbackSlack, waitFor } from '../helpers/loopback-slack.js';
+import type { ScratchApp } from '../helpers/local-app.js';
+import { type LoopbackSlack, postSigned, waitFor } from '../helpers/loopback-slack.js';
+import { dataBin, exportedEntries, FILE_LINE, faqEntries, fileEngine } from '../helpers/reply-files.js';
+import {
+  appMention,
+  BOT_ID,
+  BOT_TOKEN,
+  BOT_USER,
+  directMessage,
+  eventCallback,
+  postsIn,
+  replyIn as replyInOf,
+  SIGNING_SECRET,
+  type SlackWorkspace,
+  slashCommand,
+  startSlackWorkspace,
+  startWorkspaceSlack,
+  TEAM,
+} from '../helpers/slack-fixture.js';
 
 /**
  * The Slack adapter as Slack drives it: Bolt's own HTTP receiver gets signed requests at
  * /slack/events, and its Web API client talks to a loopback Slack. The engine behind it is
  * the real one, with a real tiny model and the sample FAQ.
  */
-const BOT_TOKEN = 'xoxb-loopback-bot-token';
-const SIGNING_SECRET = 'loopback-signing-secret';
-const TEAM = 'T0LOOP';
-const BOT_USER = 'UTUNEBOT';
-const BOT_ID = 'BTUNEBOT';
-const USERS = {
-  UADA: { name: 'ada', isAdmin: true },
-  UOWEN: { name: 'owen', isOwner: true },
-  UMAX: { name: 'max' },
-  UMIA: { name: 'mia' },
-  UBEN: { name: 'ben' },
-  UZOE: { name: 'zoe' },
-};
-
-let messageCount = 0;
-/** A fresh Slack message ts. */
-function nextTs(): string {
-  messageCount += 1;
-  return `1600000000.${String(messageCount).padStart(6, '0')}`;
-}
-
-function eventEnvelope(event: Record<string, unknown>, eventId: string): Record<string, unknown> {
-  return { token: 'legacy-token', team_id: TEAM, api_app_id: 'A0LOOP', event, type: 'event_callback', event_id: eventId, event_time: Math.floor(Date.now() / 1000), authorizations: [{ team_id: TEAM, user_id: BOT_USER, is_bot: true }] };
-}
-
-function directMessage(channel: string, user: string, text: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  const ts = nextTs();
-  return { type: 'message', channel_type: 'im', channel, user, text, ts, event_ts: ts, ...extra };
-}
-
-function slashCommand(command: string, text: string, user: string, channel: string, responseUrl: string): Record<string, unknown> {
-  return { token: 'legacy-token', team_id: TEAM, team_domain: 'loopback', channel_id: channel, channel_name: 'general', user_id: user, user_name: user.toLowerCase(), command, text, api_app_id: 'A0LOOP', response_url: responseUrl, trigger_id: '1.2.3' };
-}
-
 describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
+  let workspace: SlackWorkspace;
   let scratch: ScratchApp;
   let slack: LoopbackSlack;
   let adapter: SlackAdapter;
   let eventsUrl: string;
   let faq: FaqStore;
-  let sampleAnswers: Map<string, string>;
+  let sampleAnswers: ReadonlyMap<string, string>;
 
-  const anyMessage = (user: string): IncomingMessage => ({ platform: 'slack', scope: { workspace: TEAM, channel: 'C0' }, user: { id: user, displayName: user }, text: '', attachments: [], platformAdmin: false });
-  const postEvent = (event: Record<string, unknown>, eventId: string, retryNum?: number) => postSigned(eventsUrl, eventEnvelope(event, eventId), { signingSecret: SIGNING_SECRET, retryNum });
-  const posts = (channel: string): ApiCall[] => slack.callsTo('chat.postMessage').filter((call) => call.args.channel === channel);
-  /** The bot's reply in a DM channel: waits for its first message, then for the answer to finish. */
-  const replyIn = async (channel: string, count = 1): Promise<ApiCall[]> => {
-    await waitFor(`${count} message(s) in ${channel}`, () => (posts(channel).length >= count ? true : undefined));
-    await adapter.idle();
-    return posts(channel);
-  };
+  const postEvent = (event: Record<string, unknown>, eventId: string, retryNum?: number) => postSigned(eventsUrl, eventCallback(event, eventId), { signingSecret: SIGNING_SECRET, retryNum });
+  const posts = (channel: string) => postsIn(slack, channel);
+  const replyIn = (channel: string, count = 1) => replyInOf(slack, adapter, channel, count);
   const questions = async () => (await faq.entries()).map((entry) => entry.question);
 
   before(async () => {
-    scratch = await createScratchApp();
-    const records = parseFaqFile(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown');
-    sampleAnswers = new Map(records.map((record) => [record.question, record.answer]));
-    faq = scratch.app.services.faqFor(anyMessage('UADA'));
-    await faq.applyImport(records, 'merge');
-    slack = await startLoopbackSlack({ botToken: BOT_TOKEN, teamId: TEAM, botUserId: BOT_USER, botId: BOT_ID, users: USERS });
+    workspace = await startSlackWorkspace();
+    ({ scratch, slack, faq, sampleAnswers } = workspace);
     adapter = await startSlackAdapter(scratch.app.engine, {
       config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl },
       logger: silentLogger,
@@ -87,8 +57,7 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
 
   after(async () => {
     await adapter?.stop();
-    await slack?.close();
-    await scratch?.close();
+    await workspace?.close();
   });
 
   it('checks the bot token once at start, answers the url_verification challenge, and serves /healthz', async () => {
@@ -103,11 +72,10 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
   });
 
   it("answers a mention in its thread: chat.postMessage, then chat.update at most once a second, ending with the engine's answer", async () => {
-    const ts = nextTs();
-    const mention = { type: 'app_mention', user: 'UMAX', text: `<@${BOT_USER}> How do I export my data?`, ts, channel: 'C-MENTION', event_ts: ts };
+    const mention = appMention('C-MENTION', 'UMAX', 'How do I export my data?');
     assert.equal((await postEvent(mention, 'Ev-mention')).status, 200);
     const [post] = await replyIn('C-MENTION');
-    assert.equal(post.args.thread_ts, ts, 'the reply goes in the thread of the mention');
+    assert.equal(post.args.thread_ts, mention.ts, 'the reply goes in the thread of the mention');
     assert.equal(post.token, BOT_TOKEN);
     const replyTs = [...slack.messages.values()].find((message) => message.channel === 'C-MENTION')?.ts;
     const updates = slack.callsTo('chat.update').filter((call) => call.args.ts === replyTs);
@@ -152,7 +120,7 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
       { ...directMessage('D-IGNORE', 'UIGNORED', 'What is tunebot?', { subtype: 'bot_message', bot_id: 'BOTHER' }), user: undefined },
       directMessage('D-IGNORE', 'UOTHERBOT', 'What is tunebot?', { bot_id: 'BOTHER' }),
       directMessage('D-IGNORE', 'UZOE', 'What is tunebot?', { subtype: 'message_changed' }),
-      { type: 'app_mention', user: BOT_USER, text: `<@${BOT_USER}> What is tunebot?`, ts: nextTs(), channel: 'C-IGNORE' },
+      appMention('C-IGNORE', BOT_USER, 'What is tunebot?'),
       { ...directMessage('C-IGNORE', 'UZOE', 'What is tunebot?'), channel_type: 'channel' },
     ];
     for (const [i, event] of ignored.entries()) assert.equal((await postEvent(event, `Ev-ignored-${i}`)).status, 200);
@@ -165,10 +133,10 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
 
   it('refuses a forged signature and a stale timestamp with 401, and posts nothing', async () => {
     const callsBefore = slack.calls.length;
-    const forged = await postSigned(eventsUrl, eventEnvelope(directMessage('D-FORGED', 'UZOE', 'What is tunebot?'), 'Ev-forged'), { signingSecret: 'not-the-secret' });
+    const forged = await postSigned(eventsUrl, eventCallback(directMessage('D-FORGED', 'UZOE', 'What is tunebot?'), 'Ev-forged'), { signingSecret: 'not-the-secret' });
     assert.equal(forged.status, 401);
     const sixMinutesAgo = Math.floor(Date.now() / 1000) - 6 * 60;
-    const stale = await postSigned(eventsUrl, eventEnvelope(directMessage('D-FORGED', 'UZOE', 'What is tunebot?'), 'Ev-stale'), { signingSecret: SIGNING_SECRET, timestamp: sixMinutesAgo });
+    const stale = await postSigned(eventsUrl, eventCallback(directMessage('D-FORGED', 'UZOE', 'What is tunebot?'), 'Ev-stale'), { signingSecret: SIGNING_SECRET, timestamp: sixMinutesAgo });
     assert.equal(stale.status, 401);
     const staleCommand = await postSigned(eventsUrl, slashCommand('/faq', 'add "Forged?" "Yes."', 'UADA', 'C-FORGED', slack.responseUrl()), { signingSecret: SIGNING_SECRET, timestamp: sixMinutesAgo, form: true });
     assert.equal(staleCommand.status, 401);
@@ -244,11 +212,10 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
 
   it('tells the admin, in the thread, when Slack will not hand over a shared file', async () => {
     const file = slack.addFile({ name: 'private.csv', content: 'question,answer\nA?,B.\n', user: 'UADA', channel: 'C-DENIED', signInPage: true });
-    const ts = nextTs();
-    const mention = { type: 'app_mention', user: 'UADA', text: `<@${BOT_USER}> faq import`, ts, channel: 'C-DENIED', files: [{ id: file, name: 'private.csv' }] };
+    const mention = appMention('C-DENIED', 'UADA', 'faq import', { files: [{ id: file, name: 'private.csv' }] });
     assert.equal((await postEvent(mention, 'Ev-denied')).status, 200);
     const [reply] = await replyIn('C-DENIED');
-    assert.equal(reply.args.thread_ts, ts);
+    assert.equal(reply.args.thread_ts, mention.ts);
     assert.equal(reply.args.text, 'Could not do that: Slack sent its sign-in page instead of private.csv: the bot token needs the files:read scope');
     assert.ok(!(await questions()).includes('A?'));
   });
@@ -261,29 +228,107 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
   });
 
   it('splits a long reply into messages under the section limit, in the thread, without losing text', async () => {
-    const extra = Array.from({ length: 60 }, (_, i) => ({ question: `Generated question number ${i}?`, answer: `Generated answer ${i}: ${'lorem ipsum '.repeat(8)}` }));
-    await faq.applyImport(parseFaqFile(new TextEncoder().encode(JSON.stringify(extra)), 'json'), 'merge');
-    const exported = await faq.export('markdown');
-    assert.ok(exported.length > 2 * SLACK_SECTION_LIMIT);
-    const ts = nextTs();
-    const mention = { type: 'app_mention', user: 'UADA', text: `<@${BOT_USER}> /faq export markdown`, ts, channel: 'C-LONG', event_ts: ts };
+    const longAnswer = Array.from({ length: 60 }, (_, i) => `Step ${i + 1}: ${'open the settings page and check the values shown there. '.repeat(2).trim()}`).join('\n');
+    assert.ok(longAnswer.length > 2 * SLACK_SECTION_LIMIT);
+    await faq.add('How do I configure every setting?', longAnswer);
+    const mention = appMention('C-LONG', 'UADA', 'How do I configure every setting?');
     assert.equal((await postEvent(mention, 'Ev-long')).status, 200);
-    await waitFor('the export', () => (posts('C-LONG').length >= 3 ? true : undefined));
+    await waitFor('the long answer', () => (posts('C-LONG').length >= 3 ? true : undefined));
     await adapter.idle();
     const parts = posts('C-LONG');
     for (const part of parts) {
-      assert.equal(part.args.thread_ts, ts);
+      assert.equal(part.args.thread_ts, mention.ts);
       assert.ok(part.args.text.length <= SLACK_SECTION_LIMIT, `a message of ${part.args.text.length} characters`);
     }
     const squash = (text: string) => text.replace(/\s+/gu, '');
-    assert.equal(squash(parts.map((part) => part.args.text).join('')), squash(toSlackText(exported)));
+    assert.equal(squash(parts.map((part) => part.args.text).join('')), squash(toSlackText(longAnswer)));
+  });
+
+  it('shares the FAQ exported from a mention as faq.json in the thread of the mention, a file that imports back as the same entries', async () => {
+    const expected = await faqEntries(faq);
+    const mention = appMention('C-EXPORT', 'UMAX', '/faq export json');
+    assert.equal((await postEvent(mention, 'Ev-export')).status, 200);
+    const upload = await waitFor('the shared file', () => slack.uploads.find((file) => file.channel === 'C-EXPORT'));
+    await adapter.idle();
+    assert.deepEqual([upload.name, upload.threadTs, upload.initialComment], ['faq.json', mention.ts, `The FAQ (${expected.length} entries) as json.`]);
+    assert.deepEqual(exportedEntries(upload.bytes, 'json'), expected);
+    assert.equal(posts('C-EXPORT').length, 0, 'the file is the whole reply');
+    const [asked] = slack.callsTo('files.getUploadURLExternal').filter((call) => call.args.filename === 'faq.json');
+    assert.equal(Number(asked.args.length), upload.bytes.length);
+  });
+
+  it('shares /faq export csv, run as a slash command, in the channel it was run in', async () => {
+    const expected = await faqEntries(faq);
+    const responseUrl = slack.responseUrl();
+    await postSigned(eventsUrl, slashCommand('/faq', 'export csv', 'UZOE', 'C-SLASH-EXPORT', responseUrl), { signingSecret: SIGNING_SECRET, form: true });
+    const upload = await waitFor('the shared file', () => slack.uploads.find((file) => file.channel === 'C-SLASH-EXPORT'));
+    await adapter.idle();
+    assert.deepEqual([upload.name, upload.threadTs], ['faq.csv', undefined]);
+    assert.deepEqual(exportedEntries(upload.bytes, 'csv'), expected);
+    assert.equal(slack.responses.filter((posted) => responseUrl.endsWith(`/${posted.id}`)).length, 0, 'no text: the file is the reply');
+  });
+});
+
+describe('Slack adapter: files Slack does not take', () => {
+  let slack: LoopbackSlack;
+  let adapter: SlackAdapter;
+  let eventsUrl: string;
+  const postEvent = (event: Record<string, unknown>, eventId: string) => postSigned(eventsUrl, eventCallback(event, eventId), { signingSecret: SIGNING_SECRET });
+  /** The text of the bot's one message in `channel`, once the reply is done. */
+  const finalText = async (channel: string) => {
+    await replyInOf(slack, adapter, channel);
+    return [...slack.messages.values()].find((message) => message.channel === channel)?.text;
+  };
+
+  before(async () => {
+    slack = await startWorkspaceSlack();
+    slack.removeBotFrom('C-NOBOT');
+    adapter = await startSlackAdapter(fileEngine, {
+      config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl },
+      logger: silentLogger,
+      host: '127.0.0.1',
+      updateIntervalMs: 50,
+      maxUploadBytes: 100,
+    });
+    eventsUrl = `http://127.0.0.1:${adapter.port}/slack/events`;
+  });
+
+  after(async () => {
+    await adapter?.stop();
+    await slack?.close();
+  });
+
+  it('uploads a file under the limit, and says after the text that one over it is too large, uploading nothing', async () => {
+    assert.equal((await postEvent(directMessage('D-SMALL', 'UMIA', 'the small one'), 'Ev-small')).status, 200);
+    assert.equal(await finalText('D-SMALL'), FILE_LINE);
+    assert.deepEqual(slack.uploads.map((upload) => [upload.channel, upload.name, upload.bytes]), [['D-SMALL', 'data.bin', dataBin(false)]]);
+
+    assert.equal((await postEvent(directMessage('D-BIG', 'UMIA', 'the big one'), 'Ev-big')).status, 200);
+    assert.equal(await finalText('D-BIG'), `${FILE_LINE}\n\nI cannot send data.bin here: it is 200 B, and Slack takes files up to 100 B.`);
+    assert.equal(slack.uploads.length, 1);
+    assert.equal(slack.callsTo('files.getUploadURLExternal').length, 1, 'no upload was started');
+  });
+
+  it('says so in the thread, after the text, when Slack refuses the upload', async () => {
+    assert.equal((await postEvent(appMention('C-NOBOT', 'UMIA', 'the small one'), 'Ev-refused')).status, 200);
+    assert.equal(await finalText('C-NOBOT'), `${FILE_LINE}\n\nI could not send data.bin: Slack refused the upload (not_in_channel).`);
+    assert.ok(!slack.uploads.some((upload) => upload.channel === 'C-NOBOT'));
+  });
+
+  it('answers a slash command through response_url: the text, then why the file did not come', async () => {
+    const responseUrl = slack.responseUrl();
+    await postSigned(eventsUrl, slashCommand('/ask', 'the small one', 'UMIA', 'C-NOBOT', responseUrl), { signingSecret: SIGNING_SECRET, form: true });
+    await waitFor('the note', () => (slack.responses.filter((posted) => responseUrl.endsWith(`/${posted.id}`)).length >= 2 ? true : undefined));
+    await adapter.idle();
+    const texts = slack.responses.filter((posted) => responseUrl.endsWith(`/${posted.id}`)).map((posted) => posted.body.text);
+    assert.deepEqual(texts, [FILE_LINE, 'I could not send data.bin: Slack refused the upload (not_in_channel).']);
   });
 });
 
 describe('Slack adapter start', () => {
   let slack: LoopbackSlack;
   before(async () => {
-    slack = await startLoopbackSlack({ botToken: BOT_TOKEN, teamId: TEAM, botUserId: BOT_USER, botId: BOT_ID, users: {} });
+    slack = await startWorkspaceSlack();
   });
   after(async () => {
     await slack?.close();

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { FAQ_FORMATS, MAX_FAQ_FILE_BYTES, parseFaqFile, toFaqFormat } from '../../src/core/faq/formats.js';
+import { FAQ_FILE_EXTENSIONS, FAQ_FORMATS, MAX_FAQ_FILE_BYTES, parseFaqFile, toFaqFormat } from '../../src/core/faq/formats.js';
 import type { Attachment } from '../../src/core/message.js';
-import { ask, attachment, type EngineFixture, localMessage, startEngineFixture } from './engine-fixture.js';
+import { exportedEntries, faqEntries, PNG_SIGNATURE } from '../helpers/reply-files.js';
+import { ask, askForFiles, attachment, type EngineFixture, localMessage, startEngineFixture } from './engine-fixture.js';
 
 const EVERYONE = ['help', 'ask', 'forget', 'export', 'faq list', 'faq export', 'model status', 'model versions'];
 const ADMINS_ONLY = ['faq add', 'faq import', 'faq remove', 'faq clear', 'faq inbox', 'faq inbox answer', 'model finetune', 'model cancel', 'model use', 'model eval'];
@@ -32,7 +35,15 @@ describe('commands', () => {
   };
 
   before(async () => {
-    fixture = await startEngineFixture({ TUNEBOT_ENGINE_ADMINS: '["local:alice"]', TUNEBOT_ENGINE_RATE_LIMIT_BURST: '100' });
+    fixture = await startEngineFixture({
+      TUNEBOT_ENGINE_ADMINS: '["local:alice"]',
+      TUNEBOT_ENGINE_RATE_LIMIT_BURST: '100',
+      // The shortest fine-tune: one step on the two entries asked once, kept (not made live) by the gate.
+      TUNEBOT_FINE_TUNE_EPOCHS: '1',
+      TUNEBOT_FINE_TUNE_TRAINED_VARIANTS: '0',
+      TUNEBOT_FINE_TUNE_HELD_OUT_VARIANTS: '0',
+      TUNEBOT_FINE_TUNE_GATE: 'hold',
+    });
   });
   after(async () => fixture?.close());
   beforeEach(async () => {
@@ -125,15 +136,22 @@ describe('commands', () => {
       assert.deepEqual(await questions(), ['First?']);
     });
 
-    it('exports the FAQ in every format, each of which reads back as the same entries', async () => {
-      const expected = (await fixture.faq.entries()).map((entry) => [entry.question, entry.answer]);
+    it('exports the FAQ as a file in every format, each of which reads back as the same entries', async () => {
+      const expected = await faqEntries(fixture.faq);
       for (const name of [...FAQ_FORMATS, 'md', 'yml']) {
-        const exported = await bob(`/faq export ${name}`);
-        const records = parseFaqFile(new TextEncoder().encode(exported), toFaqFormat(name));
-        assert.deepEqual(records.map((record) => [record.question, record.answer]), expected, name);
+        const format = toFaqFormat(name);
+        const { text, files } = await askForFiles(fixture.engine, localMessage('bob', `/faq export ${name}`));
+        assert.deepEqual([text, files.map((file) => file.name)], ['', [`faq${FAQ_FILE_EXTENSIONS[format]}`]], name);
+        assert.equal(files[0].title, `The FAQ (2 entries) as ${format}.`);
+        assert.deepEqual(exportedEntries(files[0].data, format), expected, name);
       }
-      assert.equal(await bob('/faq export'), await fixture.faq.export('markdown'));
+      const [json] = (await askForFiles(fixture.engine, localMessage('bob', '/faq export json'))).files;
+      assert.equal(json.contentType, 'application/json');
+      const [markdown] = (await askForFiles(fixture.engine, localMessage('bob', '/faq export'))).files;
+      assert.deepEqual([markdown.name, new TextDecoder().decode(markdown.data)], ['faq.md', await fixture.faq.export('markdown')]);
       assert.match(await bob('/faq export xml'), /^Could not do that: unknown FAQ format "xml"/);
+      await setFaq([]);
+      assert.deepEqual(await askForFiles(fixture.engine, localMessage('bob', '/faq export csv')), { text: 'The FAQ is empty: there is nothing to export.', files: [] });
     });
 
     it('clears only with the confirmation code it gave, once', async () => {
@@ -236,6 +254,15 @@ describe('commands', () => {
       assert.match(await admin('/model use'), /^Give one version, e.g. v2 \(see \/model versions\)\.\nUsage: \/model use <version>$/);
       assert.equal(model.version, live);
       assert.equal(await registry.currentVersion(), live);
+    });
+
+    it("ends a finished fine-tune's reply with its loss curve: the PNG the trainer wrote beside the new version", async () => {
+      const { text, files } = await askForFiles(fixture.engine, localMessage('admin', '/model finetune', { platformAdmin: true }));
+      const version = /Version (v\d+) is kept/.exec(text)?.[1];
+      assert.ok(version, text);
+      assert.deepEqual(files.map((file) => [file.name, file.contentType]), [[`loss-curve-${version}.png`, 'image/png']]);
+      assert.deepEqual(files[0].data.subarray(0, 8), PNG_SIGNATURE);
+      assert.deepEqual(files[0].data, new Uint8Array(await readFile(join(fixture.app.services.registry.dirOf(version), 'loss-curve.png'))));
     });
 
     it('says so when /model cancel finds nothing running', async () => {

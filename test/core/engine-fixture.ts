@@ -8,6 +8,7 @@ import type { ConversationEngine } from '../../src/core/engine.js';
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
 import type { Attachment, IncomingMessage } from '../../src/core/message.js';
+import { collectReply, isReplyFile, type ReplyFile, type ReplyPart } from '../../src/core/reply.js';
 import { silentLogger } from '../../src/log.js';
 import { initModel } from '../../src/model/model-dir.js';
 
@@ -81,14 +82,19 @@ export function attachment(name: string, content: string | Uint8Array): Attachme
   return { name, size: bytes.byteLength, bytes: async () => bytes };
 }
 
-/** The streamed reply: each piece as it came, and the whole text. */
-export async function collect(replies: AsyncIterable<string>): Promise<{ pieces: string[]; text: string }> {
+/** The streamed reply: each text piece as it came, and the whole text. */
+export async function collect(replies: AsyncIterable<ReplyPart>): Promise<{ pieces: string[]; text: string }> {
   const pieces: string[] = [];
-  for await (const piece of replies) pieces.push(piece);
+  for await (const part of replies) if (!isReplyFile(part)) pieces.push(part);
   return { pieces, text: pieces.join('') };
 }
 
 /** The reply to one message, as text. */
 export async function ask(engine: ConversationEngine, message: IncomingMessage): Promise<string> {
-  return (await collect(engine.handle(message))).text;
+  return (await collectReply(engine.handle(message))).text;
+}
+
+/** The reply to one message: its text, and the files it carried. */
+export function askForFiles(engine: ConversationEngine, message: IncomingMessage): Promise<{ text: string; files: ReplyFile[] }> {
+  return collectReply(engine.handle(message));
 }

@@ -171,11 +171,11 @@ describe('FineTuneJobs', () => {
     const jobs = jobsWith('auto');
     const { record, done } = await jobs.start(faq, 'test', 'admin', CANCELLED_RUN);
     restartedStore = store.copy();
-    observeSteps(record, () => jobs.cancel());
+    observeSteps(record, () => void jobs.cancel());
     const cancelled = await done;
     assert.equal(cancelled.status, 'cancelled', cancelled.error);
     assert.equal(jobs.active, null);
-    assert.equal(jobs.cancel(), false, 'nothing runs any more');
+    assert.equal(await jobs.cancel(), false, 'nothing runs any more');
     assert.deepEqual(await versionNames(), ['v1', 'v2'], 'a cancelled job publishes nothing');
     assert.equal(await registry.currentVersion(), 'v2');
     const dir = /checkpoint in (\S+) resumes it/.exec(cancelled.error ?? '')?.[1];

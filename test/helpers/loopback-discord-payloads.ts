@@ -43,6 +43,17 @@ export interface StoredMessage {
   replyTo?: string;
   /** Set on interaction responses: the interaction's token. */
   readonly webhookToken?: string;
+  /** The files the bot attached, as uploaded. */
+  files?: StoredFile[];
+}
+
+/** A file Discord keeps: one a member attached, or one the bot uploaded. */
+export interface StoredFile {
+  readonly id: string;
+  readonly name: string;
+  readonly contentType: string;
+  readonly bytes: Uint8Array;
+  readonly url: string;
 }
 
 export type CommandOptionValue = string | number | boolean | LoopbackUser | { readonly name: string; readonly bytes: Uint8Array };
@@ -131,7 +142,7 @@ export function messagePayload(message: StoredMessage): Record<string, unknown> 
     mention_everyone: false,
     mentions: [],
     mention_roles: [],
-    attachments: [],
+    attachments: (message.files ?? []).map(attachmentPayload),
     embeds: [],
     pinned: false,
     type: message.replyTo ? 19 : 0,
@@ -139,6 +150,10 @@ export function messagePayload(message: StoredMessage): Record<string, unknown> 
     components: [],
     ...(message.replyTo ? { message_reference: { type: 0, message_id: message.replyTo, channel_id: message.channel_id } } : {}),
   };
+}
+
+export function attachmentPayload(file: StoredFile): Record<string, unknown> {
+  return { id: file.id, filename: file.name, size: file.bytes.length, url: file.url, proxy_url: file.url, content_type: file.contentType };
 }
 
 /** The registered definition of `/name`, as an interaction needs it. */
@@ -168,6 +183,8 @@ export function interactionPayload(input: {
   subcommand: string | undefined;
   options: Readonly<Record<string, CommandOptionValue>>;
   attachment: (name: string, bytes: Uint8Array) => Record<string, unknown>;
+  /** The largest file the bot may upload in its reply. */
+  attachmentSizeLimit: number;
 }): Record<string, unknown> {
   const { definition, guild } = input;
   let optionDefinitions = (definition.options ?? []) as OptionDefinition[];
@@ -220,7 +237,7 @@ export function interactionPayload(input: {
     entitlements: [],
     authorizing_integration_owners: { '0': guild.id },
     context: 0,
-    attachment_size_limit: 10_485_760,
+    attachment_size_limit: input.attachmentSizeLimit,
     data: {
       id: definition.id,
       name: definition.name,

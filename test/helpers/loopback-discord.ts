@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { ChannelType, GatewayIntentBits, GatewayOpcodes } from 'discord.js';
 import { type WebSocket, WebSocketServer } from 'ws';
 import {
+  attachmentPayload,
   bytesBody,
   channelPayload,
   type CommandOptionValue,
@@ -15,18 +16,21 @@ import {
   messagePayload,
   registeredCommand,
   snowflake,
+  type StoredFile,
   type StoredMessage,
 } from './loopback-discord-payloads.js';
 
-export type { LoopbackGuild, LoopbackUser, StoredMessage } from './loopback-discord-payloads.js';
+export type { LoopbackGuild, LoopbackUser, StoredFile, StoredMessage } from './loopback-discord-payloads.js';
 
 /**
  * Discord on 127.0.0.1, for the real discord.js client: the REST API under /api/v10 and the
  * gateway (JSON, uncompressed) on /gateway, speaking Discord's protocol: HELLO, IDENTIFY ->
- * READY and GUILD_CREATE, heartbeats, dispatches the test triggers. It keeps what Discord
+ * READY and GUILD_CREATE, heartbeats, dispatches the test triggers; a connection that identifies
+ * with a shard gets only the guilds, and the guilds' events, of that shard. It keeps what Discord
  * keeps (messages, registered commands, interaction state), enforces what Discord enforces
  * (intents gate events and message content, 3 s to acknowledge an interaction, a refused
- * privileged intent closes with 4014) and records every REST call.
+ * privileged intent closes with 4014, the size limit on uploads) and records every REST call.
+ * Bodies are JSON, or multipart/form-data (payload_json and files[n]) when files are uploaded.
  */
 export interface LoopbackDiscordOptions {
   readonly guildCount?: number;
@@ -37,6 +41,8 @@ export interface LoopbackDiscordOptions {
   readonly heartbeatIntervalMs?: number;
   /** How long an interaction's token works for webhook calls (Discord: 15 minutes). */
   readonly interactionTokenMs?: number;
+  /** The largest file the bot may upload, named in interactions too (Discord: 10 MiB without boosts). */
+  readonly attachmentSizeLimit?: number;
 }
 
 export interface RestCall {
@@ -44,8 +50,17 @@ export interface RestCall {
   /** The route after /api/v10, e.g. /channels/123/messages. */
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
+  /** The JSON body, or a multipart body's payload_json. */
   readonly body: unknown;
+  /** A multipart body's files[n], in order. */
+  readonly files: readonly UploadedFile[];
   readonly at: number;
+}
+
+export interface UploadedFile {
+  readonly name: string;
+  readonly contentType: string;
+  readonly bytes: Uint8Array;
 }
 
 export interface GatewaySession {
@@ -68,10 +83,13 @@ export interface InteractionState {
 
 export const TOKEN = 'loopback-bot-token';
 const ACK_DEADLINE_MS = 3000;
+const DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024;
 
 export class LoopbackDiscord {
   readonly calls: RestCall[] = [];
   readonly identifies: { shard: [number, number]; intents: number }[] = [];
+  /** Every dispatch, with the shard of the connection it went to: which instance received what. */
+  readonly dispatches: { event: string; shard: [number, number]; id: string | undefined }[] = [];
   readonly sessions: GatewaySession[] = [];
   readonly messages = new Map<string, StoredMessage>();
   readonly interactions = new Map<string, InteractionState>();
@@ -81,7 +99,7 @@ export class LoopbackDiscord {
   readonly applicationId = snowflake();
   readonly guilds: LoopbackGuild[];
   heartbeats = 0;
-  private readonly attachments = new Map<string, Uint8Array>();
+  private readonly attachments = new Map<string, StoredFile>();
   /** Direct-message channel ids by the user's id. */
   private readonly dmChannels = new Map<string, { id: string; user: LoopbackUser }>();
   private readonly wss: WebSocketServer;
@@ -130,7 +148,7 @@ export class LoopbackDiscord {
       channel_type: guild.channels.find((channel) => channel.id === input.channelId)?.type,
       member: { roles: input.admin ? [guild.adminRoleId] : [], joined_at: new Date().toISOString(), deaf: false, mute: false, flags: 0 },
       mentions: input.mention ? [this.bot] : [],
-      attachments: (input.attachments ?? []).map((file) => this.attachment(file.name, file.bytes)),
+      attachments: (input.attachments ?? []).map((file) => attachmentPayload(this.attachment(file.name, file.bytes))),
     };
     for (const session of this.sessionsFor(guild.id)) {
       if (!(session.intents & GatewayIntentBits.GuildMessages)) continue;
@@ -170,7 +188,8 @@ export class LoopbackDiscord {
       definition,
       subcommand: input.subcommand,
       options: input.options ?? {},
-      attachment: (name, bytes) => this.attachment(name, bytes),
+      attachment: (name, bytes) => attachmentPayload(this.attachment(name, bytes)),
+      attachmentSizeLimit: this.attachmentSizeLimit,
     });
     const session = this.sessionsFor(guild.id)[0];
     if (!session) throw new Error('no gateway session is ready to receive the interaction');
@@ -180,6 +199,11 @@ export class LoopbackDiscord {
 
   botMessages(channelId: string): StoredMessage[] {
     return [...this.messages.values()].filter((message) => message.channel_id === channelId && message.author.id === this.bot.id);
+  }
+
+  /** The shards of the connections that received dispatch `event` of `id` (a guild, a message, an interaction). */
+  receivers(event: string, id: string): [number, number][] {
+    return this.dispatches.filter((dispatch) => dispatch.event === event && dispatch.id === id).map((dispatch) => dispatch.shard);
   }
 
   callsTo(method: string, pattern: RegExp): RestCall[] {
@@ -204,11 +228,16 @@ export class LoopbackDiscord {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private attachment(name: string, bytes: Uint8Array): Record<string, unknown> {
+  private get attachmentSizeLimit(): number {
+    return this.options.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_SIZE_LIMIT;
+  }
+
+  /** Keeps a file and serves it at its url, as Discord's CDN does. */
+  private attachment(name: string, bytes: Uint8Array, contentType = 'application/octet-stream'): StoredFile {
     const id = snowflake();
-    this.attachments.set(id, bytes);
-    const url = `${this.origin}/attachments/${id}/${encodeURIComponent(name)}`;
-    return { id, filename: name, size: bytes.length, url, proxy_url: url, content_type: 'application/octet-stream' };
+    const file: StoredFile = { id, name, contentType, bytes, url: `${this.origin}/attachments/${id}/${encodeURIComponent(name)}` };
+    this.attachments.set(id, file);
+    return file;
   }
 
   private guildOfChannel(channelId: string): LoopbackGuild {
@@ -226,7 +255,8 @@ export class LoopbackDiscord {
     });
   }
 
-  private dispatch(session: GatewaySession, event: string, data: unknown): void {
+  private dispatch(session: GatewaySession, event: string, data: Record<string, unknown>): void {
+    this.dispatches.push({ event, shard: session.shard, id: typeof data.id === 'string' ? data.id : undefined });
     session.seq += 1;
     session.socket.send(JSON.stringify({ op: GatewayOpcodes.Dispatch, t: event, s: session.seq, d: data }));
   }
@@ -285,22 +315,24 @@ export class LoopbackDiscord {
     const method = request.method ?? 'GET';
     const attachment = /^\/attachments\/(\d+)\//u.exec(url.pathname);
     if (method === 'GET' && attachment) {
-      const bytes = this.attachments.get(attachment[1]);
-      return void (bytes ? response.writeHead(200, { 'content-type': 'application/octet-stream' }).end(bytes) : response.writeHead(404).end());
+      const file = this.attachments.get(attachment[1]);
+      return void (file ? response.writeHead(200, { 'content-type': file.contentType }).end(file.bytes) : response.writeHead(404).end());
     }
     const raw = await bytesBody(request);
     const json = (status: number, body: unknown) => void response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     if (!url.pathname.startsWith('/api/v10/')) return json(404, { message: '404: Not Found', code: 0 });
-    if (raw.length > 0 && !(request.headers['content-type'] ?? '').startsWith('application/json')) return json(400, { message: 'the loopback takes JSON bodies only', code: 50035 });
+    const parsed = await parseBody(raw, request.headers['content-type'] ?? '');
+    if (!parsed) return json(400, { message: 'the loopback takes JSON or multipart/form-data bodies', code: 50035 });
     const path = decodeURIComponent(url.pathname.slice('/api/v10'.length));
-    const body: unknown = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : null;
-    this.calls.push({ method, path, query: Object.fromEntries(url.searchParams), body, at: Date.now() });
-    const [status, result] = this.handle(method, path, body as Record<string, unknown> | null, request.headers.authorization);
+    this.calls.push({ method, path, query: Object.fromEntries(url.searchParams), body: parsed.body, files: parsed.files, at: Date.now() });
+    if (parsed.files.some((file) => file.bytes.length > this.attachmentSizeLimit)) return json(413, { message: 'Request entity too large', code: 40005 });
+    const files = parsed.files.map((file) => this.attachment(file.name, file.bytes, file.contentType));
+    const [status, result] = this.handle(method, path, parsed.body as Record<string, unknown> | null, files, request.headers.authorization);
     if (status === 204) return void response.writeHead(204).end();
     json(status, result);
   }
 
-  private handle(method: string, path: string, body: Record<string, unknown> | null, authorization: string | undefined): [number, unknown] {
+  private handle(method: string, path: string, body: Record<string, unknown> | null, files: StoredFile[], authorization: string | undefined): [number, unknown] {
     const authorized = authorization === `Bot ${TOKEN}`;
     const notFound: [number, unknown] = [404, { message: 'Unknown', code: 10000 }];
     const unauthorized: [number, unknown] = [401, { message: '401: Unauthorized', code: 0 }];
@@ -346,13 +378,13 @@ export class LoopbackDiscord {
     if ((match = /^\/channels\/(\d+)\/typing$/u.exec(path)) && method === 'POST') return authorized ? [204, null] : unauthorized;
     if ((match = /^\/channels\/(\d+)\/messages$/u.exec(path)) && method === 'POST') {
       if (!authorized) return unauthorized;
-      return this.store(match[1], body);
+      return this.store(match[1], body, files);
     }
     if ((match = /^\/channels\/(\d+)\/messages\/(\d+)$/u.exec(path)) && method === 'PATCH') {
       if (!authorized) return unauthorized;
       const message = this.messages.get(match[2]);
       if (!message || message.channel_id !== match[1] || message.author.id !== this.bot.id) return [404, { message: 'Unknown Message', code: 10008 }];
-      return this.edit(message, body);
+      return this.edit(message, body, files);
     }
     if ((match = /^\/interactions\/(\d+)\/([^/]+)\/callback$/u.exec(path)) && method === 'POST') {
       const state = this.interactions.get(match[2]);
@@ -370,49 +402,67 @@ export class LoopbackDiscord {
       if (Date.now() - state.dispatchedAt > (this.options.interactionTokenMs ?? 15 * 60_000)) return [401, { message: 'Invalid Webhook Token', code: 50027 }];
       const target = match[3] === '@original' ? state.original : state.followups.find((message) => message.id === match?.[3]);
       if (method === 'POST' && !match[3]) {
-        const invalid = invalidContent(body);
+        const invalid = invalidContent(body, files);
         if (invalid) return invalid;
-        const message = this.newMessage(state.channelId, String(body?.content), state.token);
+        const message = this.newMessage(state.channelId, String(body?.content ?? ''), state.token, files);
         state.followups.push(message);
         return [200, messagePayload(message)];
       }
       if (!target) return [404, { message: 'Unknown Message', code: 10008 }];
-      if (method === 'PATCH') return this.edit(target, body);
+      if (method === 'PATCH') return this.edit(target, body, files);
       if (method === 'GET') return [200, messagePayload(target)];
     }
     return notFound;
   }
 
-  private store(channelId: string, body: Record<string, unknown> | null): [number, unknown] {
-    const invalid = invalidContent(body);
+  private store(channelId: string, body: Record<string, unknown> | null, files: StoredFile[]): [number, unknown] {
+    const invalid = invalidContent(body, files);
     if (invalid) return invalid;
-    const message = this.newMessage(channelId, String(body?.content), null);
+    const message = this.newMessage(channelId, String(body?.content ?? ''), null, files);
     message.replyTo = (body?.message_reference as { message_id?: string } | undefined)?.message_id;
     return [200, messagePayload(message)];
   }
 
-  private newMessage(channelId: string, content: string, webhookToken: string | null): StoredMessage {
-    const message: StoredMessage = { id: snowflake(), channel_id: channelId, author: this.bot, content, createdAt: Date.now(), edits: 0, editedAt: [], webhookToken: webhookToken ?? undefined };
+  private newMessage(channelId: string, content: string, webhookToken: string | null, files: StoredFile[] = []): StoredMessage {
+    const message: StoredMessage = { id: snowflake(), channel_id: channelId, author: this.bot, content, createdAt: Date.now(), edits: 0, editedAt: [], webhookToken: webhookToken ?? undefined, files };
     this.messages.set(message.id, message);
     return message;
   }
 
-  private edit(message: StoredMessage, body: Record<string, unknown> | null): [number, unknown] {
+  private edit(message: StoredMessage, body: Record<string, unknown> | null, files: StoredFile[]): [number, unknown] {
     if (body && 'content' in body) {
-      const invalid = invalidContent(body);
+      const invalid = invalidContent(body, files);
       if (invalid) return invalid;
-      message.content = String(body.content);
+      message.content = String(body.content ?? '');
     }
+    // New files join the message; which earlier ones stay is not modelled (the bot never removes one).
+    if (files.length > 0) message.files = [...(message.files ?? []), ...files];
     message.edits += 1;
     message.editedAt.push(Date.now());
     return [200, messagePayload(message)];
   }
 }
 
-/** Discord's answer to an empty or oversized message. */
-function invalidContent(body: Record<string, unknown> | null): [number, unknown] | null {
+/** Discord's answer to an empty or oversized message; a message with files needs no text. */
+function invalidContent(body: Record<string, unknown> | null, files: readonly StoredFile[]): [number, unknown] | null {
   const content = body?.content;
   if (typeof content === 'string' && content.length > 0 && content.length <= 2000) return null;
+  if (files.length > 0 && (content === undefined || content === null || content === '')) return null;
   const problem = typeof content === 'string' && content.length > 2000 ? 'Must be 2000 or fewer in length.' : 'Cannot send an empty message';
   return [400, { message: 'Invalid Form Body', code: 50035, errors: { content: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: problem }] } } }];
+}
+
+/** A JSON body, or a multipart one (payload_json and files[n], as discord.js sends uploads); null for anything else. */
+async function parseBody(raw: Buffer, contentType: string): Promise<{ body: unknown; files: UploadedFile[] } | null> {
+  if (raw.length === 0) return { body: null, files: [] };
+  if (contentType.startsWith('application/json')) return { body: JSON.parse(raw.toString('utf8')), files: [] };
+  if (!contentType.startsWith('multipart/form-data')) return null;
+  const form = await new Response(raw, { headers: { 'content-type': contentType } }).formData();
+  const payload = form.get('payload_json');
+  const files: UploadedFile[] = [];
+  for (const [name, value] of form.entries()) {
+    if (!/^files\[\d+\]$/u.test(name) || typeof value === 'string') continue;
+    files.push({ name: value.name, contentType: value.type || 'application/octet-stream', bytes: new Uint8Array(await value.arrayBuffer()) });
+  }
+  return { body: typeof payload === 'string' ? JSON.parse(payload) : null, files };
 }

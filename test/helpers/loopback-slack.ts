@@ -3,12 +3,16 @@ import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { LoopbackSocketMode } from './loopback-slack-socket.js';
 
 /**
  * The Slack Web API on 127.0.0.1, for Bolt's WebClient (clientOptions.slackApiUrl):
- * auth.test, chat.postMessage, chat.update, users.info, files.info, files.list, and beside
- * them the two other addresses Slack hands out: files' url_private (served only with the bot
- * token; without it, a sign-in web page, as Slack does) and slash commands' response_url.
+ * auth.test, chat.postMessage, chat.update, users.info, files.info, files.list and the upload
+ * flow (files.getUploadURLExternal, the bytes POSTed to the upload_url it hands out,
+ * files.completeUploadExternal) with the bot token, apps.connections.open with the app
+ * token, and beside them the other addresses Slack
+ * hands out: files' url_private (served only with the bot token; without it, a sign-in web
+ * page, as Slack does), slash commands' response_url and Socket Mode's ws:// URL.
  * Every call is recorded with its arguments, its token and when it arrived.
  */
 export interface LoopbackUser {
@@ -19,6 +23,9 @@ export interface LoopbackUser {
 
 export interface LoopbackSlackSetup {
   readonly botToken: string;
+  /** The app-level token (xapp-...) that opens Socket Mode connections. */
+  readonly appToken?: string;
+  readonly appId?: string;
   readonly teamId: string;
   readonly botUserId: string;
   readonly botId: string;
@@ -45,6 +52,18 @@ export interface ResponseUrlPost {
   readonly at: number;
 }
 
+/** A file the bot uploaded and shared (files.completeUploadExternal). */
+export interface SharedUpload {
+  readonly id: string;
+  readonly name: string;
+  readonly title: string;
+  readonly bytes: Uint8Array;
+  readonly channel: string;
+  readonly threadTs?: string;
+  readonly initialComment?: string;
+  readonly at: number;
+}
+
 export interface PostedMessage {
   readonly channel: string;
   readonly ts: string;
@@ -58,8 +77,11 @@ export interface LoopbackSlack {
   readonly calls: ApiCall[];
   readonly downloads: Download[];
   readonly responses: ResponseUrlPost[];
+  readonly uploads: SharedUpload[];
   /** Messages as they stand after every update, by ts. */
   readonly messages: Map<string, PostedMessage>;
+  /** Socket Mode: its connections, the envelopes sent over them and the acks that came back. */
+  readonly socketMode: LoopbackSocketMode;
   callsTo(method: string): ApiCall[];
   /**
    * A file as Slack keeps one after `user` shared it in `channel`; returns its id. `signInPage`:
@@ -69,8 +91,15 @@ export interface LoopbackSlack {
   addFile(file: { name: string; content: string | Uint8Array; user: string; channel: string; signInPage?: boolean }): string;
   /** A fresh response_url, as a slash command carries one. */
   responseUrl(): string;
+  /** Takes the bot out of `channel`: a file it shares there fails with not_in_channel. */
+  removeBotFrom(channel: string): void;
   close(): Promise<void>;
 }
+
+/** Methods called with the app-level token; every other one takes the bot token. */
+const APP_TOKEN_METHODS = new Set(['apps.connections.open']);
+/** How often Slack pings a Socket Mode connection. */
+const SOCKET_PING_INTERVAL_MS = 2000;
 
 const SIGN_IN_PAGE = '<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to your workspace</body></html>';
 
@@ -78,11 +107,16 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
   const calls: ApiCall[] = [];
   const downloads: Download[] = [];
   const responses: ResponseUrlPost[] = [];
+  const uploads: SharedUpload[] = [];
+  /** Uploads between files.getUploadURLExternal and files.completeUploadExternal. */
+  const pending = new Map<string, { name: string; length: number; bytes: Uint8Array | null }>();
+  const channelsWithoutBot = new Set<string>();
   const messages = new Map<string, PostedMessage>();
   const files = new Map<string, { name: string; content: Buffer; user: string; channel: string; created: number; signInPage: boolean }>();
   let nextTs = 0;
   let nextId = 0;
   let base = '';
+  const socketMode = new LoopbackSocketMode(setup.appId ?? 'A0LOOP', SOCKET_PING_INTERVAL_MS);
 
   const fileJson = (id: string) => {
     const file = files.get(id);
@@ -92,6 +126,7 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
   };
 
   const methods: Record<string, (args: Record<string, string>) => object> = {
+    'apps.connections.open': () => socketMode.open(base),
     'auth.test': () => ({ url: 'https://loopback.slack.com/', team: 'Loopback', user: 'tunebot', team_id: setup.teamId, user_id: setup.botUserId, bot_id: setup.botId }),
     'chat.postMessage': (args) => {
       if (!args.channel || !args.text) return { ok: false, error: 'no_text' };
@@ -125,6 +160,34 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
         .slice(0, Number(args.count ?? 100));
       return { files: listed, paging: { count: listed.length, total: listed.length, page: 1, pages: 1 } };
     },
+    'files.getUploadURLExternal': (args) => {
+      const length = Number(args.length);
+      if (!args.filename || !Number.isInteger(length) || length < 1) return { ok: false, error: 'invalid_arguments' };
+      nextId += 1;
+      const id = `F${String(nextId).padStart(6, '0')}`;
+      pending.set(id, { name: args.filename, length, bytes: null });
+      return { upload_url: `${base}/upload/${id}`, file_id: id };
+    },
+    'files.completeUploadExternal': (args) => {
+      const files = JSON.parse(args.files ?? '[]') as { id: string; title?: string }[];
+      const started = files.map((file) => ({ file, upload: pending.get(file.id) }));
+      if (started.some(({ upload }) => !upload?.bytes || upload.bytes.length !== upload.length)) return { ok: false, error: 'file_not_found' };
+      if (args.channel_id && channelsWithoutBot.has(args.channel_id)) return { ok: false, error: 'not_in_channel' };
+      for (const { file, upload } of started) {
+        if (!upload?.bytes) continue;
+        pending.delete(file.id);
+        uploads.push({ id: file.id, name: upload.name, title: file.title ?? upload.name, bytes: upload.bytes, channel: args.channel_id, threadTs: args.thread_ts, initialComment: args.initial_comment, at: Date.now() });
+      }
+      return { files: files.map((file) => ({ id: file.id, title: file.title })) };
+    },
+  };
+
+  /** Slack's answer to a token that may not call `method`; null when it may. */
+  const refuseToken = (method: string, token: string | null): string | null => {
+    if (!token) return 'not_authed';
+    const wanted = APP_TOKEN_METHODS.has(method) ? setup.appToken : setup.botToken;
+    if (token === wanted) return null;
+    return token === setup.botToken || token === setup.appToken ? 'not_allowed_token_type' : 'invalid_auth';
   };
 
   const server = http.createServer((request, response) => {
@@ -132,7 +195,8 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const url = new URL(request.url ?? '/', base);
-      const body = Buffer.concat(chunks).toString('utf8');
+      const raw = Buffer.concat(chunks);
+      const body = raw.toString('utf8');
       const authorization = request.headers.authorization ?? null;
       if (url.pathname.startsWith('/api/')) {
         const method = url.pathname.slice('/api/'.length);
@@ -140,7 +204,8 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
         const token = authorization?.replace(/^Bearer /u, '') ?? args.token ?? null;
         calls.push({ method, args, token, at: Date.now() });
         const handler = methods[method];
-        const result = !token ? { ok: false, error: 'not_authed' } : token !== setup.botToken ? { ok: false, error: 'invalid_auth' } : handler ? { ok: true, ...handler(args) } : { ok: false, error: 'unknown_method' };
+        const tokenError = refuseToken(method, token);
+        const result = tokenError ? { ok: false, error: tokenError } : handler ? { ok: true, ...handler(args) } : { ok: false, error: 'unknown_method' };
         response.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(result));
       } else if (url.pathname.startsWith('/files-pri/')) {
         const id = url.pathname.split('/')[2].slice(setup.teamId.length + 1);
@@ -149,6 +214,13 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
         downloads.push({ fileId: id, authorization, served });
         if (served) response.writeHead(200, { 'content-type': 'application/octet-stream' }).end(file.content);
         else response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(SIGN_IN_PAGE);
+      } else if (url.pathname.startsWith('/upload/') && request.method === 'POST') {
+        const upload = pending.get(url.pathname.slice('/upload/'.length));
+        if (!upload) return void response.writeHead(404).end();
+        void uploadedBytes(raw, request.headers['content-type'] ?? '').then((bytes) => {
+          upload.bytes = bytes;
+          response.writeHead(200, { 'content-type': 'text/plain' }).end(`OK - ${bytes.length}`);
+        });
       } else if (url.pathname.startsWith('/response/') && request.method === 'POST') {
         responses.push({ id: url.pathname.slice('/response/'.length), body: JSON.parse(body), at: Date.now() });
         response.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
@@ -157,6 +229,7 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
       }
     });
   });
+  server.on('upgrade', (request, socket, head) => socketMode.upgrade(request, socket, head));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -165,7 +238,9 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
     calls,
     downloads,
     responses,
+    uploads,
     messages,
+    socketMode,
     callsTo: (method) => calls.filter((call) => call.method === method),
     addFile({ name, content, user, channel, signInPage = false }) {
       nextId += 1;
@@ -177,12 +252,25 @@ export async function startLoopbackSlack(setup: LoopbackSlackSetup): Promise<Loo
       nextId += 1;
       return `${base}/response/R${nextId}`;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
+    removeBotFrom(channel) {
+      channelsWithoutBot.add(channel);
+    },
+    async close() {
+      await socketMode.close();
+      await new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
   };
+}
+
+/** An upload_url takes the bytes as the body, or as the file of a multipart form (as the WebClient sends them). */
+async function uploadedBytes(raw: Buffer, contentType: string): Promise<Uint8Array> {
+  if (!contentType.startsWith('multipart/form-data')) return new Uint8Array(raw);
+  const form = await new Response(raw, { headers: { 'content-type': contentType } }).formData();
+  const file = [...form.values()].find((value) => typeof value !== 'string');
+  return file ? new Uint8Array(await file.arrayBuffer()) : new Uint8Array(0);
 }
 
 /** The WebClient sends form fields; a JSON body is accepted too. */

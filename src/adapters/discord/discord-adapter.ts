@@ -1,4 +1,5 @@
 import {
+  type AttachmentPayload,
   type Attachment as DiscordAttachment,
   type Channel,
   type ChatInputCommandInteraction,
@@ -13,6 +14,7 @@ import {
 } from 'discord.js';
 import type { TunebotConfig } from '../../core/config.js';
 import type { Attachment, IncomingMessage, Scope } from '../../core/message.js';
+import { fileRefusedNote, fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
 import { DiscordAdapterError } from './errors.js';
 import { ReplyStream, type ReplySink } from './reply-stream.js';
@@ -24,12 +26,14 @@ import { attachmentOptionNames, type CommandInfo, commandLine, commandOfInteract
  * show typing while the engine works, and stream by editing (a round of edits at most once a
  * second), split at 2000 characters. The engine's commands are slash commands, registered per
  * guild or globally and only when they changed; each interaction is deferred at once (Discord
- * allows 3 s) and its reply edited as the command reports. Without the privileged Message
+ * allows 3 s) and its reply edited as the command reports. Files a reply carries follow its
+ * text as attachments, each in a message of its own; one Discord will not take is replaced by
+ * a line that says why. Without the privileged Message
  * Content intent (the gateway closes with 4014) it logs one line and reconnects without it:
  * slash commands, mentions and DMs still work, auto-answer channels do not.
  */
 export interface ChatEngine {
-  handle(message: IncomingMessage): AsyncIterable<string>;
+  handle(message: IncomingMessage): AsyncIterable<ReplyPart>;
 }
 
 /**
@@ -55,6 +59,12 @@ export interface DiscordAdapterOptions {
   readonly editIntervalMs?: number;
   /** How long an interaction's reply can be edited: 15 minutes on Discord, less a margin. */
   readonly interactionTokenMs?: number;
+  /**
+   * The largest file a reply to a message attaches (bytes): 8 MiB, which every server takes
+   * (boosted servers take more: 25 MiB and up). An interaction's reply uses the limit Discord
+   * names in the interaction instead.
+   */
+  readonly maxUploadBytes?: number;
 }
 
 /** The adapter's options from tunebot's configuration; null when no token is set (Discord is off). */
@@ -79,6 +89,7 @@ const TYPING_REFRESH_MS = 8000;
 const MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024;
 const ENGINE_FAILED = 'Sorry, something went wrong while answering. Please try again.';
 const INTERACTION_TOKEN_MS = 14 * 60_000;
+const DEFAULT_UPLOAD_BYTES = 8 * 1024 * 1024;
 
 export class DiscordAdapter {
   private client: Client<true> | null = null;
@@ -92,8 +103,9 @@ export class DiscordAdapter {
     this.autoAnswer = new Set(options.autoAnswerChannels ?? []);
     const shards = options.shards;
     if (shards && shards !== 'auto') {
-      const valid = shards.ids.length > 0 && shards.ids.every((id) => Number.isInteger(id) && id >= 0 && id < shards.count);
-      if (!valid) throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `shard ids must be whole numbers from 0 to ${shards.count - 1} (the shard count less one), got [${shards.ids.join(', ')}]`);
+      // A shard run twice would answer its guilds twice.
+      const valid = shards.ids.length > 0 && new Set(shards.ids).size === shards.ids.length && shards.ids.every((id) => Number.isInteger(id) && id >= 0 && id < shards.count);
+      if (!valid) throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `shard ids must be different whole numbers from 0 to ${shards.count - 1} (the shard count less one), got [${shards.ids.join(', ')}]`);
     }
     // Built now so that a command list Discord cannot take fails before connecting.
     slashCommandDefinitions(options.commands);
@@ -186,7 +198,7 @@ export class DiscordAdapter {
       platformAdmin: message.member?.permissions.has(PermissionFlagsBits.ManageGuild) ?? false,
     };
     const typing = 'sendTyping' in channel ? () => channel.sendTyping() : null;
-    await this.answer(incoming, messageSink(message, inDm), typing);
+    await this.answer(incoming, messageSink(message, inDm, this.options.maxUploadBytes ?? DEFAULT_UPLOAD_BYTES), typing);
   }
 
   private async onInteraction(interaction: Interaction): Promise<void> {
@@ -210,18 +222,22 @@ export class DiscordAdapter {
       attachments: files.map(toAttachment),
       platformAdmin: interaction.memberPermissions?.has(PermissionFlagsBits.ManageGuild) ?? false,
     };
-    await this.answer(incoming, interactionSink(interaction, this.options.interactionTokenMs ?? INTERACTION_TOKEN_MS), null);
+    await this.answer(incoming, interactionSink(interaction, this.options.interactionTokenMs ?? INTERACTION_TOKEN_MS, this.options.maxUploadBytes ?? DEFAULT_UPLOAD_BYTES), null);
   }
 
-  /** Runs the engine on `incoming` and streams its reply into `sink`, typing while it works. */
+  /** Runs the engine on `incoming` and streams its reply into `sink`, typing while it works; files follow the text. */
   private async answer(incoming: IncomingMessage, sink: ReplySink, typing: (() => Promise<void>) | null): Promise<void> {
     const { logger } = this.options;
     const stream = new ReplyStream(sink, { intervalMs: this.options.editIntervalMs });
+    const files: ReplyFile[] = [];
     const sendTyping = () => typing?.().catch((error: unknown) => logger.warn({ err: error }, 'could not show typing on Discord'));
     void sendTyping();
     const typingTimer = typing ? setInterval(sendTyping, TYPING_REFRESH_MS) : null;
     try {
-      for await (const piece of this.engine.handle(incoming)) stream.push(piece);
+      for await (const part of this.engine.handle(incoming)) {
+        if (isReplyFile(part)) files.push(part);
+        else stream.push(part);
+      }
     } catch (error) {
       logger.error({ err: error, user: `discord:${incoming.user.id}`, text: incoming.text.slice(0, 200) }, 'the engine failed on a Discord message');
       stream.push(`\n${error instanceof DiscordAdapterError ? `Could not do that: ${error.message}` : ENGINE_FAILED}`);
@@ -229,7 +245,24 @@ export class DiscordAdapter {
       if (typingTimer) clearInterval(typingTimer);
     }
     await stream.finish();
-    if (stream.messageCount === 0) await sink.post(0, ENGINE_FAILED);
+    let shown = stream.messageCount;
+    for (const file of files) shown = await this.sendFile(sink, shown, file);
+    if (shown === 0) await sink.post(0, ENGINE_FAILED);
+  }
+
+  /** Shows `file` as message `index`, or a line that says why Discord did not take it; returns the next index. */
+  private async sendFile(sink: ReplySink, index: number, file: ReplyFile): Promise<number> {
+    if (file.data.byteLength > sink.uploadLimit) {
+      await sink.post(index, fileTooLargeNote(file, 'Discord', sink.uploadLimit));
+      return index + 1;
+    }
+    try {
+      await sink.attach(index, file);
+    } catch (error) {
+      this.options.logger.warn({ err: error, file: file.name, bytes: file.data.byteLength }, 'Discord refused a file upload');
+      await sink.post(index, fileRefusedNote(file, 'Discord', error instanceof Error ? error.message : String(error)));
+    }
+    return index + 1;
   }
 }
 
@@ -242,15 +275,32 @@ function scopeOf(guildId: string | null, channelId: string, channel: Channel | n
   return { workspace, channel: channelId };
 }
 
-function messageSink(question: Message, inDm: boolean): ReplySink {
+/** A message's text, or a file with its title: what post and attach show. */
+interface MessageContent {
+  readonly content?: string;
+  readonly files?: AttachmentPayload[];
+}
+
+function textContent(text: string): MessageContent {
+  return { content: text };
+}
+
+function fileContent(file: ReplyFile): MessageContent {
+  return { content: file.title, files: [{ attachment: Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength), name: file.name }] };
+}
+
+function messageSink(question: Message, inDm: boolean, uploadLimit: number): ReplySink {
   const posted: Message[] = [];
+  const show = async (index: number, content: MessageContent) => {
+    const channel = question.channel;
+    if (index === 0 && !inDm) posted[index] = await question.reply(content);
+    else if ('send' in channel) posted[index] = await channel.send(content);
+    else throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `cannot send messages in channel ${channel.id}`);
+  };
   return {
-    async post(index, text) {
-      const channel = question.channel;
-      if (index === 0 && !inDm) posted[index] = await question.reply({ content: text });
-      else if ('send' in channel) posted[index] = await channel.send({ content: text });
-      else throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `cannot send messages in channel ${channel.id}`);
-    },
+    uploadLimit,
+    post: (index, text) => show(index, textContent(text)),
+    attach: (index, file) => show(index, fileContent(file)),
     async edit(index, text) {
       posted[index] = await posted[index].edit({ content: text });
     },
@@ -261,25 +311,29 @@ function messageSink(question: Message, inDm: boolean): ReplySink {
  * The deferred reply, then follow-ups. A reply that outlives the interaction's token (a long
  * fine-tune) goes on in plain channel messages, so that its end is not lost.
  */
-function interactionSink(interaction: ChatInputCommandInteraction, tokenMs: number): ReplySink {
+function interactionSink(interaction: ChatInputCommandInteraction, tokenMs: number, defaultUploadLimit: number): ReplySink {
   const followUps: string[] = [];
   const inChannel = new Map<number, Message>();
   const expired = () => Date.now() - interaction.createdTimestamp >= tokenMs;
-  const sendInChannel = async (index: number, text: string) => {
+  const sendInChannel = async (index: number, content: MessageContent) => {
     const channel = interaction.channel;
     if (!channel || !('send' in channel)) throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `the reply to /${interaction.commandName} outlived its interaction, and channel ${interaction.channelId} takes no messages`);
-    inChannel.set(index, await channel.send({ content: text }));
+    inChannel.set(index, await channel.send(content));
+  };
+  const show = async (index: number, content: MessageContent) => {
+    if (expired()) await sendInChannel(index, content);
+    else if (index === 0) await interaction.editReply(content);
+    else followUps[index] = (await interaction.followUp(content)).id;
   };
   return {
-    async post(index, text) {
-      if (expired()) await sendInChannel(index, text);
-      else if (index === 0) await interaction.editReply({ content: text });
-      else followUps[index] = (await interaction.followUp({ content: text })).id;
-    },
+    // Discord names the limit in each interaction; discord.js leaves it undefined where it did not.
+    uploadLimit: interaction.attachmentSizeLimit ?? defaultUploadLimit,
+    post: (index, text) => show(index, textContent(text)),
+    attach: (index, file) => show(index, fileContent(file)),
     async edit(index, text) {
       const moved = inChannel.get(index);
       if (moved) inChannel.set(index, await moved.edit({ content: text }));
-      else if (expired()) await sendInChannel(index, text);
+      else if (expired()) await sendInChannel(index, textContent(text));
       else await interaction.editReply({ content: text, message: index === 0 ? '@original' : followUps[index] });
     },
   };

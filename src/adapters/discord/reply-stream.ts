@@ -1,3 +1,4 @@
+import type { ReplyFile } from '../../core/reply.js';
 import { DISCORD_MESSAGE_LIMIT, splitDiscordMessage } from './split-message.js';
 
 /** Where a reply's messages go: a channel, or an interaction's reply and follow-ups. */
@@ -6,6 +7,10 @@ export interface ReplySink {
   post(index: number, text: string): Promise<void>;
   /** Replaces the text of message `index`, posted before. */
   edit(index: number, text: string): Promise<void>;
+  /** Shows message `index` for the first time, carrying `file` as an attachment and its title as the text. */
+  attach(index: number, file: ReplyFile): Promise<void>;
+  /** The largest file, in bytes, that Discord takes here. */
+  readonly uploadLimit: number;
 }
 
 export interface ReplyStreamOptions {

@@ -80,21 +80,57 @@ function subcommandName(command: CommandInfo): string {
   return command.words.slice(1).join('-');
 }
 
+/** Discord's pattern for command and option names. */
+const SLASH_NAME = /^[-_\p{Ll}\p{N}]{1,32}$/u;
+/** The second slash command of a first word whose commands are partly for admins: /faq-admin. */
+const ADMIN_SUFFIX = '-admin';
+
+/** One top-level slash command: the engine commands it holds, all for admins or all for members. */
+interface SlashGroup {
+  readonly name: string;
+  readonly admin: boolean;
+  readonly commands: readonly CommandInfo[];
+}
+
 /**
- * The slash commands: one per first word; commands that share it are its subcommands.
- * Discord sets default permissions per top-level command, so Manage Server is required by
- * default only where every subcommand is for admins; the engine checks each command anyway.
+ * The top-level slash commands: one per first word; commands that share it are its subcommands.
+ * Discord sets default permissions per top-level command, so a first word that has both member
+ * and admin commands becomes two: /faq for members and /faq-admin for admins. Taken from each
+ * command's `admin` flag, so that a new command lands on the right side.
+ */
+function slashGroups(commands: readonly CommandInfo[]): SlashGroup[] {
+  const byWord = new Map<string, CommandInfo[]>();
+  for (const command of commands) byWord.set(command.words[0], [...(byWord.get(command.words[0]) ?? []), command]);
+  const groups = [...byWord].flatMap(([word, group]): SlashGroup[] => {
+    const members = group.filter((command) => !command.admin);
+    const admins = group.filter((command) => command.admin);
+    if (members.length === 0 || admins.length === 0) return [{ name: word, admin: admins.length > 0, commands: group }];
+    return [
+      { name: word, admin: false, commands: members },
+      { name: `${word}${ADMIN_SUFFIX}`, admin: true, commands: admins },
+    ];
+  });
+  const names = new Set<string>();
+  for (const { name } of groups) {
+    if (!SLASH_NAME.test(name)) throw new DiscordAdapterError('DISCORD_COMMAND_SHAPE', `"/${name}" is not a name Discord takes: 1 to 32 lowercase letters, digits, - or _`);
+    if (names.has(name)) throw new DiscordAdapterError('DISCORD_COMMAND_SHAPE', `"/${name}" is a command of its own and also where the admin commands of /${name.slice(0, -ADMIN_SUFFIX.length)} go; rename one`);
+    names.add(name);
+  }
+  return groups;
+}
+
+/**
+ * The slash commands' definitions. Admin commands ask for Manage Server by default and are
+ * offered in guilds only (Discord's permissions mean nothing in a DM); the engine checks each
+ * command's rights anyway, for guilds whose admins changed who may see what.
  */
 export function slashCommandDefinitions(commands: readonly CommandInfo[]): ChatInputApplicationCommandData[] {
-  const groups = new Map<string, CommandInfo[]>();
-  for (const command of commands) groups.set(command.words[0], [...(groups.get(command.words[0]) ?? []), command]);
-  return [...groups].map(([name, group]) => {
-    const allAdmin = group.every((command) => command.admin);
+  return slashGroups(commands).map(({ name, admin, commands: group }) => {
     const common = {
       name,
       type: ApplicationCommandType.ChatInput,
-      defaultMemberPermissions: allAdmin ? PermissionFlagsBits.ManageGuild : null,
-      contexts: [InteractionContextType.Guild, InteractionContextType.BotDM],
+      defaultMemberPermissions: admin ? PermissionFlagsBits.ManageGuild : null,
+      contexts: admin ? [InteractionContextType.Guild] : [InteractionContextType.Guild, InteractionContextType.BotDM],
       integrationTypes: [ApplicationIntegrationType.GuildInstall],
     } as const;
     if (group.length === 1 && group[0].words.length === 1) {
@@ -163,10 +199,15 @@ export function quote(text: string): string {
   return `"${text.replace(/["\\]/gu, '\\$&')}"`;
 }
 
-/** The command an interaction names: /faq with subcommand inbox-answer is "faq inbox answer". */
+/** The command an interaction names: /faq-admin with subcommand inbox-answer is "faq inbox answer". */
 export function commandOfInteraction(commands: readonly CommandInfo[], interaction: ChatInputCommandInteraction): CommandInfo | null {
-  const subcommand = interaction.options.getSubcommand(false);
-  return commands.find((command) => command.words[0] === interaction.commandName && (subcommand === null ? command.words.length === 1 : subcommandName(command) === subcommand)) ?? null;
+  return commandOfSlash(commands, interaction.commandName, interaction.options.getSubcommand(false));
+}
+
+/** The command at slash command `name` and `subcommand` (null for a command without subcommands). */
+export function commandOfSlash(commands: readonly CommandInfo[], name: string, subcommand: string | null): CommandInfo | null {
+  const group = slashGroups(commands).find((candidate) => candidate.name === name);
+  return group?.commands.find((command) => (subcommand === null ? command.words.length === 1 : subcommandName(command) === subcommand)) ?? null;
 }
 
 /** The attachment options' names, for the adapter to download from. */

@@ -16,6 +16,8 @@ export const CHAT_PAGE = `<!doctype html>
   #text { flex: 1; padding: 8px; font: inherit; }
   button, label.file { padding: 8px 14px; font: inherit; cursor: pointer; }
   label.file input { display: none; }
+  .attachment { margin-top: 8px; }
+  .attachment img { display: block; max-width: 100%; margin-top: 6px; border: 1px solid #dde; }
 </style>
 </head>
 <body>
@@ -54,11 +56,31 @@ async function stream(response, target) {
       buffer = buffer.slice(end + 2);
       const name = (event.match(/^event: (.*)$/m) || [])[1] || 'message';
       const data = JSON.parse((event.match(/^data: (.*)$/m) || [])[1] || '{}');
-      if (name === 'message') target.textContent += data.text;
-      if (name === 'error') target.textContent += '\\n[error] ' + data.error;
+      if (name === 'message') target.append(data.text);
+      if (name === 'file') target.append(attachment(data));
+      if (name === 'error') target.append('\\n[error] ' + data.error);
       log.scrollTop = log.scrollHeight;
     }
   }
+}
+
+/** A file the reply carried: its title, a link that downloads it, and a PNG shown as a picture. */
+function attachment(file) {
+  const box = document.createElement('div');
+  box.className = 'attachment';
+  if (file.title) box.append(file.title + ' ');
+  const link = document.createElement('a');
+  link.href = file.url;
+  link.download = file.name;
+  link.textContent = file.name + ' (' + file.size.toLocaleString('en') + ' bytes)';
+  box.append(link);
+  if (file.contentType === 'image/png') {
+    const picture = document.createElement('img');
+    picture.src = file.url;
+    picture.alt = file.title || file.name;
+    box.append(picture);
+  }
+  return box;
 }
 
 document.getElementById('form').addEventListener('submit', async (event) => {

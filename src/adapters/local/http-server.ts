@@ -1,20 +1,26 @@
 import { createServer, type IncomingMessage as HttpRequest, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../../log.js';
 import type { Attachment, IncomingMessage } from '../../core/message.js';
+import { fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
+import { readBody } from '../http-body.js';
 import { listen, type OpsEndpoints, serveOps, serverUrl } from '../ops-server.js';
 import { CHAT_PAGE } from './chat-page.js';
+import { FileShelf, type FileShelfOptions } from './file-shelf.js';
 
 /**
  * The local adapter's HTTP face, bound to 127.0.0.1 unless config local.host says otherwise:
  *   GET  /                 the chat page
  *   POST /api/messages     {"userId", "text", "displayName"?} -> text/event-stream of
- *                          `data: {"text": piece}` events, then `event: done`
+ *                          `data: {"text": piece}` events and, for each file the reply carries,
+ *                          `event: file` with {"name", "contentType", "size", "title"?, "url"};
+ *                          then `event: done`
  *   POST /api/upload?userId=U&name=faq.csv  (raw body) -> same stream, as "/faq import" with the file
+ *   GET  /api/files/<id>/<name>  a file a reply carried (kept for a while, see file-shelf.ts)
  *   GET  /healthz          "ok" (the server is up); with `ops`, readiness, and GET /metrics
  * Everyone here is the local admin: on any address but loopback, the port must stay private.
  */
 export interface ChatEngine {
-  handle(message: IncomingMessage): AsyncIterable<string>;
+  handle(message: IncomingMessage): AsyncIterable<ReplyPart>;
 }
 
 export const MAX_UPLOAD_BYTES = 60 * 1024 * 1024;
@@ -26,12 +32,15 @@ export interface LocalServerOptions {
   readonly host?: string;
   readonly logger: Logger;
   readonly ops?: OpsEndpoints;
+  /** How long, and how many bytes of, the files replies carry are kept for download. */
+  readonly files?: FileShelfOptions;
 }
 
 export async function startLocalServer(engine: ChatEngine, options: LocalServerOptions): Promise<{ server: Server; url: string }> {
   const host = options.host ?? '127.0.0.1';
+  const shelf = new FileShelf(options.files);
   const server = createServer((request, response) => {
-    route(engine, options.ops, request, response).catch((error: unknown) => {
+    route(engine, shelf, options.ops, request, response).catch((error: unknown) => {
       options.logger.error({ err: error }, 'local chat request failed');
       if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
       response.end();
@@ -48,7 +57,7 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-async function route(engine: ChatEngine, ops: OpsEndpoints | undefined, request: HttpRequest, response: ServerResponse): Promise<void> {
+async function route(engine: ChatEngine, shelf: FileShelf, ops: OpsEndpoints | undefined, request: HttpRequest, response: ServerResponse): Promise<void> {
   if (ops && serveOps(ops, request, response)) return;
   const url = new URL(request.url ?? '/', 'http://127.0.0.1');
   if (request.method === 'GET' && url.pathname === '/') {
@@ -67,7 +76,7 @@ async function route(engine: ChatEngine, ops: OpsEndpoints | undefined, request:
     if (typeof parsed.userId !== 'string' || !parsed.userId || typeof parsed.text !== 'string') {
       return sendJson(response, 400, { error: 'userId (a non-empty string) and text (a string) are required' });
     }
-    await streamReply(engine, response, localMessage(parsed.userId, typeof parsed.displayName === 'string' ? parsed.displayName : parsed.userId, parsed.text, []));
+    await streamReply(engine, shelf, response, localMessage(parsed.userId, typeof parsed.displayName === 'string' ? parsed.displayName : parsed.userId, parsed.text, []));
   } else if (request.method === 'POST' && url.pathname === '/api/upload') {
     const userId = url.searchParams.get('userId');
     const name = url.searchParams.get('name');
@@ -75,7 +84,12 @@ async function route(engine: ChatEngine, ops: OpsEndpoints | undefined, request:
     const body = await readBody(request, MAX_UPLOAD_BYTES);
     if (!body) return sendJson(response, 413, { error: `an upload is limited to ${MAX_UPLOAD_BYTES} bytes` });
     const attachment: Attachment = { name, size: body.length, bytes: async () => new Uint8Array(body) };
-    await streamReply(engine, response, localMessage(userId, userId, '/faq import', [attachment]));
+    await streamReply(engine, shelf, response, localMessage(userId, userId, '/faq import', [attachment]));
+  } else if (request.method === 'GET' && url.pathname.startsWith(FILES_PATH)) {
+    const id = url.pathname.slice(FILES_PATH.length).split('/')[0];
+    const file = shelf.get(id);
+    if (!file) return sendJson(response, 404, { error: `no file ${id}: a reply's files are kept for ${shelf.options.keepMs / 60_000} minutes; ask again` });
+    response.writeHead(200, { 'content-type': file.contentType, 'content-length': file.data.byteLength, 'content-disposition': contentDisposition(file.name) }).end(file.data);
   } else {
     sendJson(response, 404, { error: `no route ${request.method} ${url.pathname}` });
   }
@@ -85,10 +99,10 @@ function localMessage(userId: string, displayName: string, text: string, attachm
   return { platform: 'local', scope: { workspace: 'local', channel: 'web' }, user: { id: userId, displayName }, text, attachments, platformAdmin: true };
 }
 
-async function streamReply(engine: ChatEngine, response: ServerResponse, message: IncomingMessage): Promise<void> {
+async function streamReply(engine: ChatEngine, shelf: FileShelf, response: ServerResponse, message: IncomingMessage): Promise<void> {
   response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
   try {
-    for await (const piece of engine.handle(message)) response.write(`data: ${JSON.stringify({ text: piece })}\n\n`);
+    for await (const part of engine.handle(message)) response.write(isReplyFile(part) ? fileEvent(shelf, part) : textEvent(part));
     response.write('event: done\ndata: {}\n\n');
   } catch (error) {
     response.write(`event: error\ndata: ${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n\n`);
@@ -96,19 +110,24 @@ async function streamReply(engine: ChatEngine, response: ServerResponse, message
   response.end();
 }
 
-/**
- * The body, or null when it is over `limit` bytes (the rest is read and dropped). Leaving the
- * loop early destroys the request stream, so the rest of the body is never read: a client still
- * sending stalls, and then gets a reset connection instead of the 413.
- */
-async function readBody(request: HttpRequest, limit: number): Promise<Buffer | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size <= limit) chunks.push(chunk);
-  }
-  return size > limit ? null : Buffer.concat(chunks);
+const FILES_PATH = '/api/files/';
+
+function textEvent(text: string): string {
+  return `data: ${JSON.stringify({ text })}\n\n`;
+}
+
+/** A file event with the address the page downloads it from; a text event instead when the shelf cannot hold it. */
+function fileEvent(shelf: FileShelf, file: ReplyFile): string {
+  const id = shelf.put(file);
+  if (id === null) return textEvent(`\n${fileTooLargeNote(file, 'the local chat', shelf.options.maxBytes)}`);
+  const url = `${FILES_PATH}${id}/${encodeURIComponent(file.name)}`;
+  return `event: file\ndata: ${JSON.stringify({ name: file.name, contentType: file.contentType, size: file.data.byteLength, title: file.title, url })}\n\n`;
+}
+
+/** Saves as `name`: ASCII in filename, the name itself in filename* (RFC 6266). */
+function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/gu, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {

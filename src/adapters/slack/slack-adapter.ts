@@ -5,12 +5,14 @@ import { inspect } from 'node:util';
 import { envName, type TunebotConfig } from '../../core/config.js';
 import type { ConversationEngine } from '../../core/engine.js';
 import type { IncomingMessage } from '../../core/message.js';
+import { isReplyFile, type ReplyFile } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
 import { SlackAdapterError } from './errors.js';
 import { SlashReply, StreamedReply } from './reply-stream.js';
 import { MemorySeenEvents, type SeenEvents } from './seen-events.js';
 import { type SlackFileRef, type SlackFiles, slackFiles } from './slack-files.js';
 import { fromSlackText, straightenQuotes } from './slack-text.js';
+import { SLACK_UPLOAD_LIMIT, type UploadDestination, uploadReplyFiles } from './slack-uploads.js';
 import { SlackUsers } from './slack-users.js';
 
 /**
@@ -24,8 +26,12 @@ import { SlackUsers } from './slack-users.js';
  * it first and then run the slash command /faq import in the same conversation within ten
  * minutes, which imports the newest file you shared there (files.list).
  *
+ * Files a reply carries (an FAQ export, a loss curve) follow its text: shared in the thread
+ * of the answer, or for a slash command in the channel it was run in (response_url carries
+ * text only); one Slack does not take is replaced by a line in the reply that says why.
+ *
  * The Slack app needs the bot scopes app_mentions:read, chat:write, im:history, users:read,
- * files:read and commands; the events app_mention and message.im; the slash commands above
+ * files:read, files:write and commands; the events app_mention and message.im; the slash commands above
  * (their Request URL, in HTTP mode, is the same /slack/events); Socket Mode also needs an
  * app-level token with connections:write.
  */
@@ -36,12 +42,14 @@ export interface SlackAdapterOptions {
   readonly logger: Logger;
   /** HTTP mode's listen address; all interfaces when left out. */
   readonly host?: string;
-  /** Where event ids are remembered; one instance's memory by default. */
+  /** Where event ids are remembered; one instance's memory by default, RedisSeenEvents to share them among instances. */
   readonly seenEvents?: SeenEvents;
   /** The least time between two updates of one message. */
   readonly updateIntervalMs?: number;
   /** How often a long slash command (a fine-tune) reports progress. */
   readonly slashProgressMs?: number;
+  /** The largest file a reply uploads (bytes); Slack's own limit, 1 GB, by default. */
+  readonly maxUploadBytes?: number;
 }
 
 export interface SlackAdapter {
@@ -60,6 +68,7 @@ export type SlackEngine = Pick<ConversationEngine, 'handle'>;
 
 export const SLASH_COMMANDS = ['ask', 'faq', 'model', 'forget', 'tunebot'] as const;
 export const IMPORT_FILE_WINDOW_MS = 10 * 60_000;
+const APP_TOKEN_PREFIX = 'xapp-';
 const DEFAULT_UPDATE_INTERVAL_MS = 1000;
 const DEFAULT_SLASH_PROGRESS_MS = 10_000;
 /** Message subtypes that are a person writing: a plain message has none. */
@@ -69,7 +78,7 @@ const NO_FILE_TO_IMPORT =
 
 export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapterOptions): Promise<SlackAdapter> {
   const { config, logger } = options;
-  if (!config.botToken) throw missingSetting('botToken', 'SLACK_BOT_TOKEN', 'the Slack adapter needs the bot token');
+  if (!config.botToken) throw invalidSetting('botToken', 'SLACK_BOT_TOKEN', 'the Slack adapter needs the bot token');
   const botToken = config.botToken;
   const boltLog = boltLogger(logger);
   const clientOptions = { slackApiUrl: config.apiUrl ?? undefined, logger: boltLog };
@@ -92,6 +101,7 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
     seen: options.seenEvents ?? new MemorySeenEvents(),
     updateIntervalMs: options.updateIntervalMs ?? DEFAULT_UPDATE_INTERVAL_MS,
     slashProgressMs: options.slashProgressMs ?? DEFAULT_SLASH_PROGRESS_MS,
+    maxUploadBytes: options.maxUploadBytes ?? SLACK_UPLOAD_LIMIT,
   });
   app.event('app_mention', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'mention'));
   app.event('message', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'dm'));
@@ -109,7 +119,7 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
     port = (server.address() as AddressInfo).port;
     logger.info({ port, path: '/slack/events' }, 'Slack adapter listening (HTTP mode)');
   } else {
-    await app.start();
+    await connectSocketMode(app);
     logger.info('Slack adapter connected (Socket Mode)');
   }
   return {
@@ -118,7 +128,9 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
     port,
     idle: () => handlers.idle(),
     async stop() {
-      await app.stop();
+      // Bolt's Socket Mode receiver leaves the WebSocket's close handshake running; waiting for it closes the connection cleanly.
+      if (receiver instanceof SocketModeReceiver) await receiver.client.disconnect();
+      else await app.stop();
       await handlers.idle();
     },
   };
@@ -126,15 +138,28 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
 
 function createReceiver(config: SlackConfig, log: BoltLogger, clientOptions: webApi.WebClientOptions): HTTPReceiver | SocketModeReceiver {
   if (config.mode === 'http') {
-    if (!config.signingSecret) throw missingSetting('signingSecret', 'SLACK_SIGNING_SECRET', 'HTTP mode needs the signing secret to check requests');
+    if (!config.signingSecret) throw invalidSetting('signingSecret', 'SLACK_SIGNING_SECRET', 'HTTP mode needs the signing secret to check requests');
     const health = { path: '/healthz', method: 'GET', handler: (_: unknown, response: ServerResponse) => response.end('ok') };
     return new HTTPReceiver({ signingSecret: config.signingSecret, logger: log, customRoutes: [health] });
   }
-  if (!config.appToken) throw missingSetting('appToken', 'SLACK_APP_TOKEN', 'Socket Mode needs an app-level token');
+  if (!config.appToken) throw invalidSetting('appToken', 'SLACK_APP_TOKEN', 'Socket Mode needs an app-level token');
+  // Slack answers another kind of token with an error that the Socket Mode client retries forever.
+  if (!config.appToken.startsWith(APP_TOKEN_PREFIX)) {
+    throw invalidSetting('appToken', 'SLACK_APP_TOKEN', `Socket Mode needs an app-level token, which starts with ${APP_TOKEN_PREFIX} (Basic Information > App-Level Tokens, scope connections:write); the one given does not`);
+  }
   return new SocketModeReceiver({ appToken: config.appToken, logger: log, installerOptions: { clientOptions } });
 }
 
-function missingSetting(key: keyof SlackConfig, alias: string, why: string): SlackAdapterError {
+/** Opens the Socket Mode connection; a refused app token fails here (the client gives up on invalid_auth and the like). */
+async function connectSocketMode(app: App): Promise<void> {
+  try {
+    await app.start();
+  } catch (error) {
+    throw new SlackAdapterError('SLACK_AUTH_FAILED', `Slack refused the app token (apps.connections.open): ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function invalidSetting(key: keyof SlackConfig, alias: string, why: string): SlackAdapterError {
   return new SlackAdapterError('SLACK_CONFIG_INVALID', `${why}: set slack.${key} (${envName(['slack', key])} or ${alias})`);
 }
 
@@ -170,6 +195,7 @@ interface HandlerContext {
   readonly seen: SeenEvents;
   readonly updateIntervalMs: number;
   readonly slashProgressMs: number;
+  readonly maxUploadBytes: number;
 }
 
 class SlackHandlers {
@@ -198,11 +224,11 @@ class SlackHandlers {
   }
 
   private async answerMessage(message: SlackMessage | null, envelope: { eventId: string; teamId: string }, kind: 'mention' | 'dm'): Promise<void> {
-    const { bot, client, files, logger, seen, users } = this.context;
+    const { bot, client, files, logger, users } = this.context;
     if (!message?.user || message.botId || message.user === bot.userId) return;
     if (message.subtype !== undefined && !ANSWERED_SUBTYPES.has(message.subtype)) return;
     if (kind === 'dm' && message.channelType !== 'im') return;
-    if (!(await seen.claim(`event:${envelope.eventId}`)) || !(await seen.claim(`message:${message.channel}:${message.ts}`))) {
+    if (!(await this.claim(`event:${envelope.eventId}`)) || !(await this.claim(`message:${message.channel}:${message.ts}`))) {
       logger.info({ eventId: envelope.eventId, channel: message.channel, ts: message.ts }, 'skipped a Slack event already answered');
       return;
     }
@@ -231,11 +257,37 @@ class SlackHandlers {
         attachments: await Promise.all(message.files.map((file) => files.attachment(file))),
         platformAdmin: who.isAdmin,
       };
-      for await (const piece of this.engine.handle(incoming)) await reply.add(piece);
-      await reply.end();
+      await this.relay(incoming, reply, { channel: message.channel, threadTs: thread });
     } catch (error) {
       logger.error({ err: error, channel: message.channel, ts: message.ts }, 'answering a Slack message failed');
       await reply.fail(failureNote(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the answer failed'));
+    }
+  }
+
+  /**
+   * Runs the engine on `incoming`: its text goes into `reply`; then its files are uploaded to
+   * `destination`, and a line for each one Slack did not take ends the reply.
+   */
+  private async relay(incoming: IncomingMessage, reply: StreamedReply | SlashReply, destination: UploadDestination): Promise<void> {
+    const files: ReplyFile[] = [];
+    for await (const part of this.engine.handle(incoming)) {
+      if (isReplyFile(part)) files.push(part);
+      else await reply.add(part);
+    }
+    await reply.end();
+    const notes = await uploadReplyFiles(this.context.client, files, destination, this.context.maxUploadBytes, this.context.logger);
+    if (notes.length === 0) return;
+    await reply.add(`\n\n${notes.join('\n')}`);
+    await reply.end();
+  }
+
+  /** Slack acknowledged the event already, so when the store of seen events fails, answering twice beats never. */
+  private async claim(key: string): Promise<boolean> {
+    try {
+      return await this.context.seen.claim(key);
+    } catch (error) {
+      this.context.logger.warn({ err: error, key }, 'could not check whether a Slack event was already answered; answering it');
+      return true;
     }
   }
 
@@ -265,8 +317,7 @@ class SlackHandlers {
         platformAdmin: who.isAdmin,
       };
       const reply = new SlashReply({ respond: send }, { progressMs: this.context.slashProgressMs });
-      for await (const piece of this.engine.handle(incoming)) await reply.add(piece);
-      await reply.end();
+      await this.relay(incoming, reply, { channel: command.channel_id });
     } catch (error) {
       logger.error({ err: error, command: command.command, user: command.user_id }, 'a Slack slash command failed');
       await send(failureNote(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the command failed'));

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from '../message.js';
+import type { ReplyPart } from '../reply.js';
 import type { Command } from './command.js';
 import { helpText } from './command.js';
 import { faqCommands } from './faq-commands.js';
@@ -6,7 +7,7 @@ import { modelCommands } from './model-commands.js';
 import { exportCommand, forgetCommand } from './user-commands.js';
 
 /** The one command set every adapter exposes. `ask` is answered by the engine itself. */
-export function allCommands(answer: (message: IncomingMessage) => AsyncIterable<string>): Command[] {
+export function allCommands(answer: (message: IncomingMessage) => AsyncIterable<ReplyPart>): Command[] {
   const commands: Command[] = [forgetCommand, exportCommand, ...faqCommands, ...modelCommands];
   const help: Command = {
     words: ['help'],

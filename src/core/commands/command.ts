@@ -1,9 +1,10 @@
 import type { IncomingMessage } from '../message.js';
+import type { ReplyPart } from '../reply.js';
 import type { EngineServices } from '../services.js';
 
 /**
  * One command, exposed by every adapter: the local chat types "/faq list", Discord and Slack
- * send it as a slash command. `run` streams its reply, like an answer.
+ * send it as a slash command. `run` streams its reply, like an answer, and may yield files.
  */
 export interface CommandContext {
   readonly message: IncomingMessage;
@@ -18,7 +19,7 @@ export interface Command {
   readonly usage: string;
   readonly summary: string;
   readonly admin: boolean;
-  run(context: CommandContext): AsyncIterable<string> | Promise<string>;
+  run(context: CommandContext): AsyncIterable<ReplyPart> | Promise<ReplyPart>;
 }
 
 /** The command whose words start `line`'s words, preferring the longest ("faq inbox answer" over "faq inbox"). */

@@ -1,4 +1,4 @@
-import { detectFormat, FAQ_FORMATS, parseFaqFile, toFaqFormat } from '../faq/formats.js';
+import { detectFormat, FAQ_FILE_EXTENSIONS, FAQ_FORMATS, type FaqFormat, parseFaqFile, serializeFaq, toFaqFormat } from '../faq/formats.js';
 import type { ImportPreview } from '../faq/faq-store.js';
 import { type Command, CommandUsageError } from './command.js';
 
@@ -69,6 +69,14 @@ const remove: Command = {
   },
 };
 
+const FAQ_CONTENT_TYPES: Readonly<Record<FaqFormat, string>> = {
+  csv: 'text/csv; charset=utf-8',
+  json: 'application/json',
+  jsonl: 'application/jsonl',
+  yaml: 'application/yaml',
+  markdown: 'text/markdown; charset=utf-8',
+};
+
 const exportFaq: Command = {
   words: ['faq', 'export'],
   usage: `faq export [${FAQ_FORMATS.join('|')}]`,
@@ -76,7 +84,15 @@ const exportFaq: Command = {
   admin: false,
   async run({ message, args, services }) {
     const format = toFaqFormat(args[0] ?? 'markdown');
-    return services.faqFor(message).export(format);
+    const entries = await services.faqFor(message).entries();
+    if (entries.length === 0) return 'The FAQ is empty: there is nothing to export.';
+    return {
+      kind: 'file',
+      name: `faq${FAQ_FILE_EXTENSIONS[format]}`,
+      contentType: FAQ_CONTENT_TYPES[format],
+      data: new TextEncoder().encode(serializeFaq(entries, format)),
+      title: `The FAQ (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}) as ${format}.`,
+    };
   },
 };
 

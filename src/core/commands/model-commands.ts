@@ -1,6 +1,10 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parameterCount } from '../../model/config.js';
 import { JobBusyError, type JobRecord } from '../fine-tune-jobs.js';
 import { percent } from '../regression-gate.js';
+import type { ReplyFile } from '../reply.js';
+import type { IncomingMessage } from '../message.js';
 import { type Command, CommandUsageError } from './command.js';
 
 const PROGRESS_EVERY_MS = 10_000;
@@ -21,7 +25,7 @@ const finetune: Command = {
     }
     let started;
     try {
-      started = await services.jobs.start(services.faqFor(message), `${message.platform}:${message.scope.workspace}`, `${message.platform}:${message.user.id}`, overrides);
+      started = await services.jobs.start(services.faqFor(message), jobScope(message), `${message.platform}:${message.user.id}`, overrides);
     } catch (error) {
       if (error instanceof JobBusyError) {
         yield `Not started: ${error.message}`;
@@ -34,6 +38,7 @@ const finetune: Command = {
       const finished = await Promise.race([started.done, new Promise<null>((resolve) => setTimeout(() => resolve(null), PROGRESS_EVERY_MS))]);
       if (finished) {
         yield describeJob(finished);
+        if (finished.version) yield* lossCurve(services.registry.dirOf(finished.version), finished.version);
         return;
       }
       const progress = started.record.progress;
@@ -41,6 +46,11 @@ const finetune: Command = {
     }
   },
 };
+
+/** Fine-tunes run one at a time per platform workspace (a Discord server, a Slack workspace). */
+function jobScope(message: IncomingMessage): string {
+  return `${message.platform}:${message.scope.workspace}`;
+}
 
 export function describeJob(record: JobRecord): string {
   const lines = [`Job ${record.id}: ${record.status}.`];
@@ -50,6 +60,18 @@ export function describeJob(record: JobRecord): string {
   if (record.status === 'held') lines.push(`Version ${record.version} is kept; /model use ${record.version} makes it live.`);
   if (record.error) lines.push(record.error);
   return lines.join('\n');
+}
+
+/** The trained version's loss curve (the trainer writes loss-curve.png beside the weights), when it has one. */
+async function* lossCurve(dir: string, version: string): AsyncIterable<ReplyFile> {
+  let data: Uint8Array;
+  try {
+    data = await readFile(join(dir, 'loss-curve.png'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  yield { kind: 'file', name: `loss-curve-${version}.png`, contentType: 'image/png', data, title: `Training loss of ${version}.` };
 }
 
 const status: Command = {
@@ -75,8 +97,8 @@ const cancel: Command = {
   usage: 'model cancel',
   summary: 'stop the running fine-tune at its next step',
   admin: true,
-  async run({ services }) {
-    return services.jobs.cancel() ? 'Stopping the fine-tune at its next step; it keeps a checkpoint, so /model finetune resumes it.' : 'No fine-tune is running.';
+  async run({ message, services }) {
+    return (await services.jobs.cancel(jobScope(message))) ? 'Stopping the fine-tune at its next step; it keeps a checkpoint, so /model finetune resumes it.' : 'No fine-tune is running.';
   },
 };
 
@@ -105,10 +127,8 @@ const use: Command = {
   admin: true,
   async run({ args, services }) {
     if (args.length !== 1) throw new CommandUsageError('Give one version, e.g. v2 (see /model versions).');
-    // Load first: the pointer moves only once the version is serving.
-    await services.registry.requireVersion(args[0]);
-    await services.model.swapTo(args[0]);
-    await services.registry.use(args[0]);
+    // The rollout loads it first: the pointer moves only once the version is serving.
+    await services.rollout.goLive(args[0]);
     return `Version ${args[0]} is live.`;
   },
 };
@@ -119,7 +139,9 @@ const evaluate: Command = {
   summary: "the regression gate's figures for the live version",
   admin: true,
   async run({ message, services }) {
-    const { version, score } = await services.jobs.evaluateLive(services.faqFor(message));
+    const live = await services.scorer.scoreLive(services.faqFor(message));
+    if (!live) return 'No model is live yet.';
+    const { version, score } = live;
     return `${version}: ${score.correct}/${score.questions} FAQ questions and ${score.heldOutCorrect}/${score.heldOut} held-out rewordings answered right (${percent(score.score)}).`;
   },
 };

@@ -1,0 +1,57 @@
+import { startModelServer } from '../adapters/model-server/model-server.js';
+import { loadConfig } from '../core/config.js';
+import { BotMetrics } from '../core/metrics.js';
+import { ModelHost } from '../core/model-host.js';
+import { ModelRegistry } from '../core/model-registry.js';
+import { ModelRollout } from '../core/model-rollout.js';
+import { openStorage } from '../core/storage/open-storage.js';
+import { createLogger } from '../log.js';
+import { type CliCommand, UsageError, integerOption, parseCommandArgs } from './args.js';
+import { SHUTDOWN_GRACE_MS, shutdownSignal } from './serve-commands.js';
+
+/**
+ * The model in a process of its own, on the machine with the GPU: bot instances whose config
+ * model.server names this URL generate here and need no GPU. The registry's current version
+ * is loaded at start; POST /v1/model swaps to another one while requests keep running.
+ */
+export const serveModelCommand: CliCommand = {
+  words: ['serve-model'],
+  usage: 'tunebot serve-model [--port N]',
+  summary: 'serve the model over HTTP (at local.host, port modelServer.port) for bot instances whose model.server points here; SIGTERM stops it gracefully',
+  async run(args) {
+    const { values, positionals } = parseCommandArgs(args, { port: { type: 'string' } });
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const config = loadConfig();
+    const port = integerOption(values.port, 'port', 0) ?? config.modelServer.port;
+    if (port > 65535) throw new UsageError(`--port must be 0-65535, got "${values.port}"`);
+    const logger = createLogger('tunebot-model-server', config.log.level);
+    const shutdown = shutdownSignal(logger);
+    const registry = new ModelRegistry(config.model.dir);
+    const metrics = new BotMetrics();
+    const host = new ModelHost(
+      (version) => registry.dirOf(version),
+      { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level },
+      logger,
+      metrics,
+    );
+    const storage = /^rediss?:/u.test(config.storage.url) ? await openStorage(config.storage.url, { logger, namespace: config.storage.namespace }) : null;
+    const rollout = storage?.redis ? new ModelRollout(registry, host, { redis: storage.redis, namespace: storage.namespace }, logger) : null;
+    try {
+      const current = await registry.currentVersion();
+      if (current) await host.swapTo(current);
+      else process.stdout.write(`there is no model version in ${config.model.dir} yet: generate requests get 503 until one is swapped in with POST /v1/model\n`);
+      // With Redis storage, the versions the cluster makes live load here too.
+      await rollout?.follow();
+      const server = await startModelServer(host, { host: config.local.host, port, logger, metrics, requireVersion: (version) => registry.requireVersion(version) });
+      process.stdout.write(`tunebot serves the model${current ? ` (${current})` : ''} at ${server.url}\n`);
+      if (!shutdown.signal.aborted) await new Promise<void>((resolve) => shutdown.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await server.close(SHUTDOWN_GRACE_MS);
+      logger.info('stopped');
+    } finally {
+      await rollout?.close();
+      await storage?.close();
+      await host.close();
+      shutdown.dispose();
+    }
+  },
+};
