@@ -90,6 +90,11 @@ describe('Dockerfile', () => {
   });
 });
 
+/** Values as compose gives them when the shell sets nothing: `${NAME:-default}` is the default. */
+function withComposeDefaults(environment: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(environment).map(([name, value]) => [name, value.replace(/^\$\{\w+:-(.*)\}$/u, '$1')]));
+}
+
 describe('docker-compose.yml', () => {
   it('builds the bot and the trainer from Dockerfile targets, with settings tunebot reads', () => {
     const known = settingVariables();
@@ -99,7 +104,7 @@ describe('docker-compose.yml', () => {
     assert.equal(trainer.build?.args?.TARGET, 'cuda');
     for (const service of [bot, trainer]) {
       for (const name of Object.keys(service.environment ?? {})) assert.ok(known.has(name), `${name} is not a tunebot setting`);
-      loadConfig({ ...imageEnv, ...service.environment });
+      loadConfig({ ...imageEnv, ...withComposeDefaults(service.environment ?? {}) });
       assert.ok(service.volumes?.includes('data:/data'), 'models live on the shared /data volume');
     }
     assert.equal(trainer.deploy?.resources?.reservations?.devices?.[0]?.driver, 'nvidia');
