@@ -53,7 +53,7 @@ const START_LOCK_MS = 10_000;
 
 export class QueuedFineTunes implements FineTunes {
   private readonly queue: Queue<FineTuneJobData, JobRecord>;
-  private readonly watchers = new Set<AbortController>();
+  private readonly watchers = new Set<{ stop: AbortController; watching: Promise<JobRecord> }>();
 
   constructor(
     private readonly shared: SharedRedis,
@@ -96,7 +96,10 @@ export class QueuedFineTunes implements FineTunes {
 
   /** The jobs go on in their worker; this instance only stops watching them. */
   async stop(): Promise<null> {
-    for (const watcher of this.watchers) watcher.abort();
+    const watchers = [...this.watchers];
+    for (const watcher of watchers) watcher.stop.abort();
+    // A poll in flight finishes before the queue's connection goes.
+    await Promise.allSettled(watchers.map((watcher) => watcher.watching));
     await this.queue.close();
     return null;
   }
@@ -118,25 +121,28 @@ export class QueuedFineTunes implements FineTunes {
     }
   }
 
-  /** Keeps `record` up to date from the queue until the job ends; resolves with its last state. */
+  /**
+   * Keeps `record` up to date from the queue until the job ends; resolves with its last state,
+   * or with the state it had when this instance stopped watching (stop()).
+   */
   private watch(jobId: string, record: JobRecord): Promise<JobRecord> {
     const stop = new AbortController();
-    this.watchers.add(stop);
     const poll = async (): Promise<JobRecord> => {
-      try {
-        while (!stop.signal.aborted) {
-          await sleep(POLL_MS, undefined, { signal: stop.signal }).catch(() => undefined);
-          const job = (await this.queue.getJob(jobId)) as Job<FineTuneJobData, JobRecord> | undefined;
-          if (!job) return Object.assign(record, { status: 'cancelled', finishedAt: new Date().toISOString(), error: 'the job was removed from the queue before it ran' });
-          Object.assign(record, await recordOf(job));
-          if (!['queued', 'running'].includes(record.status)) return record;
-        }
-        return record;
-      } finally {
-        this.watchers.delete(stop);
+      while (!stop.signal.aborted) {
+        await sleep(POLL_MS, undefined, { signal: stop.signal }).catch(() => undefined);
+        if (stop.signal.aborted) break;
+        const job = (await this.queue.getJob(jobId)) as Job<FineTuneJobData, JobRecord> | undefined;
+        if (!job) return Object.assign(record, { status: 'cancelled', finishedAt: new Date().toISOString(), error: 'the job was removed from the queue before it ran' });
+        Object.assign(record, await recordOf(job));
+        if (!['queued', 'running'].includes(record.status)) return record;
       }
+      return record;
     };
-    return poll();
+    const watching = poll();
+    const watcher = { stop, watching };
+    this.watchers.add(watcher);
+    void watching.finally(() => this.watchers.delete(watcher)).catch(() => undefined);
+    return watching;
   }
 }
 

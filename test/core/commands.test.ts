@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { FAQ_FILE_EXTENSIONS, FAQ_FORMATS, MAX_FAQ_FILE_BYTES, parseFaqFile, toFaqFormat } from '../../src/core/faq/formats.js';
+import { FAQ_FILE_EXTENSIONS, FAQ_FORMATS, MAX_FAQ_FILE_BYTES, toFaqFormat } from '../../src/core/faq/formats.js';
 import type { Attachment } from '../../src/core/message.js';
 import { exportedEntries, faqEntries, PNG_SIGNATURE } from '../helpers/reply-files.js';
 import { ask, askForFiles, attachment, type EngineFixture, localMessage, startEngineFixture } from './engine-fixture.js';
@@ -261,8 +261,8 @@ describe('commands', () => {
       const version = /Version (v\d+) is kept/.exec(text)?.[1];
       assert.ok(version, text);
       assert.deepEqual(files.map((file) => [file.name, file.contentType]), [[`loss-curve-${version}.png`, 'image/png']]);
-      assert.deepEqual(files[0].data.subarray(0, 8), PNG_SIGNATURE);
-      assert.deepEqual(files[0].data, new Uint8Array(await readFile(join(fixture.app.services.registry.dirOf(version), 'loss-curve.png'))));
+      assert.deepEqual(new Uint8Array(files[0].data.subarray(0, 8)), PNG_SIGNATURE);
+      assert.deepEqual(new Uint8Array(files[0].data), new Uint8Array(await readFile(join(fixture.app.services.registry.dirOf(version), 'loss-curve.png'))));
     });
 
     it('says so when /model cancel finds nothing running', async () => {
