@@ -8,15 +8,15 @@
  *   BENCH_CONCURRENCY=8        messages in flight at once, round-robin over the instances
  *   BENCH_NEW_TOKENS=32        tokens per reply (greedy)
  *   BENCH_DEVICE=auto          the model server's execution provider: cpu, cuda or auto
- *   BENCH_REDIS_URL=redis://127.0.0.1:6379/14
- *                              a Redis database with no tunebot keys in it; the run's keys are
- *                              deleted at the end (config has no key namespace to keep them apart)
+ *   BENCH_REDIS_URL=redis://127.0.0.1:6379   the instances' storage, under a namespace of the
+ *                              run's own whose keys are deleted at the end
  *
  * Latency is from posting a message to the local chat's API to the end of its streamed reply.
  * The model is an untrained tiny GPT-2, which does not end its replies early, so that every reply
  * is as long; its registry also holds a version fine-tuned on the sample FAQ, made here once the
  * way a first start makes it, so that the instances' first-start steps have nothing left to do.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,9 +32,9 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 48);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 32);
 const DEVICE = process.env.BENCH_DEVICE ?? 'auto';
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/14';
-/** The storage namespace every instance uses (openStorage's default). */
-const KEY_PATTERN = 'tunebot*';
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** Every process of the run shares it, and nothing else uses it. */
+const STORAGE = { TUNEBOT_STORAGE_URL: REDIS_URL, TUNEBOT_STORAGE_NAMESPACE: `tunebot-bench-${process.pid}-${randomUUID().slice(0, 8)}` };
 /** Near the sample FAQ's entries (so that the prompt carries some) but none word for word (BM25 confidence < 1). */
 const QUESTIONS = [
   'How would I train the model again?',
@@ -51,7 +51,7 @@ function report(figures: Record<string, unknown>): void {
 
 /** A model folder with an untrained v1 live and a fine-tuned v2, and the sample FAQ in Redis. */
 async function prepare(modelDir: string): Promise<void> {
-  const env = { TUNEBOT_MODEL_DIR: modelDir, TUNEBOT_STORAGE_URL: REDIS_URL, TUNEBOT_MODEL_EXECUTION_PROVIDER: 'cpu', TUNEBOT_FINE_TUNE_EPOCHS: '1', LOG_LEVEL: 'warn' };
+  const env = { TUNEBOT_MODEL_DIR: modelDir, ...STORAGE, TUNEBOT_MODEL_EXECUTION_PROVIDER: 'cpu', TUNEBOT_FINE_TUNE_EPOCHS: '1', LOG_LEVEL: 'warn' };
   const config = loadConfig(env);
   const logger = createLogger('bench-instances', 'warn');
   const app = await createApp(config, logger);
@@ -60,6 +60,18 @@ async function prepare(modelDir: string): Promise<void> {
     await app.services.rollout.goLive('v1');
   } finally {
     await app.close();
+  }
+}
+
+async function deleteRunKeys(): Promise<void> {
+  const redis = createClient({ url: REDIS_URL, socket: { reconnectStrategy: false, connectTimeout: 2000 } });
+  await redis.connect();
+  try {
+    const keys: string[] = [];
+    for await (const batch of redis.scanIterator({ MATCH: `${STORAGE.TUNEBOT_STORAGE_NAMESPACE}:*`, COUNT: 500 })) keys.push(...batch);
+    if (keys.length > 0) await redis.del(keys);
+  } finally {
+    await redis.close();
   }
 }
 
@@ -108,16 +120,6 @@ async function stop(processes: readonly RunningTunebot[]): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const redis = createClient({ url: REDIS_URL, socket: { reconnectStrategy: false, connectTimeout: 2000 } });
-  await redis.connect();
-  const redisKeys = async (): Promise<string[]> => {
-    const keys: string[] = [];
-    for await (const batch of redis.scanIterator({ MATCH: KEY_PATTERN, COUNT: 500 })) keys.push(...batch);
-    return keys;
-  };
-  if ((await redisKeys()).length > 0) {
-    throw new Error(`${REDIS_URL} already holds ${KEY_PATTERN} keys; set BENCH_REDIS_URL to a Redis database of the bench's own`);
-  }
   const root = await mkdtemp(join(tmpdir(), 'tunebot-bench-instances-'));
   const started: RunningTunebot[] = [];
   try {
@@ -126,7 +128,7 @@ async function main(): Promise<void> {
     await prepare(modelDir);
 
     // In the repository: run from sources, the model's worker thread finds tsx from its working folder.
-    const modelServer = startTunebot(['serve-model', '--port', '0'], { TUNEBOT_MODEL_DIR: modelDir, TUNEBOT_MODEL_EXECUTION_PROVIDER: DEVICE });
+    const modelServer = startTunebot(['serve-model', '--port', '0'], { TUNEBOT_MODEL_DIR: modelDir, ...STORAGE, TUNEBOT_MODEL_EXECUTION_PROVIDER: DEVICE });
     started.push(modelServer);
     const serverUrl = await modelServer.stdoutMatch(/serves the model \(v1\) at (http:\/\/\S+)\n/, 'the model server');
     const { info } = (await (await fetch(`${serverUrl}${MODEL_PATH}`)).json()) as ModelDescription;
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
           {
             TUNEBOT_MODEL_SERVER: serverUrl,
             TUNEBOT_MODEL_DIR: modelDir,
-            TUNEBOT_STORAGE_URL: REDIS_URL,
+            ...STORAGE,
             // Every question goes to the model: no FAQ answer is confident, every hit is context.
             TUNEBOT_ENGINE_CONFIDENT_MATCH: '1',
             TUNEBOT_ENGINE_RELEVANT_MATCH: '0',
@@ -180,9 +182,7 @@ async function main(): Promise<void> {
     // Instances first: the model server finishes what they still ask.
     await stop(started.slice(1));
     await stop(started.slice(0, 1));
-    const keys = await redisKeys();
-    if (keys.length > 0) await redis.del(keys);
-    await redis.close();
+    await deleteRunKeys();
     await rm(root, { recursive: true, force: true });
   }
 }

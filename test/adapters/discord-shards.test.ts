@@ -71,24 +71,17 @@ describe('Discord shards over two instances: shard 0 of 2 and shard 1 of 2, two 
   let b: Instance;
 
   before(async () => {
-    let t = performance.now();
-    const lap = (w: string) => { process.stderr.write(`LAP ${w} ${Math.round(performance.now() - t)}\n`); t = performance.now(); };
     discord = await LoopbackDiscord.start({ guildCount: 4 });
     // A second app over the first one's config: the same store and model folder, as a second process would have.
     appB = await createApp(fixture.config, silentLogger);
-    lap('appB');
     a = await startInstance(fixture.app, discord, { TUNEBOT_DISCORD_SHARD_IDS: '[0]', TUNEBOT_DISCORD_SHARD_COUNT: '2' });
-    lap('a');
     b = await startInstance(appB, discord, { TUNEBOT_DISCORD_SHARD_IDS: '[1]', TUNEBOT_DISCORD_SHARD_COUNT: '2' });
-    lap('b');
   });
 
   after(async () => {
     await a.adapter.stop();
     await b.adapter.stop();
-    lap('stops');
     await appB.close();
-    lap('closeB');
     await discord.close();
   });
 

@@ -3,11 +3,13 @@ import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startLocalServer } from '../../src/adapters/local/http-server.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
 import { silentLogger } from '../../src/log.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
+import { dataBin, exportedEntries, FILE_LINE, faqEntries, fileEngine } from '../helpers/reply-files.js';
 
 interface ServerSentEvent {
   readonly event: string;
@@ -29,21 +31,41 @@ function parseEvents(body: string): ServerSentEvent[] {
     });
 }
 
-/** The reply's text, after checking the stream's shape: text events, then `done`, then nothing. */
-async function streamedReply(response: Response): Promise<{ text: string; pieces: number }> {
+/** What a file event says of a file a reply carried. */
+interface FileEvent {
+  readonly name: string;
+  readonly contentType: string;
+  readonly size: number;
+  readonly title?: string;
+  /** Where the page downloads it, on the server's origin. */
+  readonly url: string;
+}
+
+/**
+ * The reply's text (and how many text events brought it) and its files, after checking the
+ * stream's shape: text and file events, then `done`, then nothing.
+ */
+async function streamedReply(response: Response): Promise<{ text: string; pieces: number; files: FileEvent[] }> {
   assert.equal(response.status, 200);
   assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
   const events = parseEvents(await response.text());
   const last = events.pop();
   assert.deepEqual(last, { event: 'done', data: {} });
-  assert.ok(events.length > 0, 'a reply has at least one text event');
+  assert.ok(events.length > 0, 'a reply has at least one event');
   let text = '';
+  let pieces = 0;
+  const files: FileEvent[] = [];
   for (const { event, data } of events) {
-    assert.equal(event, 'message');
+    assert.ok(event === 'message' || event === 'file', `an event named ${event}`);
+    if (event === 'file') {
+      files.push(data as FileEvent);
+      continue;
+    }
     assert.equal(typeof (data as { text?: unknown }).text, 'string', `a text event's data is {"text": ...}: ${JSON.stringify(data)}`);
     text += (data as { text: string }).text;
+    pieces += 1;
   }
-  return { text, pieces: events.length };
+  return { text, pieces, files };
 }
 
 /**
@@ -128,13 +150,30 @@ describe('local HTTP server', () => {
     assert.ok(again.text.includes(`= ${records.length} unchanged`), again.text);
   });
 
+  it('sends /faq export as a file event whose address serves the file, which imports back as the same entries', async () => {
+    const expected = await faqEntries(scratch.app.services.faqFor({ platform: 'local', scope: { workspace: 'local', channel: 'web' }, user: { id: 'alice', displayName: 'alice' }, text: '', attachments: [], platformAdmin: true }));
+    const reply = await streamedReply(await ask('/faq export csv'));
+    assert.equal(reply.text, '');
+    const [file] = reply.files;
+    assert.deepEqual([file.name, file.contentType, file.title], ['faq.csv', 'text/csv; charset=utf-8', `The FAQ (${expected.length} entries) as csv.`]);
+    assert.match(file.url, /^\/api\/files\/[\w-]+\/faq\.csv$/);
+    const download = await fetch(new URL(file.url, url));
+    assert.equal(download.status, 200);
+    assert.equal(download.headers.get('content-type'), file.contentType);
+    assert.equal(download.headers.get('content-disposition'), `attachment; filename="faq.csv"; filename*=UTF-8''faq.csv`);
+    const bytes = new Uint8Array(await download.arrayBuffer());
+    assert.equal(bytes.length, file.size);
+    assert.deepEqual(exportedEntries(bytes, 'csv'), expected);
+    assert.match(await jsonError(await fetch(`${url}/api/files/unknown/faq.csv`), 404), /^no file unknown: a reply's files are kept for 30 minutes; ask again$/);
+  });
+
   it("streams the model's reply piece by piece to a question the FAQ only touches, and the fallback to one it lacks", async () => {
     const { settings } = scratch.app.services;
     const generated = await streamedReply(await ask('How do I export my data?'));
     assert.ok(generated.pieces > 1, `the model's reply arrives as one event per piece, got ${generated.pieces}`);
     assert.notEqual(generated.text, settings.fallback);
     const unknown = await streamedReply(await ask('Which colour is the sea at night in winter?'));
-    assert.deepEqual(unknown, { text: settings.fallback, pieces: 1 });
+    assert.deepEqual(unknown, { text: settings.fallback, pieces: 1, files: [] });
   });
 
   it('gives a clear reply to a binary upload', async () => {
@@ -184,5 +223,40 @@ describe('local HTTP server', () => {
     assert.match(await jsonError(await fetch(`${url}/api/nothing`), 404), /no route GET \/api\/nothing/);
     assert.match(await jsonError(await fetch(`${url}/api/messages`), 404), /no route GET \/api\/messages/);
     assert.match(await jsonError(await fetch(`${url}/healthz`, { method: 'POST', body: '' }), 404), /no route POST \/healthz/);
+  });
+});
+
+describe('local HTTP server: files kept 1 s, 100 bytes at most', () => {
+  let server: Server;
+  let url: string;
+
+  before(async () => {
+    ({ server, url } = await startLocalServer(fileEngine, { port: 0, logger: silentLogger, files: { keepMs: 1000, maxBytes: 100 } }));
+  });
+
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  const ask = async (text: string) => streamedReply(await fetch(`${url}/api/messages`, { method: 'POST', body: JSON.stringify({ userId: 'alice', text }) }));
+
+  it('serves a file until it is no longer kept', async () => {
+    const reply = await ask('the small one');
+    assert.equal(reply.text, FILE_LINE);
+    const served = await fetch(new URL(reply.files[0].url, url));
+    assert.deepEqual(new Uint8Array(await served.arrayBuffer()), dataBin(false));
+    await sleep(1050);
+    assert.match(await jsonError(await fetch(new URL(reply.files[0].url, url)), 404), /^no file [\w-]+: a reply's files are kept for/);
+  });
+
+  it('drops the oldest files to make room for a new one', async () => {
+    const replies = [await ask('one'), await ask('two'), await ask('three')];
+    const statuses = await Promise.all(replies.map(async (reply) => (await fetch(new URL(reply.files[0].url, url))).status));
+    assert.deepEqual(statuses, [404, 200, 200]);
+  });
+
+  it('says in the text, instead of a file event, that a file is larger than it keeps', async () => {
+    const reply = await ask('the big one');
+    assert.deepEqual(reply, { text: `${FILE_LINE}\nI cannot send data.bin here: it is 200 B, and the local chat takes files up to 100 B.`, pieces: 2, files: [] });
   });
 });

@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { runTerminalChat } from '../../src/adapters/local/terminal-chat.js';
+import { runTerminalChat, type TerminalChatOptions } from '../../src/adapters/local/terminal-chat.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
 import type { FaqRecord } from '../../src/core/faq/entry.js';
 import type { IncomingMessage } from '../../src/core/message.js';
+import { collectReply } from '../../src/core/reply.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
+import { exportedEntries, faqEntries } from '../helpers/reply-files.js';
 
 function localMessage(text: string): IncomingMessage {
   return { platform: 'local', scope: { workspace: 'local', channel: 'test' }, user: { id: 'test', displayName: 'test' }, text, attachments: [], platformAdmin: true };
@@ -16,18 +20,16 @@ function localMessage(text: string): IncomingMessage {
 
 /** The engine's reply to a message sent directly, to compare the terminal's output with. */
 async function reply(scratch: ScratchApp, text: string): Promise<string> {
-  let whole = '';
-  for await (const piece of scratch.app.engine.handle(localMessage(text))) whole += piece;
-  return whole;
+  return (await collectReply(scratch.app.engine.handle(localMessage(text)))).text;
 }
 
 /** Everything the chat writes, once it has read its input to the end. */
-async function chat(scratch: ScratchApp, writeInput: (input: PassThrough) => void, keyboard = false): Promise<string> {
+async function chat(scratch: ScratchApp, writeInput: (input: PassThrough) => void, keyboard = false, options: TerminalChatOptions = {}): Promise<string> {
   const input = Object.assign(new PassThrough(), { isTTY: keyboard });
   const output = new PassThrough();
   let written = '';
   output.on('data', (chunk: Buffer) => (written += chunk.toString('utf8')));
-  const finished = runTerminalChat(scratch.app.engine, input, output);
+  const finished = runTerminalChat(scratch.app.engine, input, output, options);
   writeInput(input);
   await finished;
   output.end();
@@ -76,6 +78,42 @@ describe('terminal chat', () => {
     const written = await chat(scratch, (input) => input.end('\nWhat is tunebot?\n'), true);
     const answer = records.find((record) => record.question === 'What is tunebot?')?.answer;
     assert.equal(written, `tunebot chat: ask a question, /help for commands, Ctrl-D to quit\n> > ${answer}\n> `);
+  });
+
+  it('saves an exported FAQ in the folder, beside files of the same name rather than over them, and prints where', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tunebot-terminal-'));
+    try {
+      await writeFile(join(dir, 'faq.json'), 'keep me');
+      const expected = await faqEntries(scratch.app.services.faqFor(localMessage('')));
+      const written = await chat(scratch, (input) => input.end('/faq export json\n/faq export json\n'), false, { saveDir: dir });
+      const title = `The FAQ (${expected.length} entries) as json.`;
+      const [first, second] = written.split('\n');
+      const saved = /^(.*) Saved faq\.json \(([\d,]+) bytes\) as (.*)\.$/.exec(first);
+      assert.deepEqual(saved && [saved[1], saved[3]], [title, join(dir, 'faq-1.json')], first);
+      assert.ok(second.endsWith(`as ${join(dir, 'faq-2.json')}.`), second);
+      assert.deepEqual((await readdir(dir)).sort(), ['faq-1.json', 'faq-2.json', 'faq.json']);
+      assert.equal(await readFile(join(dir, 'faq.json'), 'utf8'), 'keep me');
+      const bytes = new Uint8Array(await readFile(join(dir, 'faq-1.json')));
+      assert.equal(bytes.length.toLocaleString('en'), saved?.[2]);
+      assert.deepEqual(exportedEntries(bytes, 'json'), expected);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says so when the file cannot be saved, and goes on with the next line', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tunebot-terminal-'));
+    try {
+      const notAFolder = join(dir, 'not-a-folder');
+      await writeFile(notAFolder, '');
+      const written = await chat(scratch, (input) => input.end('/faq export csv\nWhat is tunebot?\n'), false, { saveDir: notAFolder });
+      const [failed, answered] = written.split('\n');
+      assert.match(failed, /^The FAQ \(\d+ entries\) as csv\. Could not save faq\.csv in /);
+      assert.ok(failed.endsWith(`in ${notAFolder}: ENOTDIR: not a directory, open '${join(notAFolder, 'faq.csv')}'`), failed);
+      assert.equal(answered, records.find((record) => record.question === 'What is tunebot?')?.answer);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('writes nothing and returns at once for empty input', async () => {

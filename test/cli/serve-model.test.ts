@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { ModelRegistry } from '../../src/core/model-registry.js';
 import { RemoteModel } from '../../src/core/remote-model.js';
 import { ModelError } from '../../src/model/errors.js';
-import { type RunningTunebot, startTunebot } from '../helpers/run-tunebot.js';
+import { assertExit, type RunningTunebot, startTunebot, tunebot } from '../helpers/run-tunebot.js';
 import { publishTinyVersion } from '../helpers/tiny-versions.js';
 
 /** Nearly the whole 1024-token context: long enough to still run when the SIGTERM is handled. */
@@ -52,5 +52,11 @@ describe('tunebot serve-model', () => {
     const started = performance.now();
     await assert.rejects(RemoteModel.connect(url), (error: unknown) => error instanceof ModelError && error.code === 'MODEL_SERVER_UNAVAILABLE');
     assert.ok(performance.now() - started < 2000, 'a stopped server is found gone at once');
+  });
+
+  it('refuses a bad port with its usage and exit code 2', async () => {
+    const result = await tunebot(['serve-model', '--port', '70000']);
+    assertExit(result, 2);
+    assert.match(result.stderr, /--port must be 0-65535, got "70000"\nusage: tunebot serve-model \[--port N\]/);
   });
 });

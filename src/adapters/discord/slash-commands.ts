@@ -122,7 +122,8 @@ function slashGroups(commands: readonly CommandInfo[]): SlashGroup[] {
 /**
  * The slash commands' definitions. Admin commands ask for Manage Server by default and are
  * offered in guilds only (Discord's permissions mean nothing in a DM); the engine checks each
- * command's rights anyway, for guilds whose admins changed who may see what.
+ * command's rights anyway, for guilds whose admins changed who may see what. Contexts say "not
+ * in DMs" rather than dm_permission, which Discord deprecated and applies to global commands only.
  */
 export function slashCommandDefinitions(commands: readonly CommandInfo[]): ChatInputApplicationCommandData[] {
   return slashGroups(commands).map(({ name, admin, commands: group }) => {
