@@ -7,8 +7,11 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { startLocalServer } from '../../src/adapters/local/http-server.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
+import type { ReplyPart } from '../../src/core/reply.js';
 import { silentLogger } from '../../src/log.js';
+import { encodePngRgb } from '../../src/model/training/png.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
+import { exportedEntries, faqEntries } from '../helpers/reply-files.js';
 
 /** Debian's package; CI installs it (.ci/run), playwright-core downloads no browser. */
 const CHROMIUM = '/usr/bin/chromium';
@@ -19,12 +22,14 @@ describe('the local chat page in headless Chromium', () => {
   let server: Server;
   let browser: Browser;
   let page: Page;
+  let url: string;
 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: these tests drive the chat page in Debian's Chromium; install it with apt-get install chromium (.ci/run does)`);
     scratch = await createScratchApp();
     const started = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger });
     server = started.server;
+    url = started.url;
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 20_000 });
     page = await browser.newPage();
     page.setDefaultTimeout(10_000);
@@ -75,5 +80,42 @@ describe('the local chat page in headless Chromium', () => {
     assert.match(await botReply(3), /^FAQ page 1\/\d+ \(\d+ entries\):\n1\. What is tunebot\?/);
     const turns = await page.locator('.turn').evaluateAll((elements) => elements.map((element) => element.className.replace('turn ', '')));
     assert.deepEqual(turns, ['user', 'bot', 'user', 'bot', 'user', 'bot', 'user', 'bot']);
+  });
+
+  it('shows an exported FAQ as a link that downloads the file', async () => {
+    await page.fill('#text', '/faq export json');
+    await page.press('#text', 'Enter');
+    await botReply(4);
+    const link = page.locator('.turn.bot').nth(4).locator('.attachment a');
+    assert.equal(await link.getAttribute('download'), 'faq.json');
+    assert.match(await link.innerText(), /^faq\.json \([\d,]+ bytes\)$/);
+    const download = await fetch(new URL((await link.getAttribute('href')) ?? '', url));
+    const local = { platform: 'local', scope: { workspace: 'local', channel: 'web' }, user: { id: 'page', displayName: 'page' }, text: '', attachments: [], platformAdmin: true };
+    assert.deepEqual(exportedEntries(new Uint8Array(await download.arrayBuffer()), 'json'), await faqEntries(scratch.app.services.faqFor(local)));
+  });
+
+  it('shows a PNG a reply carries as a picture, beside its link', async () => {
+    const png = encodePngRgb(new Uint8Array(4 * 3 * 3).fill(200), 4, 3);
+    const engine = {
+      async *handle(): AsyncIterable<ReplyPart> {
+        yield 'The loss curve:';
+        yield { kind: 'file', name: 'loss-curve-v2.png', contentType: 'image/png', data: png, title: 'Training loss of v2.' };
+      },
+    };
+    const pictures = await startLocalServer(engine, { port: 0, logger: silentLogger });
+    const other = await browser.newPage();
+    try {
+      await other.goto(pictures.url);
+      await other.fill('#text', '/model finetune');
+      await other.press('#text', 'Enter');
+      // A string, run in the page: the tests compile without the DOM's types.
+      const width = await other.waitForFunction("document.querySelector('.attachment img')?.complete && document.querySelector('.attachment img').naturalWidth");
+      assert.equal(await width.jsonValue(), 4);
+      assert.equal(await other.locator('.attachment a').getAttribute('download'), 'loss-curve-v2.png');
+      assert.match(await other.locator('.turn.bot').innerText(), /^The loss curve:\s*Training loss of v2\. loss-curve-v2\.png \(\d+ bytes\)/);
+    } finally {
+      await other.close();
+      await new Promise<void>((resolve) => pictures.server.close(() => resolve()));
+    }
   });
 });

@@ -281,11 +281,11 @@ interface MessageContent {
   readonly files?: AttachmentPayload[];
 }
 
-function textContent(text: string): MessageContent {
+function textMessage(text: string): MessageContent {
   return { content: text };
 }
 
-function fileContent(file: ReplyFile): MessageContent {
+function fileMessage(file: ReplyFile): MessageContent {
   return { content: file.title, files: [{ attachment: Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength), name: file.name }] };
 }
 
@@ -299,8 +299,8 @@ function messageSink(question: Message, inDm: boolean, uploadLimit: number): Rep
   };
   return {
     uploadLimit,
-    post: (index, text) => show(index, textContent(text)),
-    attach: (index, file) => show(index, fileContent(file)),
+    post: (index, text) => show(index, textMessage(text)),
+    attach: (index, file) => show(index, fileMessage(file)),
     async edit(index, text) {
       posted[index] = await posted[index].edit({ content: text });
     },
@@ -328,12 +328,12 @@ function interactionSink(interaction: ChatInputCommandInteraction, tokenMs: numb
   return {
     // Discord names the limit in each interaction; discord.js leaves it undefined where it did not.
     uploadLimit: interaction.attachmentSizeLimit ?? defaultUploadLimit,
-    post: (index, text) => show(index, textContent(text)),
-    attach: (index, file) => show(index, fileContent(file)),
+    post: (index, text) => show(index, textMessage(text)),
+    attach: (index, file) => show(index, fileMessage(file)),
     async edit(index, text) {
       const moved = inChannel.get(index);
       if (moved) inChannel.set(index, await moved.edit({ content: text }));
-      else if (expired()) await sendInChannel(index, textContent(text));
+      else if (expired()) await sendInChannel(index, textMessage(text));
       else await interaction.editReply({ content: text, message: index === 0 ? '@original' : followUps[index] });
     },
   };

@@ -3,6 +3,7 @@ import type { LiveModel } from '../../core/live-model.js';
 import { type BotMetrics, MetricsRegistry } from '../../core/metrics.js';
 import {
   type ErrorBody,
+  type GenerateBody,
   GENERATE_PATH,
   type GenerateLine,
   MODEL_PATH,
@@ -118,7 +119,7 @@ class ModelApi {
   private async generate(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const body = await readJson(request, response);
     if (body === undefined) return;
-    let parsed;
+    let parsed: GenerateBody;
     try {
       parsed = parseGenerateBody(body);
     } catch (error) {
