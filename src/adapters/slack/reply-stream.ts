@@ -102,7 +102,8 @@ export class SlashReply {
     const text = toSlackText(this.unsent);
     const maxChars = this.options.maxChars ?? SLACK_SECTION_LIMIT;
     let parts = splitSlackMessage(text, maxChars);
-    if (parts.length === 0) return;
+    // With every use spent (a note after a reply that took them all), Slack would refuse one more.
+    if (parts.length === 0 || budget < 1) return;
     this.unsent = '';
     if (parts.length > budget) {
       parts = splitSlackMessage(text, maxChars - TRUNCATION_NOTE_ROOM);
