@@ -64,6 +64,16 @@ after(async () => {
   await fixture.close();
 });
 
+/** A mention in `guild` reaches only the connection of its shard and gets exactly one answer. */
+async function answeredOnceOnItsShard(discord: LoopbackDiscord, guild: LoopbackDiscord['guilds'][number]): Promise<void> {
+  const { question, replies } = await askIn(discord, guild);
+  assert.deepEqual(
+    replies.map((reply) => reply.content),
+    [HOURS_ANSWER],
+  );
+  assert.deepEqual(discord.receivers('MESSAGE_CREATE', question.id), [shardOf(guild, 2)]);
+}
+
 describe('Discord shards over two instances: shard 0 of 2 and shard 1 of 2, two engines over one store', () => {
   let discord: LoopbackDiscord;
   let appB: App;
@@ -103,13 +113,8 @@ describe('Discord shards over two instances: shard 0 of 2 and shard 1 of 2, two 
 
   it("answers a mention once, from the instance of the guild's shard only", async () => {
     for (const guild of discord.guilds) {
-      const { question, replies } = await askIn(discord, guild);
       // B answers from the FAQ entry that A's side added: the store is shared.
-      assert.deepEqual(
-        replies.map((reply) => reply.content),
-        [HOURS_ANSWER],
-      );
-      assert.deepEqual(discord.receivers('MESSAGE_CREATE', question.id), [shardOf(guild, 2)]);
+      await answeredOnceOnItsShard(discord, guild);
     }
     const workspaces = (instance: Instance) => instance.handled.map((message) => message.scope.workspace);
     assert.deepEqual(workspaces(a), [discord.guilds[0].id, discord.guilds[2].id]);
@@ -142,12 +147,7 @@ describe('Discord shards in one instance: sharding on, no shard ids', () => {
       assert.ok(discord.callsTo('GET', /^\/gateway\/bot$/u).length >= 1, 'asked Discord for the shard count');
       assert.deepEqual(discord.identifies.map((identify) => identify.shard).sort(), [[0, 2], [1, 2]]);
       for (const guild of discord.guilds) {
-        const { question, replies } = await askIn(discord, guild);
-        assert.deepEqual(
-          replies.map((reply) => reply.content),
-          [HOURS_ANSWER],
-        );
-        assert.deepEqual(discord.receivers('MESSAGE_CREATE', question.id), [shardOf(guild, 2)]);
+        await answeredOnceOnItsShard(discord, guild);
       }
       assert.equal(instance.handled.length, 2);
     } finally {

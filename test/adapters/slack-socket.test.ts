@@ -116,6 +116,22 @@ describe('Slack adapter in Socket Mode (loopback Slack)', () => {
     assert.equal(slack.socketMode.connections.length, connectionsBefore, 'no connection was opened');
   });
 
+  it('gives up with SLACK_UNREACHABLE when the WebSocket opens but never says hello, and closes it', async () => {
+    slack.socketMode.sendsHello = false;
+    try {
+      const connectionsBefore = slack.socketMode.connections.length;
+      await assert.rejects(
+        startSlackAdapter(workspace.scratch.app.engine, { config: socketConfig(slack.apiUrl, APP_TOKEN), logger: silentLogger, connectTimeoutMs: 500 }),
+        { name: 'SlackAdapterError', code: 'SLACK_UNREACHABLE', message: /within 0\.5 s.*never said hello/ },
+      );
+      const opened = slack.socketMode.connections.slice(connectionsBefore);
+      assert.ok(opened.length >= 1, 'it did connect');
+      await waitFor('the silent connections to close', () => opened.every((connection) => connection.closedAt !== null) || undefined);
+    } finally {
+      slack.socketMode.sendsHello = true;
+    }
+  });
+
   it('refuses another kind of token as the app token before calling Slack', async () => {
     const callsBefore = slack.calls.length;
     await assert.rejects(startWith(BOT_TOKEN), { code: 'SLACK_CONFIG_INVALID', message: /starts with xapp- .*: set slack\.appToken \(TUNEBOT_SLACK_APP_TOKEN or SLACK_APP_TOKEN\)/ });

@@ -6,6 +6,8 @@ export type SlackAdapterErrorCode =
   | 'SLACK_CONFIG_INVALID'
   /** auth.test refused the bot token. */
   | 'SLACK_AUTH_FAILED'
+  /** Socket Mode: the WebSocket to Slack did not come up in time. */
+  | 'SLACK_UNREACHABLE'
   /** A shared file could not be described or downloaded. */
   | 'SLACK_FILE_UNAVAILABLE';
 

@@ -50,6 +50,8 @@ export interface SlackAdapterOptions {
   readonly slashProgressMs?: number;
   /** The largest file a reply uploads (bytes); Slack's own limit, 1 GB, by default. */
   readonly maxUploadBytes?: number;
+  /** Socket Mode: how long start-up waits for Slack's hello on the WebSocket. */
+  readonly connectTimeoutMs?: number;
 }
 
 export interface SlackAdapter {
@@ -71,6 +73,7 @@ export const IMPORT_FILE_WINDOW_MS = 10 * 60_000;
 const APP_TOKEN_PREFIX = 'xapp-';
 const DEFAULT_UPDATE_INTERVAL_MS = 1000;
 const DEFAULT_SLASH_PROGRESS_MS = 10_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** Message subtypes that are a person writing: a plain message has none. */
 const ANSWERED_SUBTYPES = new Set(['file_share', 'thread_broadcast']);
 const NO_FILE_TO_IMPORT =
@@ -119,7 +122,7 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
     port = (server.address() as AddressInfo).port;
     logger.info({ port, path: '/slack/events' }, 'Slack adapter listening (HTTP mode)');
   } else {
-    await connectSocketMode(app);
+    await connectSocketMode(app, receiver, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
     logger.info('Slack adapter connected (Socket Mode)');
   }
   return {
@@ -150,13 +153,33 @@ function createReceiver(config: SlackConfig, log: BoltLogger, clientOptions: web
   return new SocketModeReceiver({ appToken: config.appToken, logger: log, installerOptions: { clientOptions } });
 }
 
-/** Opens the Socket Mode connection; a refused app token fails here (the client gives up on invalid_auth and the like). */
-async function connectSocketMode(app: App): Promise<void> {
+/**
+ * Opens the Socket Mode connection; a refused app token fails here (the client gives up on
+ * invalid_auth and the like). A WebSocket that never says hello would have the client retry
+ * for ever, so start-up gives up after `timeoutMs` with one clear error.
+ */
+async function connectSocketMode(app: App, receiver: SocketModeReceiver, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const started = app.start().then(
+    () => 'started' as const,
+    (error: unknown) => {
+      throw new SlackAdapterError('SLACK_AUTH_FAILED', `Slack refused the app token (apps.connections.open): ${(error as Error).message}`, { cause: error });
+    },
+  );
   try {
-    await app.start();
-  } catch (error) {
-    throw new SlackAdapterError('SLACK_AUTH_FAILED', `Slack refused the app token (apps.connections.open): ${(error as Error).message}`, { cause: error });
+    if ((await Promise.race([started, timeout])) === 'started') return;
+  } finally {
+    clearTimeout(timer);
   }
+  started.catch(() => undefined);
+  await receiver.client.disconnect();
+  throw new SlackAdapterError(
+    'SLACK_UNREACHABLE',
+    `no Socket Mode connection within ${timeoutMs / 1000} s: Slack handed out a WebSocket URL but the connection never said hello (is wss-primary.slack.com reachable from here?)`,
+  );
 }
 
 function invalidSetting(key: keyof SlackConfig, alias: string, why: string): SlackAdapterError {
