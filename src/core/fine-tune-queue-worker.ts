@@ -2,7 +2,7 @@ import { type Job, Worker } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { FaqStore } from './faq/faq-store.js';
 import type { FineTunes, JobRecord } from './fine-tune-jobs.js';
-import { cancelChannel, FINE_TUNE_QUEUE, type FineTuneJobData, queueConnection, type SharedRedis } from './fine-tune-queue.js';
+import { cancelChannel, FINE_TUNE_QUEUE, type FineTuneJobData, idOf, queueConnection, type SharedRedis } from './fine-tune-queue.js';
 import type { RedisClient } from './storage/redis-turn-log.js';
 
 export interface QueueWorkerOptions {
@@ -19,7 +19,7 @@ export interface QueueWorkerOptions {
 }
 
 export interface QueueWorker {
-  /** Stops taking jobs; a running job is cancelled at its next step (it checkpoints) and fails, to be resumed by a retry. */
+  /** Stops taking jobs; a running job stops at its next step with a checkpoint, and ends cancelled: /model finetune resumes it. */
   close(): Promise<void>;
 }
 
@@ -43,7 +43,7 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
     const { scope, faqScope, requestedBy, overrides } = job.data;
     logger.info({ job: job.id, scope }, 'fine-tuning job taken from the queue');
     const { record, done } = await jobs.start(options.faqOf(faqScope), scope, requestedBy, overrides);
-    running = { jobId: job.id!, scope };
+    running = { jobId: idOf(job), scope };
     const timer = setInterval(() => {
       if (record.progress) job.updateProgress({ ...record.progress }).catch((error: unknown) => logger.warn({ err: error }, 'could not report progress'));
     }, PROGRESS_EVERY_MS);

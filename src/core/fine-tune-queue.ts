@@ -71,14 +71,14 @@ export class QueuedFineTunes implements FineTunes {
     });
     const record = await recordOf(job);
     this.logger.info({ job: record.id, scope }, 'fine-tuning job queued');
-    return { record, done: this.watch(job.id!, record) };
+    return { record, done: this.watch(record.id, record) };
   }
 
   /** A job still waiting is removed; a running one is told to stop (its worker checkpoints). */
   async cancel(scope: string): Promise<boolean> {
     const job = await this.unfinishedJob(scope);
     if (!job) return false;
-    if ((await job.getState()) === 'active') await this.shared.redis.publish(cancelChannel(this.shared), job.id!);
+    if ((await job.getState()) === 'active') await this.shared.redis.publish(cancelChannel(this.shared), idOf(job));
     else await job.remove();
     return true;
   }
@@ -149,7 +149,7 @@ export class QueuedFineTunes implements FineTunes {
 const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 async function recordOf(job: Job<FineTuneJobData, JobRecord>): Promise<JobRecord> {
-  const base = { id: job.id!, scope: job.data.scope, requestedBy: job.data.requestedBy, startedAt: new Date(job.timestamp).toISOString() };
+  const base = { id: idOf(job), scope: job.data.scope, requestedBy: job.data.requestedBy, startedAt: new Date(job.timestamp).toISOString() };
   const finishedAt = job.finishedOn ? new Date(job.finishedOn).toISOString() : undefined;
   switch (await job.getState()) {
     case 'completed':
@@ -161,6 +161,12 @@ async function recordOf(job: Job<FineTuneJobData, JobRecord>): Promise<JobRecord
     default:
       return { ...base, status: 'queued' };
   }
+}
+
+/** Every job this queue adds has an id (jobId is given); BullMQ's type leaves it optional. */
+export function idOf(job: Job): string {
+  if (job.id === undefined) throw new Error('a fine-tune job without an id');
+  return job.id;
 }
 
 function isProgress(value: unknown): value is TrainingProgress {

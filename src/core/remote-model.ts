@@ -1,4 +1,5 @@
 import { MODEL_ERROR_CODES, ModelError, type ModelErrorCode } from '../model/errors.js';
+import { PieceQueue } from '../model/generation/piece-queue.js';
 import type { GenerationResult } from '../model/generation/scheduler.js';
 import type { GenerateOptions, GenerationStream } from '../model/language-model.js';
 import type { ModelInfo } from '../model/worker-protocol.js';
@@ -227,45 +228,4 @@ async function* lines(body: ReadableStream<Uint8Array>): AsyncIterable<string> {
     if (done) break;
   }
   if (rest.trim() !== '') yield rest;
-}
-
-/** Text pieces as the reply brings them, for a reader that takes them at its own pace. */
-class PieceQueue {
-  private readonly pieces: string[] = [];
-  private error: Error | null = null;
-  private wake: (() => void) | null = null;
-  private done = false;
-
-  get ended(): boolean {
-    return this.done;
-  }
-
-  push(piece: string): void {
-    this.pieces.push(piece);
-    this.wake?.();
-  }
-
-  fail(error: Error): void {
-    this.error = error;
-  }
-
-  end(): void {
-    this.done = true;
-    this.wake?.();
-  }
-
-  async *drain(): AsyncGenerator<string> {
-    for (;;) {
-      if (this.pieces.length > 0) {
-        yield this.pieces.shift() as string;
-        continue;
-      }
-      if (this.error) throw this.error;
-      if (this.done) return;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-      this.wake = null;
-    }
-  }
 }

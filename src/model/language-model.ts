@@ -2,6 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import { ModelError } from './errors.js';
 import { startWorkerThread } from './worker-thread.js';
 import type { GenerationOptions } from './generation/options.js';
+import { PieceQueue } from './generation/piece-queue.js';
 import type { GenerationResult } from './generation/scheduler.js';
 import type { ExecutionProviderChoice } from './session.js';
 import type { FromWorker, ModelInfo, SerializedError, ToWorker, WorkerInit } from './worker-protocol.js';
@@ -25,10 +26,7 @@ export interface GenerationStream extends AsyncIterable<string> {
 }
 
 interface PendingRequest {
-  readonly pieces: string[];
-  wake: (() => void) | null;
-  finished: boolean;
-  error: ModelError | null;
+  readonly pieces: PieceQueue;
   settle: (result: GenerationResult) => void;
   fail: (error: ModelError) => void;
 }
@@ -88,14 +86,12 @@ export class LanguageModel {
     });
     // Callers that only iterate never look at `result`; its rejection is theirs through the iterator.
     result.catch(() => undefined);
-    const request: PendingRequest = { pieces: [], wake: null, finished: false, error: null, settle, fail };
+    const request: PendingRequest = { pieces: new PieceQueue(), settle, fail };
 
     const finishWith = (error: ModelError) => {
-      if (request.finished) return;
-      request.finished = true;
-      request.error = error;
+      if (request.pieces.ended) return;
+      request.pieces.fail(error);
       request.fail(error);
-      request.wake?.();
     };
     if (this.failure || this.closed) {
       finishWith(this.failure ?? new ModelError('WORKER_FAILED', 'the model is closed'));
@@ -116,23 +112,7 @@ export class LanguageModel {
       );
     }
 
-    return {
-      result,
-      async *[Symbol.asyncIterator]() {
-        for (;;) {
-          if (request.pieces.length > 0) {
-            yield request.pieces.shift() as string;
-            continue;
-          }
-          if (request.error) throw request.error;
-          if (request.finished) return;
-          await new Promise<void>((resolve) => {
-            request.wake = resolve;
-          });
-          request.wake = null;
-        }
-      },
-    };
+    return { result, [Symbol.asyncIterator]: () => request.pieces.drain() };
   }
 
   /** Generates to the end and returns the whole text. */
@@ -167,25 +147,24 @@ export class LanguageModel {
     if (!request) return;
     if (message.type === 'text') {
       request.pieces.push(message.text);
-    } else {
-      this.pending.delete(message.id);
-      request.finished = true;
-      if (message.type === 'end') request.settle(message.result);
-      else {
-        request.error = deserialize(message.error);
-        request.fail(request.error);
-      }
+      return;
     }
-    request.wake?.();
+    this.pending.delete(message.id);
+    if (message.type === 'end') {
+      request.pieces.end();
+      request.settle(message.result);
+    } else {
+      const error = deserialize(message.error);
+      request.pieces.fail(error);
+      request.fail(error);
+    }
   }
 
   private failAll(error: ModelError): void {
     this.failure ??= error;
     for (const request of this.pending.values()) {
-      request.finished = true;
-      request.error = error;
+      request.pieces.fail(error);
       request.fail(error);
-      request.wake?.();
     }
     this.pending.clear();
   }
