@@ -13,9 +13,10 @@ import type { ReplyPart } from './reply.js';
 import type { EngineServices } from './services.js';
 
 /**
- * handle(message) -> the reply, streamed: text pieces, and the files a command attaches. In order: empty and oversized messages and rate
- * limits get a clear reply; commands are routed (admin rights checked); anything else is
- * answered by the policy in answer-policy.ts, and the exchange goes to the user's memory.
+ * handle(message) -> the reply, streamed: text pieces, and the files a command attaches. In
+ * order: empty and oversized messages and rate limits get a clear reply; commands are routed
+ * (admin rights checked); anything else is answered by the policy in answer-policy.ts, and the
+ * exchange goes to the user's memory.
  */
 export class ConversationEngine {
   private readonly limiter: RateLimiter;
