@@ -7,6 +7,7 @@ import { readConfig } from '../model/model-files.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { startFineTune } from '../model/training/fine-tune-job.js';
 import type { FineTuneSettings, TrainingProgress, TrainingRecord } from '../model/training/trainer.js';
+import type { FaqEntry } from './faq/entry.js';
 import type { FaqStore } from './faq/faq-store.js';
 import type { KeyValueStore } from './storage/document-store.js';
 import { BotMetrics } from './metrics.js';
@@ -118,8 +119,7 @@ export class FineTuneJobs implements FineTunes {
   private async launch(record: JobRecord, faq: FaqStore, scope: string, overrides: Partial<JobSettings['fineTune']>): Promise<{ record: JobRecord; done: Promise<JobRecord> }> {
     const base = await this.registry.currentDir();
     if (!base) throw new ModelError('MODEL_NOT_FOUND', 'there is no live model to fine-tune; the bot creates one at its first start');
-    const entries = await faq.entries();
-    if (entries.length === 0) throw new ModelError('DATA_INVALID', 'the FAQ is empty: add entries with /faq add or /faq import first');
+    const entries = await trainableEntries(faq);
 
     const config = await readConfig(base);
     const examples = faqTrainingExamples(entries, {
@@ -195,6 +195,13 @@ export class FineTuneJobs implements FineTunes {
     const current = await this.scorer.scoreLive(faq);
     return gateDecision(candidate, current?.score ?? null, this.settings.gate.mode);
   }
+}
+
+/** The FAQ's entries, refused when there is nothing to train on. */
+export async function trainableEntries(faq: FaqStore): Promise<FaqEntry[]> {
+  const entries = await faq.entries();
+  if (entries.length === 0) throw new ModelError('DATA_INVALID', 'the FAQ is empty: add entries with /faq add or /faq import first');
+  return entries;
 }
 
 export class JobBusyError extends Error {

@@ -4,7 +4,7 @@ import { type Job, Queue } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { TrainingProgress } from '../model/training/trainer.js';
 import type { FaqStore } from './faq/faq-store.js';
-import { type FineTunes, JobBusyError, type JobRecord, type JobSettings } from './fine-tune-jobs.js';
+import { type FineTunes, JobBusyError, type JobRecord, type JobSettings, trainableEntries } from './fine-tune-jobs.js';
 import type { RedisClient } from './storage/redis-turn-log.js';
 
 /**
@@ -64,6 +64,8 @@ export class QueuedFineTunes implements FineTunes {
   }
 
   async start(faq: FaqStore, scope: string, requestedBy: string, overrides: Partial<JobSettings['fineTune']> = {}): Promise<{ record: JobRecord; done: Promise<JobRecord> }> {
+    // Refused here rather than by the worker, so the admin hears it at once.
+    await trainableEntries(faq);
     const job = await this.withStartLock(scope, async () => {
       const busy = await this.unfinishedJob(scope);
       if (busy) throw new JobBusyError(await recordOf(busy));

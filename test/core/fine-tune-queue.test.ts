@@ -21,6 +21,7 @@ describe('QueuedFineTunes', () => {
     second = await backend.open();
     instanceA = new QueuedFineTunes({ redis: first.redis!, namespace: backend.namespace }, silentLogger);
     instanceB = new QueuedFineTunes({ redis: second.redis!, namespace: backend.namespace }, silentLogger);
+    await FaqStore.forScope(first.documents, 'shared').add('What is tunebot?', 'A self-hosted FAQ bot.');
   });
   after(async () => {
     await instanceA?.stop();
@@ -57,6 +58,12 @@ describe('QueuedFineTunes', () => {
     assert.equal(finished.status, 'cancelled');
     assert.equal(await instanceB.cancel('discord:2'), false, 'nothing of that scope is left');
     await instanceA.start(faq, 'discord:2', 'discord:erin');
+  });
+
+  it('refuses at once, queueing nothing, when the FAQ is empty', async () => {
+    const empty = FaqStore.forScope(first.documents, 'empty');
+    await assert.rejects(instanceA.start(empty, 'discord:3', 'discord:finn'), { code: 'DATA_INVALID', message: /the FAQ is empty/ });
+    assert.equal(await instanceA.cancel('discord:3'), false, 'no job of that scope was queued');
   });
 
   it("says what a dead worker's failure means for the admin", () => {
