@@ -4,6 +4,9 @@
  *
  *   BENCH_MODELS=tiny,gpt2   which presets (random weights run as fast as real ones)
  *   BENCH_NEW_TOKENS=128     tokens generated per request
+ *   BENCH_WEIGHTS=int8,int4  tunebot's weight types to run beside its float32 one (model.weights),
+ *                            reported as tunebot_int8, ... and tunebot_int8_vs_float32, how many
+ *                            times faster than float32 (default: float32 only)
  *
  * Rates come from differences of whole runs (N+1 tokens minus 1 token), the same way for
  * both runtimes, so prompt processing does not leak into decode figures.
@@ -14,10 +17,13 @@ import { type PreTrainedModel, Tensor, env, pipeline } from '@huggingface/transf
 import { type PresetName, parameterCount, presetConfig } from '../src/model/config.js';
 import { LanguageModel } from '../src/model/language-model.js';
 import { initModel } from '../src/model/model-dir.js';
+import { type WeightType, parseWeightType } from '../src/model/quantize.js';
 import { measureWeightStreamLimit } from './weight-stream-limit.js';
 
 const MODELS = (process.env.BENCH_MODELS ?? 'tiny,gpt2').split(',') as PresetName[];
 const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 128);
+// float32 always runs: the quantized types are read beside it.
+const WEIGHTS = [...new Set<WeightType>(['float32', ...(process.env.BENCH_WEIGHTS ?? '').split(',').filter(Boolean).map(parseWeightType)])];
 const CONCURRENT = 8;
 const CACHE_DIR = join('.tunebot', 'bench');
 
@@ -31,16 +37,19 @@ function promptIds(length: number, salt = 0): number[] {
 }
 
 interface Runtime {
+  /** The runtime's key in the reported figures. */
   name: string;
   /** Generates greedily from each prompt (together when several), exactly `newTokens` each; returns ms. */
   run(prompts: number[][], newTokens: number): Promise<number>;
   close(): Promise<void>;
 }
 
-async function tunebotRuntime(dir: string): Promise<Runtime> {
-  const model = await LanguageModel.load(dir, { executionProvider: 'cpu', logLevel: 'warn' });
+async function tunebotRuntime(dir: string, preset: PresetName, weights: WeightType): Promise<Runtime> {
+  const model = await LanguageModel.load(dir, { executionProvider: 'cpu', logLevel: 'warn', weights });
+  const name = weights === 'float32' ? 'tunebot' : `tunebot_${weights}`;
+  report({ model: preset, metric: 'load_ms', runtime: name, ms: model.info.loadMs });
   return {
-    name: 'tunebot',
+    name,
     async run(prompts, newTokens) {
       const started = performance.now();
       const results = await Promise.all(prompts.map((ids) => model.complete(ids, { greedy: true, maxNewTokens: newTokens })));
@@ -59,7 +68,7 @@ async function transformersJsRuntime(dir: string): Promise<Runtime> {
   const generator = await pipeline('text-generation', dir, { dtype: 'fp32', device: 'cpu' });
   const model = generator.model as PreTrainedModel;
   return {
-    name: 'transformers.js',
+    name: 'transformers_js',
     async run(prompts, newTokens) {
       // Equal-length prompts batch without padding; ids go in directly so both runtimes see the same tokens.
       const length = prompts[0].length;
@@ -104,7 +113,17 @@ for (const preset of MODELS) {
   const limitTokensPerS = 1000 / limit.ms;
   report({ model: preset, metric: 'weight_stream_limit', parameters: parameterCount(config), weight_mb: Math.round(limit.bytes / 1e6), ms_per_token: round(limit.ms), tokens_per_s: round(limitTokensPerS), gb_per_s: round(limit.bytes / limit.ms / 1e6) });
 
-  const runtimes = [await tunebotRuntime(dir), await transformersJsRuntime(dir)];
+  // runtimes[0] is tunebot's float32, the last Transformers.js; the quantized ones sit between.
+  const runtimes: Runtime[] = [];
+  for (const weights of WEIGHTS) runtimes.push(await tunebotRuntime(dir, preset, weights));
+  runtimes.push(await transformersJsRuntime(dir));
+  const transformersJs = runtimes.length - 1;
+  const quantized = runtimes.slice(1, transformersJs).map((runtime, i) => ({ name: runtime.name, index: i + 1 }));
+  // Each quantized runtime's figure, and with `versus` its ratio to float32's.
+  const quantizedFigures = (values: number[], versus?: (value: number, float32: number) => number) =>
+    Object.fromEntries(
+      quantized.flatMap(({ name, index }) => [[name, round(values[index])], ...(versus ? [[`${name}_vs_float32`, round(versus(values[index], values[0]))]] : [])]),
+    );
   // One untimed run each: first runs allocate ONNX Runtime's arenas and thread pools.
   for (const runtime of runtimes) await runtime.run([promptIds(64)], 2);
   // tiny's context is 128 positions: it gets shorter runs that fit.
@@ -122,11 +141,20 @@ for (const preset of MODELS) {
       prompt_tokens: promptLength,
       new_tokens: newTokens,
       tunebot: round(rates[0]),
-      transformers_js: round(rates[1]),
-      ratio: round(rates[0] / rates[1]),
+      transformers_js: round(rates[transformersJs]),
+      ratio: round(rates[0] / rates[transformersJs]),
       tunebot_share_of_limit: round(rates[0] / limitTokensPerS),
+      ...quantizedFigures(rates, (rate, float32) => rate / float32),
     });
-    report({ model: preset, metric: 'time_to_first_token_ms', prompt_tokens: promptLength, tunebot: round(first[0]), transformers_js: round(first[1]), ratio: round(first[1] / first[0]) });
+    report({
+      model: preset,
+      metric: 'time_to_first_token_ms',
+      prompt_tokens: promptLength,
+      tunebot: round(first[0]),
+      transformers_js: round(first[transformersJs]),
+      ratio: round(first[transformersJs] / first[0]),
+      ...quantizedFigures(first, (ms, float32) => float32 / ms),
+    });
   }
 
   const promptLength = contexts[0];
@@ -142,10 +170,11 @@ for (const preset of MODELS) {
     prompt_tokens: promptLength,
     new_tokens: newTokens,
     tunebot: round(aggregate[0]),
-    transformers_js: round(aggregate[1]),
-    ratio: round(aggregate[0] / aggregate[1]),
+    transformers_js: round(aggregate[transformersJs]),
+    ratio: round(aggregate[0] / aggregate[transformersJs]),
     tunebot_vs_batch_1: round(aggregate[0] / alone[0]),
-    transformers_js_vs_batch_1: round(aggregate[1] / alone[1]),
+    transformers_js_vs_batch_1: round(aggregate[transformersJs] / alone[transformersJs]),
+    ...quantizedFigures(aggregate, (rate, float32) => rate / float32),
   });
   for (const runtime of runtimes) await runtime.close();
 }

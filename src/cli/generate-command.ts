@@ -41,6 +41,7 @@ export const generateCommand: CliCommand = {
     const model = await LanguageModel.load(values.model ?? config.model.dir, {
       executionProvider: device,
       intraOpThreads: config.model.intraOpThreads,
+      weights: config.model.weights,
       logLevel: config.log.level,
     });
     const abort = new AbortController();

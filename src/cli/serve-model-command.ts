@@ -30,7 +30,7 @@ export const serveModelCommand: CliCommand = {
     const metrics = new BotMetrics();
     const host = new ModelHost(
       (version) => registry.dirOf(version),
-      { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level },
+      { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, weights: config.model.weights, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level },
       logger,
       metrics,
     );

@@ -51,7 +51,7 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
   const metrics = new BotMetrics();
   const model: LiveModel = config.model.server
     ? await RemoteModel.connect(config.model.server, { metrics })
-    : new ModelHost((version) => registry.dirOf(version), { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger, metrics);
+    : new ModelHost((version) => registry.dirOf(version), { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, weights: config.model.weights, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger, metrics);
   const shared = storage.redis ? { redis: storage.redis, namespace: storage.namespace } : null;
   const rollout = new ModelRollout(registry, model, shared, logger);
   const memory = new ConversationMemory(storage.turns, { ttlMs: config.engine.memory.ttlHours * 3_600_000, maxStoredTurns: 200 });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { WEIGHT_TYPES } from '../model/quantize.js';
 
 const discordId = z.string().regex(/^\d{17,20}$/u, 'must be a Discord id (17 to 20 digits)');
 
@@ -19,6 +20,8 @@ export const configSchema = z
         executionProvider: z.enum(['cpu', 'cuda', 'auto']),
         /** Threads per operator; 0 lets ONNX Runtime use every core. */
         intraOpThreads: z.number().int().min(0),
+        /** The weights as the model runs: float32, or int8 / int4 block-quantized at load (faster decode, slightly different logits). */
+        weights: z.enum(WEIGHT_TYPES),
         maxBatchSize: z.number().int().min(1).max(256),
         /** A Hugging Face repo (e.g. "gpt2") to pull as the first model instead of a new one of `preset`. */
         pull: z.string().min(1).nullable(),

@@ -3,6 +3,7 @@ import { ModelError } from './errors.js';
 import { startWorkerThread } from './worker-thread.js';
 import type { GenerationOptions } from './generation/options.js';
 import { PieceQueue } from './generation/piece-queue.js';
+import { type WeightType, parseWeightType } from './quantize.js';
 import type { GenerationResult } from './generation/scheduler.js';
 import type { ExecutionProviderChoice } from './session.js';
 import type { FromWorker, ModelInfo, SerializedError, ToWorker, WorkerInit } from './worker-protocol.js';
@@ -11,6 +12,8 @@ export interface LoadOptions {
   readonly executionProvider?: ExecutionProviderChoice;
   /** Threads for one operator; 0 lets ONNX Runtime use every core. */
   readonly intraOpThreads?: number;
+  /** The projections' and head's weights as the model runs: float32 (default), or block-quantized int8 / int4 (quantize.ts). */
+  readonly weights?: WeightType;
   /** Requests decoded together in one step at most; more wait their turn. */
   readonly maxBatchSize?: number;
   readonly logLevel?: string;
@@ -57,6 +60,7 @@ export class LanguageModel {
       modelDir,
       executionProvider: options.executionProvider ?? 'auto',
       intraOpThreads: options.intraOpThreads ?? 0,
+      weights: parseWeightType(options.weights ?? 'float32'),
       maxBatchSize: options.maxBatchSize ?? 16,
       logLevel: options.logLevel ?? process.env.LOG_LEVEL ?? 'info',
     };

@@ -2,6 +2,7 @@ import type { Gpt2Config } from './config.js';
 import type { GenerationOptions } from './generation/options.js';
 import type { GenerationResult } from './generation/scheduler.js';
 import type { ModelErrorCode } from './errors.js';
+import type { WeightType } from './quantize.js';
 import type { ExecutionProvider, ExecutionProviderChoice } from './session.js';
 
 /** Messages between the main thread (language-model.ts) and the model worker (model-worker.ts). */
@@ -9,6 +10,7 @@ export interface WorkerInit {
   readonly modelDir: string;
   readonly executionProvider: ExecutionProviderChoice;
   readonly intraOpThreads: number;
+  readonly weights: WeightType;
   readonly maxBatchSize: number;
   readonly logLevel: string;
 }

@@ -8,6 +8,7 @@ const ELEMENT_TYPES: Record<ElementType, number> = {
   float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,
   bool: onnx.TensorProto.DataType.BOOL,
+  uint8: onnx.TensorProto.DataType.UINT8,
 };
 
 /** Opset 17 brings LayerNormalization; IR 8 is what ONNX 1.12+ and ONNX Runtime >= 1.12 read. */

@@ -6,7 +6,7 @@ import type { Float32Tensor } from '../tensor.js';
  * tensors. The GPT-2 forward graph is written in these terms so that the training issue
  * can walk the nodes and emit each operator's backward beside it.
  */
-export type ElementType = 'float32' | 'float64' | 'int64' | 'bool';
+export type ElementType = 'float32' | 'float64' | 'int64' | 'bool' | 'uint8';
 
 /** The floating-point type of a graph's activations; tests of gradients build float64 graphs. */
 export type FloatType = 'float32' | 'float64';
@@ -34,7 +34,8 @@ export interface GraphNode {
 export type ConstantTensor =
   | { readonly type: 'float32'; readonly dims: readonly number[]; readonly data: Float32Array }
   | { readonly type: 'float64'; readonly dims: readonly number[]; readonly data: Float64Array }
-  | { readonly type: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array };
+  | { readonly type: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array }
+  | { readonly type: 'uint8'; readonly dims: readonly number[]; readonly data: Uint8Array };
 
 export interface Graph {
   readonly name: string;
@@ -99,13 +100,18 @@ export class GraphBuilder {
 
   /** A named weight, stored as an initializer under its own (Hugging Face) name. */
   weight(name: string, tensor: Float32Tensor): Value {
-    this.claim(name);
-    this.initializers.set(
+    return this.namedConstant(
       name,
       this.floatType === 'float64'
         ? { type: 'float64', dims: [...tensor.dims], data: Float64Array.from(tensor.data) }
         : { type: 'float32', dims: [...tensor.dims], data: tensor.data },
     );
+  }
+
+  /** A named constant of any type, e.g. quantized weights (uint8) and their float32 scales. */
+  namedConstant(name: string, tensor: ConstantTensor): Value {
+    this.claim(name);
+    this.initializers.set(name, tensor);
     return { name };
   }
 
@@ -166,10 +172,7 @@ export class GraphBuilder {
   }
 
   private constant(tensor: ConstantTensor): Value {
-    const name = this.uniqueName([...this.scopes, 'const'].join('/'));
-    this.claim(name);
-    this.initializers.set(name, tensor);
-    return { name };
+    return this.namedConstant(this.uniqueName([...this.scopes, 'const'].join('/')), tensor);
   }
 
   /** A name free as a value and as a node: a node's outputs are named after it. */
