@@ -86,6 +86,7 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
             },
             gate,
             logLevel: config.log.level,
+            servingWeights: config.model.weights,
           },
           logger,
           metrics,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { ModelError } from '../model/errors.js';
 import { readConfig } from '../model/model-files.js';
+import type { WeightType } from '../model/quantize.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { startFineTune } from '../model/training/fine-tune-job.js';
 import type { FineTuneSettings, TrainingProgress, TrainingRecord } from '../model/training/trainer.js';
@@ -44,6 +45,8 @@ export interface JobSettings {
   readonly fineTune: Omit<FineTuneSettings, 'modelDir' | 'outDir' | 'checkpointDir'>;
   readonly gate: GateSettings & { readonly mode: 'auto' | 'force' | 'hold' };
   readonly logLevel: string;
+  /** How the bot will run the candidate (model.weights): the gate scores it that way. float32 when left out. */
+  readonly servingWeights?: WeightType;
 }
 
 /** Fine-tuning as the commands see it, whether this process trains (FineTuneJobs) or a queue's worker does (QueuedFineTunes). */
@@ -191,7 +194,11 @@ export class FineTuneJobs implements FineTunes {
 
   /** Scores the candidate and the live model (the one already serving) with the same questions. */
   private async gate(faq: FaqStore, candidateDir: string): Promise<GateReport> {
-    const candidate = await this.scorer.scoreCandidate(faq, candidateDir, { executionProvider: this.settings.fineTune.executionProvider, logLevel: this.settings.logLevel });
+    const candidate = await this.scorer.scoreCandidate(faq, candidateDir, {
+      executionProvider: this.settings.fineTune.executionProvider,
+      weights: this.settings.servingWeights,
+      logLevel: this.settings.logLevel,
+    });
     const current = await this.scorer.scoreLive(faq);
     return gateDecision(candidate, current?.score ?? null, this.settings.gate.mode);
   }

@@ -1,6 +1,6 @@
 import { type Command, CommandUsageError } from './command.js';
 
-/** Commands for everyone: their own memory. (help and ask are wired in engine-commands.ts.) */
+/** Commands for everyone: their own memory. (help and ask are in all-commands.ts.) */
 export const forgetCommand: Command = {
   words: ['forget'],
   usage: 'forget [user id]',
