@@ -69,7 +69,7 @@ export class QueuedFineTunes implements FineTunes {
     const job = await this.withStartLock(scope, async () => {
       const busy = await this.unfinishedJob(scope);
       if (busy) throw new JobBusyError(await recordOf(busy));
-      return this.queue.add('finetune', { scope, faqScope: faq.scope, requestedBy, overrides }, { jobId: randomBytes(4).toString('hex'), removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } });
+      return this.queue.add('finetune', { scope, faqScope: faq.scope, requestedBy, overrides }, { jobId: newJobId(), removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } });
     });
     const record = await recordOf(job);
     this.logger.info({ job: record.id, scope }, 'fine-tuning job queued');
@@ -163,6 +163,11 @@ async function recordOf(job: Job<FineTuneJobData, JobRecord>): Promise<JobRecord
     default:
       return { ...base, status: 'queued' };
   }
+}
+
+/** BullMQ refuses a custom id made only of digits, which random hex sometimes is. */
+export function newJobId(): string {
+  return `ft-${randomBytes(4).toString('hex')}`;
 }
 
 /** Every job this queue adds has an id (jobId is given); BullMQ's type leaves it optional. */

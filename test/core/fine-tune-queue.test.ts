@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FaqStore } from '../../src/core/faq/faq-store.js';
 import { JobBusyError } from '../../src/core/fine-tune-jobs.js';
-import { describeFailure, QueuedFineTunes } from '../../src/core/fine-tune-queue.js';
+import { describeFailure, newJobId, QueuedFineTunes } from '../../src/core/fine-tune-queue.js';
 import type { Storage } from '../../src/core/storage/open-storage.js';
 import { silentLogger } from '../../src/log.js';
 import { type Backend, redisBackend } from './storage-backends.js';
@@ -64,6 +64,10 @@ describe('QueuedFineTunes', () => {
     const empty = FaqStore.forScope(first.documents, 'empty');
     await assert.rejects(instanceA.start(empty, 'discord:3', 'discord:finn'), { code: 'DATA_INVALID', message: /the FAQ is empty/ });
     assert.equal(await instanceA.cancel('discord:3'), false, 'no job of that scope was queued');
+  });
+
+  it('names jobs with ids BullMQ takes: never digits only (random hex can be)', () => {
+    for (let i = 0; i < 1000; i++) assert.doesNotMatch(newJobId(), /^\d+$/u);
   });
 
   it("says what a dead worker's failure means for the admin", () => {
