@@ -150,7 +150,7 @@ describe('a cluster of separate processes on one Redis', () => {
     await worker.kill();
     worker = await startWorker();
     const failed = await firstTry;
-    assert.match(failed, /Fine-tuning started \(job \w+\)/u);
+    assert.match(failed, /Fine-tuning started \(job [\w-]+\)/u);
     assert.match(failed, /failed[\s\S]*stopped mid-job[\s\S]*resumes/u, failed);
     assert.ok(existsSync(checkpoint), 'the failed job left its checkpoint');
 
