@@ -30,6 +30,14 @@ export function integerOption(value: string | undefined, name: string, min: numb
   return parsed;
 }
 
+/** --port: a TCP port (0 picks a free one), else `configured`. */
+export function portOption(value: string | undefined, configured: number): number {
+  if (value === undefined) return configured;
+  const port = Number(value);
+  if (value.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got "${value}"`);
+  return port;
+}
+
 export function numberOption(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   const parsed = Number(value);

@@ -10,7 +10,7 @@ import { loadConfig, type TunebotConfig } from '../core/config.js';
 import type { JobRecord } from '../core/fine-tune-jobs.js';
 import { createLogger, type Logger } from '../log.js';
 import { createProgressBar, type ProgressBar } from '../model/progress.js';
-import { type CliCommand, UsageError, parseCommandArgs } from './args.js';
+import { type CliCommand, UsageError, parseCommandArgs, portOption } from './args.js';
 
 /** The first start's fine-tune, drawn as a progress bar on stderr. */
 export function firstStartProgress(): (job: JobRecord) => void {
@@ -59,6 +59,12 @@ export function shutdownSignal(logger: Logger): { signal: AbortSignal; dispose()
   };
 }
 
+/** Resolves once `signal` is aborted (at once when it already is): a server's life until shutdown. */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
 /**
  * The servers of `tunebot start`: the local chat (with /healthz and /metrics when ops.port is
  * "chat"), and the ops endpoints on their own port when ops.port names one.
@@ -80,7 +86,7 @@ async function serve(app: App, config: TunebotConfig, chatPort: number, signal: 
     const platforms = await startPlatformAdapters(app, config);
     ops.readiness.serving();
     process.stdout.write(`tunebot is serving the local chat at ${chat.url}\n`);
-    if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    await untilAborted(signal);
     ops.readiness.stopping();
     await Promise.all(platforms.map((platform) => platform.stop()));
     await closeGracefully(chat.server, SHUTDOWN_GRACE_MS, () => logger.warn({ graceSeconds: SHUTDOWN_GRACE_MS / 1000 }, 'replies still running at the end of the grace period: cutting them off'));
@@ -108,7 +114,8 @@ async function startPlatformAdapters(app: App, config: TunebotConfig): Promise<{
   }
   if (config.slack.botToken) {
     // With Redis, every instance skips the retries of an event another one answered.
-    const seenEvents = app.storage.redis ? new RedisSeenEvents(app.storage.redis, app.storage.namespace) : undefined;
+    const { shared } = app.storage;
+    const seenEvents = shared ? new RedisSeenEvents(shared.redis, shared.namespace) : undefined;
     started.push(await startSlackAdapter(app.engine, { config: config.slack, logger, host: config.local.host, seenEvents }));
   }
   return started;
@@ -122,8 +129,7 @@ export const startCommand: CliCommand = {
     const { values, positionals } = parseCommandArgs(args, { port: { type: 'string' } });
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     const config = loadConfig();
-    const port = values.port !== undefined ? Number(values.port) : config.local.port;
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got "${values.port}"`);
+    const port = portOption(values.port, config.local.port);
     const logger = createLogger('tunebot', config.log.level);
     const shutdown = shutdownSignal(logger);
     try {

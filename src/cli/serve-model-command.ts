@@ -1,13 +1,13 @@
 import { startModelServer } from '../adapters/model-server/model-server.js';
+import { configuredModelHost } from '../core/app.js';
 import { loadConfig } from '../core/config.js';
 import { BotMetrics } from '../core/metrics.js';
-import { ModelHost } from '../core/model-host.js';
 import { ModelRegistry } from '../core/model-registry.js';
 import { ModelRollout } from '../core/model-rollout.js';
 import { openStorage } from '../core/storage/open-storage.js';
 import { createLogger } from '../log.js';
-import { type CliCommand, UsageError, integerOption, parseCommandArgs } from './args.js';
-import { SHUTDOWN_GRACE_MS, shutdownSignal } from './serve-commands.js';
+import { type CliCommand, UsageError, parseCommandArgs, portOption } from './args.js';
+import { SHUTDOWN_GRACE_MS, shutdownSignal, untilAborted } from './serve-commands.js';
 
 /**
  * The model in a process of its own, on the machine with the GPU: bot instances whose config
@@ -22,20 +22,14 @@ export const serveModelCommand: CliCommand = {
     const { values, positionals } = parseCommandArgs(args, { port: { type: 'string' } });
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     const config = loadConfig();
-    const port = integerOption(values.port, 'port', 0) ?? config.modelServer.port;
-    if (port > 65535) throw new UsageError(`--port must be 0-65535, got "${values.port}"`);
+    const port = portOption(values.port, config.modelServer.port);
     const logger = createLogger('tunebot-model-server', config.log.level);
     const shutdown = shutdownSignal(logger);
     const registry = new ModelRegistry(config.model.dir);
     const metrics = new BotMetrics();
-    const host = new ModelHost(
-      (version) => registry.dirOf(version),
-      { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, weights: config.model.weights, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level },
-      logger,
-      metrics,
-    );
+    const host = configuredModelHost(config, registry, logger, metrics);
     const storage = /^rediss?:/u.test(config.storage.url) ? await openStorage(config.storage.url, { logger, namespace: config.storage.namespace }) : null;
-    const rollout = storage?.redis ? new ModelRollout(registry, host, { redis: storage.redis, namespace: storage.namespace }, logger) : null;
+    const rollout = storage?.shared ? new ModelRollout(registry, host, storage.shared, logger) : null;
     try {
       const current = await registry.currentVersion();
       if (current) await host.swapTo(current);
@@ -44,7 +38,7 @@ export const serveModelCommand: CliCommand = {
       await rollout?.follow();
       const server = await startModelServer(host, { host: config.local.host, port, logger, metrics, requireVersion: (version) => registry.requireVersion(version) });
       process.stdout.write(`tunebot serves the model${current ? ` (${current})` : ''} at ${server.url}\n`);
-      if (!shutdown.signal.aborted) await new Promise<void>((resolve) => shutdown.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await untilAborted(shutdown.signal);
       await server.close(SHUTDOWN_GRACE_MS);
       logger.info('stopped');
     } finally {

@@ -4,7 +4,7 @@ import { FaqStore } from '../core/faq/faq-store.js';
 import { startQueueWorker } from '../core/fine-tune-queue-worker.js';
 import { createLogger } from '../log.js';
 import { type CliCommand, UsageError } from './args.js';
-import { firstStartProgress, shutdownSignal } from './serve-commands.js';
+import { firstStartProgress, shutdownSignal, untilAborted } from './serve-commands.js';
 
 export const workerCommand: CliCommand = {
   words: ['worker'],
@@ -18,20 +18,20 @@ export const workerCommand: CliCommand = {
     try {
       const app = await createApp(config, logger, { trainHere: true });
       try {
-        const { redis, namespace, documents } = app.storage;
-        if (!redis) throw new ConfigError('tunebot worker takes its jobs from the queue on Redis: set storage.url (TUNEBOT_STORAGE_URL) to redis://host:port');
+        const { shared, documents } = app.storage;
+        if (!shared) throw new ConfigError('tunebot worker takes its jobs from the queue on Redis: set storage.url (TUNEBOT_STORAGE_URL) to redis://host:port');
         // The cluster's first start (a model, the sample FAQ, a first fine-tune) happens here, once.
         await prepareFirstStart(app, config, logger, firstStartProgress(), shutdown.signal);
         if (shutdown.signal.aborted) return;
         const worker = await startQueueWorker({
-          shared: { redis, namespace },
+          shared,
           jobs: app.services.jobs,
           faqOf: (faqScope) => FaqStore.forScope(documents, faqScope),
           lockMs: config.fineTune.workerLockSeconds * 1000,
           logger,
         });
-        process.stdout.write(`tunebot worker is taking fine-tune jobs (namespace ${namespace})\n`);
-        if (!shutdown.signal.aborted) await new Promise<void>((resolve) => shutdown.signal.addEventListener('abort', () => resolve(), { once: true }));
+        process.stdout.write(`tunebot worker is taking fine-tune jobs (namespace ${shared.namespace})\n`);
+        await untilAborted(shutdown.signal);
         await worker.close();
       } finally {
         await app.close();

@@ -51,9 +51,8 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
   const metrics = new BotMetrics();
   const model: LiveModel = config.model.server
     ? await RemoteModel.connect(config.model.server, { metrics })
-    : new ModelHost((version) => registry.dirOf(version), { executionProvider: config.model.executionProvider, intraOpThreads: config.model.intraOpThreads, weights: config.model.weights, maxBatchSize: config.model.maxBatchSize, logLevel: config.log.level }, logger, metrics);
-  const shared = storage.redis ? { redis: storage.redis, namespace: storage.namespace } : null;
-  const rollout = new ModelRollout(registry, model, shared, logger);
+    : configuredModelHost(config, registry, logger, metrics);
+  const rollout = new ModelRollout(registry, model, storage.shared, logger);
   const memory = new ConversationMemory(storage.turns, { ttlMs: config.engine.memory.ttlHours * 3_600_000, maxStoredTurns: 200 });
   const tokenizer = await tokenizerFor(registry);
   const scopeOf = (message: Pick<IncomingMessage, 'platform' | 'scope'>) => faqScopeKey(config.faq.scope, message.platform, message.scope.workspace);
@@ -66,7 +65,7 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
   const gate = { ...config.engine, mode: config.fineTune.gate, trainedVariants: config.fineTune.trainedVariants, heldOutVariants: config.fineTune.heldOutVariants };
   const jobs: FineTunes =
     config.fineTune.runner === 'queue' && !options.trainHere
-      ? new QueuedFineTunes(requireShared(shared), logger)
+      ? new QueuedFineTunes(requireShared(storage.shared), logger)
       : new FineTuneJobs(
           storage.documents,
           registry,
@@ -134,6 +133,12 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
       await storage.close();
     },
   };
+}
+
+/** The registry's versions loaded in this process, as config.model says (`tunebot start`, `tunebot serve-model`). */
+export function configuredModelHost(config: TunebotConfig, registry: ModelRegistry, logger: Logger, metrics: BotMetrics): ModelHost {
+  const { executionProvider, intraOpThreads, weights, maxBatchSize } = config.model;
+  return new ModelHost((version) => registry.dirOf(version), { executionProvider, intraOpThreads, weights, maxBatchSize, logLevel: config.log.level }, logger, metrics);
 }
 
 function requireShared<T>(shared: T | null): T {

@@ -69,6 +69,7 @@ export class FineTuneJobs implements FineTunes {
   private running: { record: JobRecord; cancel: () => void; done: Promise<JobRecord> } | null = null;
   /** A start between its busy check and its job: a second start meanwhile is refused too. */
   private starting: JobRecord | null = null;
+  private readonly scorer: ModelScorer;
 
   constructor(
     private readonly store: KeyValueStore,
@@ -83,8 +84,6 @@ export class FineTuneJobs implements FineTunes {
   ) {
     this.scorer = new ModelScorer(host, tokenizer, settings.gate);
   }
-
-  private readonly scorer: ModelScorer;
 
   /** At start-up: a job recorded as running was cut off by a restart. */
   async recoverInterrupted(): Promise<JobRecord | null> {

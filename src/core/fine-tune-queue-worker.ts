@@ -2,7 +2,8 @@ import { type Job, Worker } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { FaqStore } from './faq/faq-store.js';
 import type { FineTunes, JobRecord } from './fine-tune-jobs.js';
-import { cancelChannel, FINE_TUNE_QUEUE, type FineTuneJobData, idOf, queueConnection, type SharedRedis } from './fine-tune-queue.js';
+import { cancelChannel, FINE_TUNE_QUEUE, type FineTuneJobData, idOf, queueConnection } from './fine-tune-queue.js';
+import type { SharedRedis } from './storage/open-storage.js';
 import type { RedisClient } from './storage/redis-turn-log.js';
 
 export interface QueueWorkerOptions {

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { TrainingProgress } from '../model/training/trainer.js';
 import type { FaqStore } from './faq/faq-store.js';
 import { type FineTunes, JobBusyError, type JobRecord, type JobSettings, trainableEntries } from './fine-tune-jobs.js';
+import type { SharedRedis } from './storage/open-storage.js';
 import type { RedisClient } from './storage/redis-turn-log.js';
 
 /**
@@ -22,11 +23,6 @@ export interface FineTuneJobData {
   readonly faqScope: string;
   readonly requestedBy: string;
   readonly overrides: Partial<JobSettings['fineTune']>;
-}
-
-export interface SharedRedis {
-  readonly redis: RedisClient;
-  readonly namespace: string;
 }
 
 /** Where BullMQ keeps the queue, and the channel on which a cancel reaches the worker. */

@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
 import type { LiveModel } from './live-model.js';
 import type { ModelRegistry } from './model-registry.js';
+import type { SharedRedis } from './storage/open-storage.js';
 import type { RedisClient } from './storage/redis-turn-log.js';
 
 /**
@@ -18,7 +19,7 @@ export class ModelRollout {
     private readonly registry: ModelRegistry,
     private readonly model: LiveModel,
     /** The shared Redis and the key namespace; null for one instance alone. */
-    private readonly shared: { readonly redis: RedisClient; readonly namespace: string } | null,
+    private readonly shared: SharedRedis | null,
     private readonly logger: Logger,
   ) {
     this.channel = `${shared?.namespace ?? 'tunebot'}:model-changed`;

@@ -17,8 +17,8 @@ import { BOT_TOKEN, createSlackScratchApp, directMessage, eventCallback, postsIn
  */
 /** Seen events on `storage`'s Redis connection and namespace, as `tunebot start` makes them. */
 function seenOn(storage: Storage, ttlMs?: number): RedisSeenEvents {
-  assert.ok(storage.redis, 'a Redis storage');
-  return new RedisSeenEvents(storage.redis, storage.namespace, ttlMs);
+  assert.ok(storage.shared, 'a Redis storage');
+  return new RedisSeenEvents(storage.shared.redis, storage.shared.namespace, ttlMs);
 }
 
 describe('RedisSeenEvents', () => {

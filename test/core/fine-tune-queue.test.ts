@@ -19,8 +19,8 @@ describe('QueuedFineTunes', () => {
     backend = await redisBackend();
     first = await backend.open();
     second = await backend.open();
-    instanceA = new QueuedFineTunes({ redis: first.redis!, namespace: backend.namespace }, silentLogger);
-    instanceB = new QueuedFineTunes({ redis: second.redis!, namespace: backend.namespace }, silentLogger);
+    instanceA = new QueuedFineTunes(first.shared!, silentLogger);
+    instanceB = new QueuedFineTunes(second.shared!, silentLogger);
     await FaqStore.forScope(first.documents, 'shared').add('What is tunebot?', 'A self-hosted FAQ bot.');
   });
   after(async () => {

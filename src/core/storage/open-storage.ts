@@ -22,11 +22,15 @@ export interface Storage {
   documents: KeyValueStore;
   /** Per-user conversation turns, in the same store as `keyv`. */
   turns: TurnLog;
-  /** The connection, when the store is Redis: the parts that instances share (job queue, model-change events, seen Slack events) use it too. */
-  redis: RedisClient | null;
-  /** The namespace every key starts with. */
-  namespace: string;
+  /** When the store is Redis: the parts that instances share (job queue, model-change events, seen Slack events) use its connection too. */
+  shared: SharedRedis | null;
   close(): Promise<void>;
+}
+
+/** A Redis connection and the namespace every key of this bot starts with. */
+export interface SharedRedis {
+  readonly redis: RedisClient;
+  readonly namespace: string;
 }
 
 export interface StorageOptions {
@@ -69,7 +73,7 @@ function openSqlite(url: string, namespace: string): Storage {
     const keyv = new Keyv({ store, namespace, throwOnErrors: true });
     const documents = new KeyvDocumentStore(keyv, store, (key) => `${namespace}:${key}`);
     const opened = db;
-    return { keyv, documents, turns, redis: null, namespace, close: async () => void opened.close() };
+    return { keyv, documents, turns, shared: null, close: async () => void opened.close() };
   } catch (error) {
     db?.close();
     throw new StorageError('STORAGE_UNAVAILABLE', `cannot open SQLite storage ${url}: ${(error as Error).message}`, { cause: error });
@@ -109,8 +113,7 @@ async function openRedis(url: string, namespace: string, options: StorageOptions
     keyv,
     documents,
     turns,
-    redis: client,
-    namespace,
+    shared: { redis: client, namespace },
     close: async () => {
       if (client.isOpen) await client.close();
     },
