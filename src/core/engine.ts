@@ -1,6 +1,6 @@
 import { ModelError } from '../model/errors.js';
 import { FaqError } from './faq/entry.js';
-import { type AnswerDecision, decideAnswer } from './answer-policy.js';
+import { type AnswerDecision, type AnswerPath, decideAnswer } from './answer-policy.js';
 import { type Command, CommandUsageError, findCommand, helpText } from './commands/command.js';
 import { commandLine, splitWords } from './commands/parse.js';
 import type { IncomingMessage } from './message.js';
@@ -18,14 +18,38 @@ import type { EngineServices } from './services.js';
  * (admin rights checked); anything else is answered by the policy in answer-policy.ts, and the
  * exchange goes to the user's memory.
  */
+/** What answering a question came to: told to onAnswer listeners once the reply has ended. */
+export interface AnswerOutcome {
+  readonly path: AnswerPath;
+  /** The FAQ entry the reply came from, when it came from one. */
+  readonly entryId: string | null;
+  /** The user's question, as answered. */
+  readonly question: string;
+  readonly reply: string;
+  readonly seconds: number;
+}
+
+export type AnswerListener = (outcome: AnswerOutcome, message: IncomingMessage) => void;
+
 export class ConversationEngine {
   private readonly limiter: RateLimiter;
+  private readonly answerListeners = new Set<AnswerListener>();
 
   constructor(
     private readonly services: EngineServices,
     readonly commands: readonly Command[],
   ) {
     this.limiter = new RateLimiter(services.settings.rateLimit.perMinute, services.settings.rateLimit.burst);
+  }
+
+  /**
+   * Calls `listener` after each answered question (not commands or refusals), with the message
+   * object handle() was given, so an adapter can tie the outcome to the reply it posted.
+   * Returns the unsubscribe function.
+   */
+  onAnswer(listener: AnswerListener): () => void {
+    this.answerListeners.add(listener);
+    return () => this.answerListeners.delete(listener);
   }
 
   isAdmin(message: IncomingMessage): boolean {
@@ -37,7 +61,7 @@ export class ConversationEngine {
     // A reply abandoned by its reader (an early return) is not counted: it did not end.
     let path: MessagePath | null = null;
     try {
-      path = yield* this.respond(message);
+      path = yield* this.respond(message, started);
     } catch (error) {
       path = 'error';
       throw error;
@@ -46,7 +70,7 @@ export class ConversationEngine {
     }
   }
 
-  private async *respond(message: IncomingMessage): AsyncGenerator<ReplyPart, MessagePath> {
+  private async *respond(message: IncomingMessage, started: number): AsyncGenerator<ReplyPart, MessagePath> {
     const { settings } = this.services;
     const text = message.text.trim();
     if (!text) {
@@ -68,7 +92,7 @@ export class ConversationEngine {
       yield* this.runCommand(message, line);
       return 'command';
     }
-    return yield* this.answer(message, text);
+    return yield* this.answer(message, text, started);
   }
 
   private async *runCommand(message: IncomingMessage, line: string): AsyncIterable<ReplyPart> {
@@ -95,7 +119,7 @@ export class ConversationEngine {
     }
   }
 
-  private async *answer(message: IncomingMessage, text: string): AsyncGenerator<string, MessagePath> {
+  private async *answer(message: IncomingMessage, text: string, started: number): AsyncGenerator<string, MessagePath> {
     const { settings, memory, model, tokenizer, logger } = this.services;
     const scope = { platform: message.platform, workspace: message.scope.workspace };
     const faq = this.services.faqFor(message);
@@ -135,6 +159,14 @@ export class ConversationEngine {
     if (settings.debug) yield `\n[debug: ${decision.path}; ${decision.ranked.map((hit) => `${hit.entry.id} ${round(hit.confidence)}`).join(', ') || 'no hits'}]`;
     await recorded;
     await memory.recordTurn(scope, message.user.id, { role: 'assistant', text: reply, at: Date.now() });
+    const outcome: AnswerOutcome = {
+      path: decision.path,
+      entryId: decision.path === 'faq' ? decision.ranked[0].entry.id : null,
+      question: text,
+      reply,
+      seconds: (performance.now() - started) / 1000,
+    };
+    for (const listener of this.answerListeners) listener(outcome, message);
     return decision.path;
   }
 

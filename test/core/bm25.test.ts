@@ -4,7 +4,7 @@ import type { FaqEntry } from '../../src/core/faq/entry.js';
 import { Bm25Index, tokenize } from '../../src/core/retrieval/bm25.js';
 
 function entry(id: string, question: string, answer: string): FaqEntry {
-  return { id, question, answer, tags: [], updatedAt: '2024-01-01T00:00:00.000Z' };
+  return { id, question, answer, tags: [], alternates: [], updatedAt: '2024-01-01T00:00:00.000Z' };
 }
 
 const TOLERANCE = 1e-12;

@@ -33,7 +33,7 @@ function rejects(run: () => unknown, code: string, message: RegExp): FaqError {
 
 /** Entries whose answers and questions hit every format's special characters. */
 const TRICKY: FaqRecord[] = [
-  { id: 'q1', question: 'How do I pay, and when?', answer: 'By card, "Visa" or \'Amex\'; monthly.', tags: ['billing', 'money matters'] },
+  { id: 'q1', question: 'How do I pay, and when?', answer: 'By card, "Visa" or \'Amex\'; monthly.', tags: ['billing', 'money matters'], alternates: ['when is my card charged', 'pay w/ "amex"; ok?', 'billing --> date'] },
   {
     id: 'q2',
     question: 'What is C#',
@@ -48,7 +48,7 @@ const TRICKY: FaqRecord[] = [
   },
   { id: 'q4', question: 'yes', answer: 'null', tags: ['1.10', 'true'] },
   { id: 'q5', question: '- a list? #', answer: '- item: one\n- item: two\n  indented: yes # not a comment\n| a | b |\n|---|---|\n*bold* _it_ `code` [link](http://x) <b>html</b> & < >', tags: ['md'] },
-  { id: 'q6', question: 'Unicode: 日本語で質問できますか？', answer: 'はい 🎉 — Ελληνικά, עברית, العربية, e\u0301 (combining), 𝔘𝔫𝔦', tags: ['i18n', 'ü'] },
+  { id: 'q6', question: 'Unicode: 日本語で質問できますか？', alternates: ['日本語 ok?', '# not a heading'], answer: 'はい 🎉 — Ελληνικά, עברית, العربية, e\u0301 (combining), 𝔘𝔫𝔦', tags: ['i18n', 'ü'] },
   { id: 'q7', question: 'Comment-like answer', answer: '<!-- faq: {"id":"x"} -->\nstill the answer -->', tags: ['a-->b'] },
   { id: 'q8', question: 'Quotes only', answer: '""', tags: [] },
 ];
@@ -227,6 +227,22 @@ describe('duplicates', () => {
       /^line 4: "how do i reset my PASSWORD" repeats the question "How do I reset my password\?" of line 2/,
     );
     assert.equal(error.line, 4);
+  });
+
+  it('reports an alternate phrasing that repeats another entry\'s question, naming both', () => {
+    const text = 'question,answer,alternates\nHow do I cancel?,Settings.,"stop paying\nend my sub"\nHow do I pause?,Pause it.,"End my sub"\n';
+    const error = rejects(
+      () => parseFaqFile(utf8(text), 'csv'),
+      'FAQ_DUPLICATE',
+      /^line 4: the alternate "End my sub" of "How do I pause\?" repeats the alternate "end my sub" of "How do I cancel\?" of line 2/,
+    );
+    assert.equal(error.line, 4);
+  });
+
+  it('drops blank and repeated alternates and the question itself; refuses alternates that are not text', () => {
+    const [record] = parse(JSON.stringify([{ question: 'How do I cancel?', answer: 'A.', alternates: ['how do i cancel', ' stop  paying ', '', 'Stop paying?'] }]), 'json');
+    assert.deepEqual(record.alternates, ['stop paying']);
+    rejects(() => parseFaqFile(utf8(JSON.stringify([{ question: 'Q?', answer: 'A.', alternates: [3] }])), 'json'), 'FAQ_INVALID', /alternates must be a list of text/);
   });
 
   it('reports two entries with one id', () => {

@@ -109,7 +109,7 @@ describe('scoreModel', () => {
 
   it('counts a question with nothing relevant in the FAQ as wrong', async () => {
     const faq = await seededFaq();
-    const stranger = { id: 'x1', question: 'Quantum chromodynamics lattice?', answer: 'Gluons.', tags: [], updatedAt: new Date(0).toISOString() };
+    const stranger = { id: 'x1', question: 'Quantum chromodynamics lattice?', answer: 'Gluons.', tags: [], alternates: [], updatedAt: new Date(0).toISOString() };
     const generate = async (): Promise<string> => 'Gluons.';
     const result = await scoreModel(faq, [stranger], generate, { ...MODEL_PATH, relevantMatch: 0.1, heldOutVariants: 0 }, 120, countWords);
     assert.deepEqual(result, { questions: 1, correct: 0, heldOut: 0, heldOutCorrect: 0, score: 0 });

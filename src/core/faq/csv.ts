@@ -1,7 +1,10 @@
 import { FaqError, toRecord, type FaqRecord, type RawRecord } from './entry.js';
 
-/** RFC 4180 CSV: a header row naming the columns (question and answer required; id and tags optional, tags ';'-separated). */
-const COLUMNS = ['id', 'question', 'answer', 'tags'] as const;
+/**
+ * RFC 4180 CSV: a header row naming the columns (question and answer required; id, tags and
+ * alternates optional; tags ';'-separated, alternates one per line of a quoted field).
+ */
+const COLUMNS = ['id', 'question', 'answer', 'tags', 'alternates'] as const;
 type Column = (typeof COLUMNS)[number];
 
 interface CsvRow {
@@ -23,7 +26,8 @@ export function parseCsv(text: string): FaqRecord[] {
     }
     const raw: RawRecord = {};
     columns.forEach((column, i) => {
-      raw[column] = row.fields[i];
+      // A blank alternates cell says nothing, as a missing key does in JSON: an import keeps the entry's alternates.
+      if (column !== 'alternates' || row.fields[i].trim() !== '') raw[column] = row.fields[i];
     });
     return toRecord(raw, row.line);
   });
@@ -129,10 +133,12 @@ export function serializeCsv(entries: readonly FaqRecord[]): string {
   if (entries.some((entry) => entry.id !== undefined)) columns.push('id');
   columns.push('question', 'answer');
   if (entries.some((entry) => entry.tags !== undefined)) columns.push('tags');
+  if (entries.some((entry) => entry.alternates?.length)) columns.push('alternates');
   const rows = [columns.join(',')];
   for (const entry of entries) {
     const cells = columns.map((column) => {
       if (column === 'tags') return (entry.tags ?? []).join(';');
+      if (column === 'alternates') return (entry.alternates ?? []).join('\n');
       return entry[column] ?? '';
     });
     rows.push(cells.map(quoteField).join(','));

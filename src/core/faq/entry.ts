@@ -43,6 +43,8 @@ export interface FaqEntry {
   /** Trimmed, with \n line ends. */
   answer: string;
   tags: string[];
+  /** Other ways members ask the question (linked from the inbox, or written by admins): retrieval and fine-tuning use them. */
+  alternates: string[];
   /** ISO 8601, when the entry was added or last changed. */
   updatedAt: string;
 }
@@ -56,6 +58,7 @@ export interface FaqRecord {
   question: string;
   answer: string;
   tags?: string[];
+  alternates?: string[];
   /** Where the entry starts in its file, for messages. */
   line?: number;
 }
@@ -66,6 +69,7 @@ export interface RawRecord {
   question?: unknown;
   answer?: unknown;
   tags?: unknown;
+  alternates?: unknown;
 }
 
 /** Ids stay typeable in a chat command: letters, digits and `_ . : -`. */
@@ -112,6 +116,7 @@ export function toRecord(raw: RawRecord, line?: number): FaqRecord {
     record.id = checkId(id as string, where);
   }
   if (raw.tags !== undefined && raw.tags !== null) record.tags = cleanTags(raw.tags, where);
+  if (raw.alternates !== undefined && raw.alternates !== null) record.alternates = cleanAlternates(raw.alternates, question, where);
   if (line !== undefined) record.line = line;
   return record;
 }
@@ -139,21 +144,53 @@ function cleanTags(tags: unknown, where = ''): string[] {
   return cleaned;
 }
 
-/** Throws FAQ_DUPLICATE naming both entries when two records share a normalized question or an id. */
+/**
+ * Alternate phrasings as a list, or as one string with a phrasing per line (the CSV form); each
+ * cleaned like a question; blanks, repeats and the question itself dropped.
+ */
+function cleanAlternates(alternates: unknown, question: string, where = ''): string[] {
+  const list = typeof alternates === 'string' ? alternates.split(/\r?\n/u) : alternates;
+  if (!Array.isArray(list) || list.some((alternate) => typeof alternate !== 'string')) {
+    throw new FaqError('FAQ_INVALID', `${where}alternates must be a list of text, or text with one phrasing per line, got ${describe(alternates)}`);
+  }
+  const seen = new Set([normalizeQuestion(question)]);
+  const cleaned: string[] = [];
+  for (const alternate of list as string[]) {
+    const phrasing = cleanQuestion(alternate);
+    const key = normalizeQuestion(phrasing);
+    if (key === '' || seen.has(key)) continue;
+    seen.add(key);
+    cleaned.push(phrasing);
+  }
+  return cleaned;
+}
+
+/** Every phrasing of an entry: its question, then its alternates. */
+export function phrasings(entry: Pick<FaqRecord, 'question' | 'alternates'>): string[] {
+  return [entry.question, ...(entry.alternates ?? [])];
+}
+
+/**
+ * Throws FAQ_DUPLICATE naming both entries when two records share a normalized phrasing (a
+ * question or an alternate: one phrasing cannot lead to two answers) or an id.
+ */
 export function checkUnique(records: readonly FaqRecord[]): void {
-  const byQuestion = new Map<string, FaqRecord>();
+  const byPhrasing = new Map<string, { record: FaqRecord; phrasing: string }>();
   const byId = new Map<string, FaqRecord>();
   for (const record of records) {
-    const key = normalizeQuestion(record.question);
-    const first = byQuestion.get(key);
-    if (first) {
-      throw new FaqError(
-        'FAQ_DUPLICATE',
-        `${place(record)}"${record.question}" repeats the question "${first.question}"${first.line === undefined ? '' : ` of line ${first.line}`}`,
-        { line: record.line },
-      );
+    for (const phrasing of phrasings(record)) {
+      const first = byPhrasing.get(normalizeQuestion(phrasing));
+      if (first) {
+        const what = phrasing === record.question ? `"${record.question}"` : `the alternate "${phrasing}" of "${record.question}"`;
+        const repeated = first.phrasing === first.record.question ? `the question "${first.record.question}"` : `the alternate "${first.phrasing}" of "${first.record.question}"`;
+        throw new FaqError(
+          'FAQ_DUPLICATE',
+          `${place(record)}${what} repeats ${repeated}${first.record.line === undefined ? '' : ` of line ${first.record.line}`}`,
+          { line: record.line },
+        );
+      }
+      byPhrasing.set(normalizeQuestion(phrasing), { record, phrasing });
     }
-    byQuestion.set(key, record);
     if (record.id === undefined) continue;
     const sameId = byId.get(record.id);
     if (sameId) {

@@ -56,6 +56,8 @@ const entrySchema = z.object({
   question: z.string().min(1),
   answer: z.string().min(1),
   tags: z.array(z.string()),
+  // Documents written before alternates existed have none.
+  alternates: z.array(z.string()).default([]),
   updatedAt: z.string(),
 });
 
@@ -125,7 +127,7 @@ export class FaqStore {
       }
       const ids = new Set(document.entries.map((entry) => entry.id));
       const [id, nextId] = allocateId(ids, document.nextId);
-      const entry: FaqEntry = { id, question: record.question, answer: record.answer, tags: record.tags ?? [], updatedAt: this.timestamp() };
+      const entry: FaqEntry = { id, question: record.question, answer: record.answer, tags: record.tags ?? [], alternates: [], updatedAt: this.timestamp() };
       return { next: { ...document, nextId, entries: [...document.entries, entry] }, result: entry };
     });
     return result;
@@ -287,7 +289,7 @@ function planImport(
     if (existing === undefined) {
       let id = record.id;
       if (id === undefined) [id, nextId] = allocateId(ids, nextId);
-      const entry: FaqEntry = { id, question: record.question, answer: record.answer, tags: record.tags ?? [], updatedAt: now };
+      const entry: FaqEntry = { id, question: record.question, answer: record.answer, tags: record.tags ?? [], alternates: record.alternates ?? [], updatedAt: now };
       preview.add.push(entry);
       inFileOrder.push(entry);
       continue;
@@ -306,6 +308,7 @@ function planImport(
       question: record.question,
       answer: record.answer,
       tags: record.tags ?? existing.tags,
+      alternates: record.alternates ?? existing.alternates,
       updatedAt: existing.updatedAt,
     };
     if (sameEntry(existing, updated)) {
@@ -357,8 +360,12 @@ function findIndex(entries: readonly FaqEntry[], idOrIndex: string | number): nu
 
 function sameEntry(a: FaqEntry, b: FaqEntry): boolean {
   return (
-    a.id === b.id && a.question === b.question && a.answer === b.answer && a.tags.length === b.tags.length && a.tags.every((tag, i) => tag === b.tags[i])
+    a.id === b.id && a.question === b.question && a.answer === b.answer && sameList(a.tags, b.tags) && sameList(a.alternates, b.alternates)
   );
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((item, i) => item === b[i]);
 }
 
 function at(record: FaqRecord): string {

@@ -1,7 +1,7 @@
 import { FaqError, toRecord, type FaqRecord, type RawRecord } from './entry.js';
 
-/** JSON (an array of entries) and JSON Lines (an entry per line): {question, answer, id?, tags?}. */
-const KEYS = ['id', 'question', 'answer', 'tags'];
+/** JSON (an array of entries) and JSON Lines (an entry per line): {question, answer, id?, tags?, alternates?}. */
+const KEYS = ['id', 'question', 'answer', 'tags', 'alternates'];
 
 export function parseJson(text: string): FaqRecord[] {
   const value = parseJsonText(text, 1);
@@ -39,6 +39,7 @@ function plainEntry(entry: FaqRecord): RawRecord {
   plain.question = entry.question;
   plain.answer = entry.answer;
   if (entry.tags !== undefined) plain.tags = entry.tags;
+  if (entry.alternates?.length) plain.alternates = entry.alternates;
   return plain;
 }
 
@@ -51,7 +52,7 @@ function toRawRecord(value: unknown, line: number): RawRecord {
   if (unknown.length > 0) {
     throw new FaqError('FAQ_INVALID', `line ${line}: unknown key "${unknown[0]}"; an entry has ${KEYS.join(', ')}`, { line });
   }
-  return { id: object.id, question: object.question, answer: object.answer, tags: object.tags };
+  return { id: object.id, question: object.question, answer: object.answer, tags: object.tags, alternates: object.alternates };
 }
 
 /** JSON.parse, with its syntax errors turned into FaqErrors that name the line and column. */

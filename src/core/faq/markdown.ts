@@ -48,7 +48,7 @@ export function parseMarkdown(text: string): FaqRecord[] {
         line: section.line,
       });
     }
-    records.push(toRecord({ question: section.question, answer, id: meta?.id, tags: meta?.tags }, section.line));
+    records.push(toRecord({ question: section.question, answer, id: meta?.id, tags: meta?.tags, alternates: meta?.alternates }, section.line));
   });
   return records;
 }
@@ -58,7 +58,7 @@ function headingText(rest: string): string {
   return rest.trim().replace(/(?:^|[ \t]+)#+$/, '').trim();
 }
 
-function splitMeta(section: Section): { meta?: { id?: unknown; tags?: unknown }; body: string[] } {
+function splitMeta(section: Section): { meta?: { id?: unknown; tags?: unknown; alternates?: unknown }; body: string[] } {
   const first = section.body.findIndex((line) => line.trim() !== '');
   const match = first === -1 ? null : META.exec(section.body[first].trim());
   if (!match) return { body: section.body };
@@ -75,8 +75,8 @@ function splitMeta(section: Section): { meta?: { id?: unknown; tags?: unknown };
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
     throw new FaqError('FAQ_INVALID', `line ${line}: the faq comment must hold a JSON object such as {"id": "q1", "tags": ["billing"]}`, { line });
   }
-  const { id, tags } = meta as { id?: unknown; tags?: unknown };
-  return { meta: { id, tags }, body: section.body.slice(first + 1) };
+  const { id, tags, alternates } = meta as { id?: unknown; tags?: unknown; alternates?: unknown };
+  return { meta: { id, tags, alternates }, body: section.body.slice(first + 1) };
 }
 
 /** CommonMark fences: ``` or ~~~ (three or more) open; the same character, at least as many, alone on a line, close. */
@@ -106,9 +106,10 @@ class FenceTracker {
 export function serializeMarkdown(entries: readonly FaqRecord[]): string {
   const blocks = entries.map((entry) => {
     const lines = [`## ${entry.question}${entry.question.endsWith('#') ? ' #' : ''}`];
-    const meta: { id?: string; tags?: string[] } = {};
+    const meta: { id?: string; tags?: string[]; alternates?: string[] } = {};
     if (entry.id !== undefined) meta.id = entry.id;
     if (entry.tags !== undefined) meta.tags = entry.tags;
+    if (entry.alternates?.length) meta.alternates = entry.alternates;
     if (Object.keys(meta).length > 0 || META.test(entry.answer.split('\n')[0].trim())) {
       // '>' escaped, so that no value can end the comment early.
       lines.push(`<!-- faq: ${JSON.stringify(meta).replace(/>/g, '\\u003e')} -->`);

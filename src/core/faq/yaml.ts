@@ -1,8 +1,8 @@
 import { isMap, isSeq, LineCounter, parseDocument, stringify } from 'yaml';
 import { FaqError, toRecord, type FaqRecord, type RawRecord } from './entry.js';
 
-/** YAML: a list of entries with question, answer and optional id and tags keys. */
-const KEYS = ['id', 'question', 'answer', 'tags'];
+/** YAML: a list of entries with question, answer and optional id, tags and alternates keys. */
+const KEYS = ['id', 'question', 'answer', 'tags', 'alternates'];
 
 export function parseYaml(text: string): FaqRecord[] {
   const lineCounter = new LineCounter();
@@ -29,7 +29,7 @@ export function parseYaml(text: string): FaqRecord[] {
     if (unknown.length > 0) {
       throw new FaqError('FAQ_INVALID', `line ${line}: unknown key "${unknown[0]}"; an entry has ${KEYS.join(', ')}`, { line });
     }
-    return toRecord({ id: value.id, question: value.question, answer: value.answer, tags: value.tags }, line);
+    return toRecord({ id: value.id, question: value.question, answer: value.answer, tags: value.tags, alternates: value.alternates }, line);
   });
 }
 
@@ -40,6 +40,7 @@ export function serializeYaml(entries: readonly FaqRecord[]): string {
     fields.question = entry.question;
     fields.answer = entry.answer;
     if (entry.tags !== undefined) fields.tags = entry.tags;
+    if (entry.alternates?.length) fields.alternates = entry.alternates;
     return fields;
   });
   // No line folding: an exported answer reads as it was written.
