@@ -143,6 +143,43 @@ describe('Slack text', () => {
     assert.equal(toSlackText('```json\n{"a": 1}\n```'), '```\n{"a": 1}\n```');
   });
 
+  it("renders an FAQ answer's Markdown as Slack mrkdwn: bold, italics, links, lists, headings", () => {
+    const answer = [
+      '## Resetting a password',
+      'Open **Settings** and choose __Security__, then *Reset*. See [the guide](https://example.com/help?a=1&b=2) or <https://example.com>.',
+      '- first, sign in',
+      '  * then open the _account_ page',
+      '- ~~old way~~ gone',
+      '+ 2 new (a summary line, not a list)',
+      '1. numbered items stay as they are',
+    ].join('\n');
+    assert.equal(
+      toSlackText(answer),
+      [
+        '*Resetting a password*',
+        'Open *Settings* and choose *Security*, then _Reset_. See <https://example.com/help?a=1&amp;b=2|the guide> or <https://example.com>.',
+        '• first, sign in',
+        '  • then open the _account_ page',
+        '• ~old way~ gone',
+        '+ 2 new (a summary line, not a list)',
+        '1. numbered items stay as they are',
+      ].join('\n'),
+    );
+  });
+
+  it('nests marks, and leaves what only looks like a mark as written', () => {
+    assert.equal(toSlackText('**see [the *new* docs](https://x.org)**'), '*see <https://x.org|the _new_ docs>*');
+    assert.equal(toSlackText('## A **bold** title ##'), '*A bold title*');
+    assert.equal(toSlackText('2*3*4 = 24, snake_case_name, a * b * c, x__y__z'), '2*3*4 = 24, snake_case_name, a * b * c, x__y__z');
+    assert.equal(toSlackText('\\*not italic\\* and a \\[bracket\\]'), '*not italic* and a [bracket]');
+    assert.equal(toSlackText('**unclosed bold, as a reply streams'), '**unclosed bold, as a reply streams');
+  });
+
+  it('keeps code as written, escaped only: inline spans and fenced blocks', () => {
+    assert.equal(toSlackText('Run `a **b** <c>` now'), 'Run `a **b** &lt;c&gt;` now');
+    assert.equal(toSlackText('```ts\n**not bold** - [x](y)\n# not a heading\n```\n**bold**'), '```\n**not bold** - [x](y)\n# not a heading\n```\n*bold*');
+  });
+
   it('straightens the curly quotes phones type', () => {
     assert.equal(straightenQuotes('faq add “Why?” ‘Because’'), `faq add "Why?" 'Because'`);
   });

@@ -17,13 +17,71 @@ export function fromSlackText(text: string, botUserId: string | null): string {
   return unescapeEntities(plain).trim();
 }
 
-/** What the engine writes, as Slack text: escaped, and fences without a language name. */
+/**
+ * What the engine writes (Markdown: FAQ answers hold bold, links and lists), as Slack mrkdwn:
+ * **bold** and __bold__ as *bold*, *italic* as _italic_, ~~struck~~ as ~struck~, [label](url)
+ * as <url|label>, headings as a bold line, - and * list items as bullets, as Discord shows
+ * them (+ lines stay: the import summary's "+ 2 new"); &, < and > escaped everywhere else.
+ * Code (fenced or `inline`) keeps its text, escaped only; a fence loses its language name,
+ * which Slack would show as the block's first line.
+ */
 export function toSlackText(text: string): string {
+  let inFence = false;
   return text
-    .replace(/^([ \t]*```)[\w+#.-]+[ \t]*$/gmu, '$1')
-    .replaceAll('&', '&amp;')
-    .replaceAll('<', '&lt;')
-    .replaceAll('>', '&gt;');
+    .split('\n')
+    .map((line) => {
+      const fence = /^([ \t]*```)[\w+#.-]*[ \t]*$/u.exec(line);
+      if (fence) {
+        inFence = !inFence;
+        return fence[1];
+      }
+      return inFence ? escapeText(line) : mrkdwnLine(line);
+    })
+    .join('\n');
+}
+
+/** Slack needs these three escaped in text; its own tokens (<url|label>) are written unescaped. */
+function escapeText(text: string): string {
+  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+}
+
+function mrkdwnLine(line: string): string {
+  const heading = /^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$/u.exec(line);
+  if (heading) return heading[1] ? `*${mrkdwnInline(stripEmphasis(heading[1]))}*` : '';
+  const bullet = /^([ \t]*)[-*][ \t]+(.*)$/u.exec(line);
+  if (bullet) return `${bullet[1]}• ${mrkdwnInline(bullet[2])}`;
+  return mrkdwnInline(line);
+}
+
+/**
+ * Markdown's inline marks, innermost first through recursion on each mark's content. The
+ * single-* and _ marks need a non-word character (or the line's edge) outside and no space
+ * inside, as CommonMark's flanking rules ask, so that 2*3*4 and snake_case stay as written.
+ */
+const INLINE =
+  /(`+)(.+?)\1|\\([\\`*_{}[\]()#+\-.!~|>])|\[([^\]]+)\]\(<?([^)\s>]+)>?(?:[ \t]+"[^"]*")?\)|<((?:https?|mailto):[^>\s]+)>|\*\*(?=\S)(.+?)(?<=\S)\*\*|(?<![\w_])__(?=\S)(.+?)(?<=\S)__(?![\w_])|~~(?=\S)(.+?)(?<=\S)~~|(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\w*])/gu;
+
+function mrkdwnInline(text: string): string {
+  let out = '';
+  let last = 0;
+  for (const match of text.matchAll(INLINE)) {
+    const [whole, , code, escaped, label, url, autolink, strong, strongUnderscore, struck, emphasis] = match;
+    out += escapeText(text.slice(last, match.index));
+    last = match.index + whole.length;
+    if (code !== undefined) out += `\`${escapeText(code)}\``;
+    else if (escaped !== undefined) out += escapeText(escaped);
+    else if (label !== undefined) out += `<${escapeText(url)}|${mrkdwnInline(label)}>`;
+    else if (autolink !== undefined) out += `<${escapeText(autolink)}>`;
+    else if (strong !== undefined || strongUnderscore !== undefined) out += `*${mrkdwnInline(strong ?? strongUnderscore)}*`;
+    else if (struck !== undefined) out += `~${mrkdwnInline(struck)}~`;
+    else out += `_${mrkdwnInline(emphasis)}_`;
+  }
+  return out + escapeText(text.slice(last));
+}
+
+/** A heading is bold already: marks inside it would close Slack's bold early. */
+function stripEmphasis(text: string): string {
+  return text.replace(/(\*\*|__)(?=\S)(.+?)(?<=\S)\1/gu, '$2');
 }
 
 /**
