@@ -196,4 +196,16 @@ describe('MemorySeenEvents', () => {
     assert.equal(await seen.claim('Ev1'), true);
     assert.equal(seen.size, 1, 'expired keys are dropped');
   });
+
+  it('keeps at most maxKeys keys under a million distinct events within the time-to-live', async () => {
+    let now = 0;
+    const seen = new MemorySeenEvents(60 * 60_000, () => now, 50_000);
+    for (let i = 0; i < 1_000_000; i++) {
+      now = i;
+      assert.equal(await seen.claim(`Ev${i}`), true);
+    }
+    assert.equal(seen.size, 50_000);
+    assert.equal(await seen.claim('Ev999999'), false, 'the newest keys are still held');
+    assert.equal(await seen.claim('Ev0'), true, 'the oldest went to make room');
+  });
 });

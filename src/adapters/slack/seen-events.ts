@@ -1,3 +1,5 @@
+import { BoundedMap } from '../../core/bounded-map.js';
+
 /**
  * Slack delivers an event again when it thinks the first delivery failed (X-Slack-Retry-Num),
  * and a message can arrive twice under two events (a mention in a DM, with message.im on).
@@ -13,22 +15,28 @@ export interface SeenEvents {
 /** Slack retries for about five minutes after the first delivery; an hour leaves room. */
 export const SEEN_EVENT_TTL_MS = 60 * 60_000;
 
-/** One instance's memory: keys expire after `ttlMs`. */
+/** What one instance remembers at most: at a hundred events a second, a quarter of the hour's. */
+export const MAX_SEEN_EVENTS = 100_000;
+
+/**
+ * One instance's memory: keys expire after `ttlMs`, and no more than `maxKeys` are kept (past
+ * that the oldest go, and a late retry of theirs would be answered again).
+ */
 export class MemorySeenEvents implements SeenEvents {
-  /** Insertion order is expiry order, since every key lives for the same time. */
-  private readonly expiries = new Map<string, number>();
+  /** The order of claiming is expiry order, since every key lives for the same time. */
+  private readonly expiries: BoundedMap<string, number>;
 
   constructor(
     private readonly ttlMs: number = SEEN_EVENT_TTL_MS,
     private readonly now: () => number = Date.now,
-  ) {}
+    maxKeys: number = MAX_SEEN_EVENTS,
+  ) {
+    this.expiries = new BoundedMap(maxKeys);
+  }
 
   async claim(key: string): Promise<boolean> {
     const now = this.now();
-    for (const [seen, expiry] of this.expiries) {
-      if (expiry > now) break;
-      this.expiries.delete(seen);
-    }
+    this.expiries.dropOldestWhile((expiry) => expiry <= now);
     if (this.expiries.has(key)) return false;
     this.expiries.set(key, now + this.ttlMs);
     return true;

@@ -1,4 +1,5 @@
 import type { webApi } from '@slack/bolt';
+import { BoundedMap } from '../../core/bounded-map.js';
 import type { Logger } from '../../log.js';
 
 /**
@@ -12,15 +13,24 @@ export interface SlackUser {
 }
 
 export const USER_CACHE_TTL_MS = 60_000;
+export const MAX_CACHED_USERS = 10_000;
 
 export class SlackUsers {
-  private readonly cache = new Map<string, { user: SlackUser; expires: number }>();
+  private readonly cache: BoundedMap<string, { user: SlackUser; expires: number }>;
 
   constructor(
     private readonly client: webApi.WebClient,
     private readonly logger: Logger,
     private readonly ttlMs: number = USER_CACHE_TTL_MS,
-  ) {}
+    maxUsers: number = MAX_CACHED_USERS,
+  ) {
+    this.cache = new BoundedMap(maxUsers);
+  }
+
+  /** How many users are cached. */
+  get size(): number {
+    return this.cache.size;
+  }
 
   /** A user users.info cannot describe (deleted, or a missing users:read scope) is no admin. */
   async lookup(userId: string): Promise<SlackUser> {
@@ -38,13 +48,9 @@ export class SlackUsers {
       this.logger.warn({ err: error, user: userId }, 'users.info failed; treating the user as no admin');
       return { displayName: userId, isAdmin: false };
     }
-    // Deleted and set again, so that the map's order stays expiry order and pruning stops early.
-    this.cache.delete(userId);
+    // Every entry lives for ttlMs, so the map's order of setting is also expiry order.
     this.cache.set(userId, { user, expires: now + this.ttlMs });
-    for (const [id, entry] of this.cache) {
-      if (entry.expires > now) break;
-      this.cache.delete(id);
-    }
+    this.cache.dropOldestWhile((entry) => entry.expires <= now);
     return user;
   }
 }
