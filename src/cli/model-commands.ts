@@ -1,9 +1,12 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { loadConfig } from '../core/config.js';
+import { resolve } from 'node:path';
+import { envName, loadConfig, type TunebotConfig } from '../core/config.js';
 import { PRESET_NAMES, type PresetName, parameterCount } from '../model/config.js';
 import { ModelError } from '../model/errors.js';
-import { pullFromHub } from '../model/hub.js';
+import { EXAMPLE_EMBEDDING_REPO } from '../model/embedding/embedding-folder.js';
+import { pullEmbeddingModel } from '../model/embedding/pull-embedding-model.js';
+import { gpt2Checkpoint, type PullProgress, pullFromHub } from '../model/hub.js';
 import { importModel, initModel } from '../model/model-dir.js';
 import { createProgressBar, type ProgressBar } from '../model/progress.js';
 import { type CliCommand, UsageError, integerOption, parseCommandArgs } from './args.js';
@@ -38,45 +41,79 @@ const init: CliCommand = {
   },
 };
 
+/** A progress bar per file of a hub pull, as the pull reports them. */
+function pullProgressBars(): { onProgress: (progress: PullProgress) => void; finish: () => void } {
+  const bars = new Map<string, ProgressBar>();
+  return {
+    onProgress(progress) {
+      let bar = bars.get(progress.file);
+      if (!bar) {
+        bar = createProgressBar(`[${progress.fileIndex + 1}/${progress.fileCount}] ${progress.file}`, progress.totalBytes);
+        bars.set(progress.file, bar);
+      }
+      bar.update(progress.receivedBytes);
+      if (progress.receivedBytes >= progress.totalBytes) bar.finish();
+    },
+    finish() {
+      for (const bar of bars.values()) bar.finish();
+    },
+  };
+}
+
 const pull: CliCommand = {
   words: ['model', 'pull'],
-  usage: 'tunebot model pull <hub-repo> [--revision REV] [--onnx] --out DIR',
-  summary: 'download a GPT-2 checkpoint from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN honoured)',
+  usage: 'tunebot model pull <hub-repo> [--revision REV] [--onnx] --out DIR | <hub-repo> --embedding [--revision REV] [--out DIR]',
+  summary:
+    'download a GPT-2 checkpoint, or with --embedding a sentence-embedding model for hybrid retrieval (into retrieval.embeddingModel unless --out), from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN honoured)',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
       revision: { type: 'string' },
       onnx: { type: 'boolean' },
+      embedding: { type: 'boolean' },
       out: { type: 'string' },
     });
     const [repo] = positionals;
-    if (!repo || positionals.length > 1) throw new UsageError('give exactly one hub repo, e.g. gpt2 or openai-community/gpt2');
+    if (!repo || positionals.length > 1) {
+      throw new UsageError(`give exactly one hub repo, e.g. gpt2 or openai-community/gpt2${values.embedding ? `, or ${EXAMPLE_EMBEDDING_REPO} with --embedding` : ''}`);
+    }
+    const config = loadConfig();
+    if (values.embedding) {
+      if (values.onnx) throw new UsageError('--onnx is for GPT-2 checkpoints; an embedding model is always pulled as its ONNX export');
+      await pullEmbedding(repo, values.revision, values.out ?? config.retrieval.embeddingModel, config);
+      return;
+    }
     if (!values.out) throw new UsageError('--out DIR is required');
     requireNewFolder(values.out);
     // The raw download sits beside the model folder, so an interrupted pull resumes from it.
     const downloadDir = `${values.out}.download`;
-    const bars = new Map<string, ProgressBar>();
+    const progress = pullProgressBars();
     const pulled = await pullFromHub({
       repo,
       revision: values.revision,
       outDir: downloadDir,
-      endpoint: loadConfig().hub.endpoint,
-      includeOnnx: values.onnx ?? false,
-      onProgress: (progress) => {
-        let bar = bars.get(progress.file);
-        if (!bar) {
-          bar = createProgressBar(`[${progress.fileIndex + 1}/${progress.fileCount}] ${progress.file}`, progress.totalBytes);
-          bars.set(progress.file, bar);
-        }
-        bar.update(progress.receivedBytes);
-        if (progress.receivedBytes >= progress.totalBytes) bar.finish();
-      },
+      endpoint: config.hub.endpoint,
+      files: gpt2Checkpoint(values.onnx ?? false),
+      onProgress: progress.onProgress,
     });
-    for (const bar of bars.values()) bar.finish();
+    progress.finish();
     const files = await importModel(downloadDir, values.out, 'safetensors');
     await rm(downloadDir, { recursive: true, force: true });
     console.log(`pulled ${repo} at ${pulled.commit.slice(0, 12)} (${parameterCount(files.config).toLocaleString('en')} parameters) into ${values.out}`);
   },
 };
+
+async function pullEmbedding(repo: string, revision: string | undefined, out: string | null, config: TunebotConfig): Promise<void> {
+  if (!out) throw new UsageError(`--out DIR is required when retrieval.embeddingModel (${envName(['retrieval', 'embeddingModel'])}) is not set`);
+  requireNewFolder(out);
+  const progress = pullProgressBars();
+  const pulled = await pullEmbeddingModel({ repo, revision, outDir: out, endpoint: config.hub.endpoint, onProgress: progress.onProgress });
+  progress.finish();
+  console.log(`pulled ${repo} at ${pulled.commit.slice(0, 12)} (${pulled.dimension}-dimensional sentence embeddings, ${pulled.pooling} pooling) into ${out}`);
+  const configured = config.retrieval.embeddingModel;
+  if (configured === null || resolve(configured) !== resolve(out)) {
+    console.log(`retrieval turns hybrid (BM25 + dense) once retrieval.embeddingModel names it: ${envName(['retrieval', 'embeddingModel'])}=${out}`);
+  }
+}
 
 const importCommand: CliCommand = {
   words: ['model', 'import'],

@@ -63,6 +63,15 @@ export const configSchema = z
       })
       .strict(),
     faq: z.object({ scope: z.enum(['shared', 'per-scope']) }).strict(),
+    retrieval: z
+      .object({
+        /**
+         * A sentence-embedding model folder (`tunebot model pull <repo> --embedding`): when it
+         * exists, retrieval is BM25 and dense, fused; null or a missing folder is BM25 alone.
+         */
+        embeddingModel: z.string().min(1).nullable(),
+      })
+      .strict(),
     engine: z
       .object({
         /** platform:userId pairs that are admins whatever the platform says. */

@@ -36,7 +36,8 @@ export interface PullOptions {
   endpoint?: string;
   /** Default process.env.HF_TOKEN. */
   token?: string;
-  includeOnnx?: boolean;
+  /** Which files to take; default gpt2Checkpoint(). */
+  files?: FileSelection;
   onProgress?: (p: PullProgress) => void;
   signal?: AbortSignal;
   /** Retries of a dropped connection or a 5xx/429 answer, per request; default 3. */
@@ -68,13 +69,20 @@ const DEFAULT_RETRIES = 3;
 const STAGING_DIR = '.partial';
 const COMMIT_MARKER = '.commit';
 
+/**
+ * Which of a repo's files a pull takes, in download order, given the names the repo has and
+ * "repo@revision" for messages. Throws HUB_ERROR when the repo lacks what the folder needs.
+ */
+export type FileSelection = (available: ReadonlySet<string>, where: string) => string[];
+
 const WEIGHTS_FILE = 'model.safetensors';
 // The model folder loaders need these; the tokenizer loader reads tokenizer.json with its config.
 const REQUIRED_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', WEIGHTS_FILE];
 const OPTIONAL_FILES = ['generation_config.json', 'vocab.json', 'merges.txt'];
-const ONNX_FILE = 'onnx/model.onnx';
+/** As the hub names it (always with '/'). */
+export const ONNX_FILE = 'onnx/model.onnx';
 // Exports over 2 GB keep their tensors beside the graph; the graph alone cannot be loaded then.
-const ONNX_EXTERNAL_DATA_FILE = 'onnx/model.onnx_data';
+export const ONNX_EXTERNAL_DATA_FILE = 'onnx/model.onnx_data';
 const OTHER_CHECKPOINTS = ['pytorch_model.bin', 'model.safetensors.index.json', 'tf_model.h5', 'flax_model.msgpack'];
 
 interface PullContext extends HubConnection {
@@ -82,9 +90,9 @@ interface PullContext extends HubConnection {
 }
 
 /**
- * Downloads a GPT-2 checkpoint from the hub into outDir. Files are staged in outDir/.partial and
- * moved into outDir together once all are complete and verified, so outDir never holds half a
- * model. An interrupted pull leaves .partial behind and the next pull of the same commit resumes it.
+ * Downloads a model's files (a GPT-2 checkpoint unless options.files says otherwise) from the
+ * hub into outDir. Files are staged in outDir/.partial and moved into outDir together once all
+ * are complete and verified, so outDir never holds half a model. An interrupted pull leaves .partial behind and the next pull of the same commit resumes it.
  */
 export async function pullFromHub(options: PullOptions): Promise<PullResult> {
   const ctx = pullContext(options);
@@ -94,7 +102,7 @@ export async function pullFromHub(options: PullOptions): Promise<PullResult> {
   throwIfAborted(ctx.signal);
 
   const listing = await fetchListing(ctx, repo, revision);
-  const files = selectFiles(listing.siblings, repo, revision, options.includeOnnx ?? false);
+  const files = selectFiles(listing.siblings, repo, revision, options.files ?? gpt2Checkpoint());
   const stagingDir = join(options.outDir, STAGING_DIR);
   await prepareStaging(stagingDir, listing.commit);
 
@@ -165,31 +173,35 @@ async function fetchListing(ctx: PullContext, repo: string, revision: string): P
   return { commit, siblings: parsed.siblings as Sibling[] };
 }
 
-function selectFiles(siblings: Sibling[], repo: string, revision: string, includeOnnx: boolean): HubFile[] {
+function selectFiles(siblings: Sibling[], repo: string, revision: string, select: FileSelection): HubFile[] {
   const byName = new Map(siblings.map((sibling) => [sibling.rfilename, sibling]));
-  if (!byName.has(WEIGHTS_FILE)) {
-    const found = OTHER_CHECKPOINTS.filter((name) => byName.has(name));
-    const foundText = found.length > 0 ? ` (it has ${found.join(', ')})` : '';
-    throw new ModelError(
-      'HUB_ERROR',
-      `${repo}@${revision} has no ${WEIGHTS_FILE}${foundText}; only single-file safetensors checkpoints are supported`,
-    );
-  }
-  const missing = REQUIRED_FILES.filter((name) => !byName.has(name));
-  if (missing.length > 0) {
-    throw new ModelError('HUB_ERROR', `${repo}@${revision} lacks ${missing.join(', ')}, which a model folder needs`);
-  }
-  const wanted = [...REQUIRED_FILES.filter((name) => name !== WEIGHTS_FILE), ...OPTIONAL_FILES.filter((name) => byName.has(name))];
-  // The small files go first, so a broken repo fails before the large download.
-  wanted.push(WEIGHTS_FILE);
-  if (includeOnnx) {
-    if (!byName.has(ONNX_FILE)) {
-      throw new ModelError('HUB_ERROR', `${repo}@${revision} has no ${ONNX_FILE}; pull without ONNX to build the graph from the weights`);
+  return select(new Set(byName.keys()), `${repo}@${revision}`).map((name) => hubFile(byName.get(name) as Sibling, repo));
+}
+
+/** A GPT-2 checkpoint: config, tokenizer files and model.safetensors; with includeOnnx its ONNX export too. */
+export function gpt2Checkpoint(includeOnnx = false): FileSelection {
+  return (available, where) => {
+    if (!available.has(WEIGHTS_FILE)) {
+      const found = OTHER_CHECKPOINTS.filter((name) => available.has(name));
+      const foundText = found.length > 0 ? ` (it has ${found.join(', ')})` : '';
+      throw new ModelError('HUB_ERROR', `${where} has no ${WEIGHTS_FILE}${foundText}; only single-file safetensors checkpoints are supported`);
     }
-    wanted.push(ONNX_FILE);
-    if (byName.has(ONNX_EXTERNAL_DATA_FILE)) wanted.push(ONNX_EXTERNAL_DATA_FILE);
-  }
-  return wanted.map((name) => hubFile(byName.get(name) as Sibling, repo));
+    const missing = REQUIRED_FILES.filter((name) => !available.has(name));
+    if (missing.length > 0) {
+      throw new ModelError('HUB_ERROR', `${where} lacks ${missing.join(', ')}, which a model folder needs`);
+    }
+    const wanted = [...REQUIRED_FILES.filter((name) => name !== WEIGHTS_FILE), ...OPTIONAL_FILES.filter((name) => available.has(name))];
+    // The small files go first, so a broken repo fails before the large download.
+    wanted.push(WEIGHTS_FILE);
+    if (includeOnnx) {
+      if (!available.has(ONNX_FILE)) {
+        throw new ModelError('HUB_ERROR', `${where} has no ${ONNX_FILE}; pull without ONNX to build the graph from the weights`);
+      }
+      wanted.push(ONNX_FILE);
+      if (available.has(ONNX_EXTERNAL_DATA_FILE)) wanted.push(ONNX_EXTERNAL_DATA_FILE);
+    }
+    return wanted;
+  };
 }
 
 function hubFile(sibling: Sibling, repo: string): HubFile {

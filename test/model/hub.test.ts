@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { ModelError } from '../../src/model/errors.js';
-import { type PullProgress, pullFromHub } from '../../src/model/hub.js';
+import { type PullProgress, gpt2Checkpoint, pullFromHub } from '../../src/model/hub.js';
 import { createProgressBar, formatBytes } from '../../src/model/progress.js';
 import { type LoopbackHub, type LoopbackHubSetup, closedPort, startLoopbackHub } from '../helpers/loopback-hub.js';
 
@@ -247,9 +247,9 @@ describe('pullFromHub', () => {
     assert.ok((await stat(join(outDir, '.partial', 'model.safetensors.incomplete'))).size > 0);
   });
 
-  test('includeOnnx adds onnx/model.onnx', async () => {
+  test('gpt2Checkpoint(true) adds onnx/model.onnx', async () => {
     hub = await startFakeHub({ lfsFiles: { 'model.safetensors': WEIGHTS, 'onnx/model.onnx': ONNX } });
-    const result = await pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint, includeOnnx: true });
+    const result = await pullFromHub({ repo: REPO, outDir, endpoint: hub.endpoint, files: gpt2Checkpoint(true) });
     assert.deepEqual(result.files, [...EXPECTED_FILES, 'onnx/model.onnx']);
     await assertModelFiles(outDir, EXPECTED_FILES, true);
   });
