@@ -108,7 +108,7 @@ async function startPlatformAdapters(app: App, config: TunebotConfig): Promise<{
   const started: { stop(): Promise<void> }[] = [];
   const discordOptions = discordAdapterOptions(config.discord, app.engine.commands, logger);
   if (discordOptions) {
-    const discord = new DiscordAdapter(app.engine, discordOptions);
+    const discord = new DiscordAdapter(app.engine, { ...discordOptions, feedback: app.services.feedback });
     await discord.start();
     started.push(discord);
   }

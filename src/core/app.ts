@@ -10,6 +10,7 @@ import { allCommands } from './commands/all-commands.js';
 import type { TunebotConfig } from './config.js';
 import { ConversationEngine } from './engine.js';
 import type { EngineSettings } from './engine-settings.js';
+import { AnswerFeedback } from './feedback.js';
 import { faqScopeKey, FaqStore } from './faq/faq-store.js';
 import { parseFaqFile } from './faq/formats.js';
 import { FineTuneJobs, type FineTunes, type JobRecord } from './fine-tune-jobs.js';
@@ -55,9 +56,15 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
   const rollout = new ModelRollout(registry, model, storage.shared, logger);
   const memory = new ConversationMemory(storage.turns, { ttlMs: config.engine.memory.ttlHours * 3_600_000, maxStoredTurns: 200 });
   const tokenizer = await tokenizerFor(registry);
-  const scopeOf = (message: Pick<IncomingMessage, 'platform' | 'scope'>) => faqScopeKey(config.faq.scope, message.platform, message.scope.workspace);
+  const scopeKeyOf = (platform: string, workspace: string) => faqScopeKey(config.faq.scope, platform, workspace);
+  const scopeOf = (message: Pick<IncomingMessage, 'platform' | 'scope'>) => scopeKeyOf(message.platform, message.scope.workspace);
   const faqStores = new Map<string, FaqStore>();
   const inboxes = new Map<string, Inbox>();
+  const inboxOf = (key: string) => {
+    let inbox = inboxes.get(key);
+    if (!inbox) inboxes.set(key, (inbox = new Inbox(storage.documents, key)));
+    return inbox;
+  };
   const settings: EngineSettings = {
     ...config.engine,
     generation: config.generation,
@@ -99,12 +106,8 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
       if (!store) faqStores.set(key, (store = FaqStore.forScope(storage.documents, key)));
       return store;
     },
-    inboxFor: (message) => {
-      const key = scopeOf(message);
-      let inbox = inboxes.get(key);
-      if (!inbox) inboxes.set(key, (inbox = new Inbox(storage.documents, key)));
-      return inbox;
-    },
+    inboxFor: (message) => inboxOf(scopeOf(message)),
+    feedback: new AnswerFeedback(storage.documents, { scopeKeyOf, inboxOf }, metrics),
     memory,
     model,
     registry,

@@ -1,15 +1,23 @@
 import type { KeyValueStore } from './storage/document-store.js';
 
 /**
- * Questions the bot could not answer confidently, kept per FAQ scope for admins to turn into
- * FAQ entries. Newest last; capped so a busy bot's inbox stays readable.
+ * Questions the bot could not answer confidently, or whose answer someone gave a thumbs-down,
+ * kept per FAQ scope for admins to turn into FAQ entries. Newest last; capped so a busy bot's
+ * inbox stays readable.
  */
 export interface InboxItem {
   readonly question: string;
   readonly askedBy: string;
   readonly at: string;
-  readonly bestScore: number;
+  /** The best FAQ match's confidence when the question was asked; absent for a thumbs-down. */
+  readonly bestScore?: number;
+  /** Why the question is here; absent: unanswered (items stored before reasons were kept). */
+  readonly reason?: InboxReason;
+  /** For a thumbs-down on an answer from the FAQ: the entry that gave it. */
+  readonly entryId?: string;
 }
+
+export type InboxReason = 'unanswered' | 'thumbs-down';
 
 const CAPACITY = 200;
 

@@ -176,6 +176,10 @@ export class MetricsRegistry {
 export const MESSAGE_PATHS = ['command', 'faq', 'model', 'fallback', 'refused', 'error'] as const;
 export type MessagePath = (typeof MESSAGE_PATHS)[number];
 
+/** A reaction on an answer: thumbs-up or thumbs-down. */
+export const FEEDBACK_KINDS = ['up', 'down'] as const;
+export type FeedbackKind = (typeof FEEDBACK_KINDS)[number];
+
 /** FAQ answers take milliseconds; model replies on a CPU take seconds. */
 const REPLY_SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -189,15 +193,21 @@ export class BotMetrics {
   readonly modelRequestsInFlight = this.registry.gauge('tunebot_model_requests_in_flight', 'Generations queued or running in the model host.');
   readonly fineTuneJobsStarted = this.registry.counter('tunebot_fine_tune_jobs_started_total', 'Fine-tuning jobs started.');
   readonly fineTuneJobsFinished = this.registry.counter('tunebot_fine_tune_jobs_finished_total', 'Fine-tuning jobs finished, by their final status.', ['status']);
+  readonly feedback = this.registry.counter('tunebot_feedback_total', "Thumbs-up and thumbs-down reactions on the bot's answers, each user's first of each kind per answer.", ['kind']);
 
   constructor() {
     // Series that exist from the start read 0 instead of missing, so that rates work from the first scrape.
     for (const path of MESSAGE_PATHS) this.messages.inc({ path }, 0);
+    for (const kind of FEEDBACK_KINDS) this.feedback.inc({ kind }, 0);
   }
 
   messageHandled(path: MessagePath, seconds: number): void {
     this.messages.inc({ path });
     this.replySeconds.observe({ path }, seconds);
+  }
+
+  feedbackCounted(kind: FeedbackKind): void {
+    this.feedback.inc({ kind });
   }
 
   generationFinished(tokens: number, seconds: number): void {

@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import type { Tokenizer } from '../model/tokenizer.js';
+import type { AnswerFeedback } from './feedback.js';
 import type { FaqStore } from './faq/faq-store.js';
 import type { FineTunes } from './fine-tune-jobs.js';
 import type { Inbox } from './inbox.js';
@@ -17,6 +18,8 @@ export interface EngineServices {
   readonly settings: EngineSettings;
   faqFor(message: IncomingMessage): FaqStore;
   inboxFor(message: IncomingMessage): Inbox;
+  /** Thumbs-up and thumbs-down reactions on answers, which adapters report. */
+  readonly feedback: AnswerFeedback;
   readonly memory: ConversationMemory;
   readonly model: LiveModel;
   readonly registry: ModelRegistry;

@@ -3,13 +3,20 @@ import { after, before, describe, it } from 'node:test';
 import { GatewayIntentBits, InteractionResponseType } from 'discord.js';
 import { pino } from 'pino';
 import { type ChatEngine, DiscordAdapter, type DiscordAdapterOptions } from '../../src/adapters/discord/discord-adapter.js';
+import { DiscordAdapterError } from '../../src/adapters/discord/errors.js';
 import { allCommands } from '../../src/core/commands/all-commands.js';
 import type { IncomingMessage } from '../../src/core/message.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
-import { type InteractionState, LoopbackDiscord, type StoredFile, type StoredMessage, TOKEN } from '../helpers/loopback-discord.js';
+import { type InteractionState, LoopbackDiscord, type LoopbackUser, type StoredFile, type StoredMessage, TOKEN } from '../helpers/loopback-discord.js';
 import { dataBin, exportedEntries, FILE_LINE, faqEntries, fileEngine } from '../helpers/reply-files.js';
 
-const ALL_INTENTS = GatewayIntentBits.Guilds | GatewayIntentBits.GuildMessages | GatewayIntentBits.DirectMessages | GatewayIntentBits.MessageContent;
+const ALL_INTENTS =
+  GatewayIntentBits.Guilds |
+  GatewayIntentBits.GuildMessages |
+  GatewayIntentBits.DirectMessages |
+  GatewayIntentBits.MessageContent |
+  GatewayIntentBits.GuildMessageReactions |
+  GatewayIntentBits.DirectMessageReactions;
 const HOURS_QUESTION = 'What are the opening hours?';
 const HOURS_ANSWER = 'We are open from 9 to 5, Monday to Friday.';
 
@@ -404,5 +411,119 @@ describe('Discord adapter: Discord refuses the Message Content intent', () => {
     const mention = discord.sendMessage({ channelId: support.id, author: discord.user('jack'), content: '/help', mention: true });
     assert.match((await replyTo(discord, mention)).content, /^Ask me a question/u);
     assert.equal(discord.botMessages(support.id).filter((message) => message.replyTo === blank.id).length, 0);
+  });
+});
+
+/** tunebot_feedback_total{kind} as /metrics shows it. */
+function feedbackCounted(kind: 'up' | 'down'): number {
+  const found = new RegExp(`^tunebot_feedback_total\\{kind="${kind}"\\} (\\d+)$`, 'mu').exec(scratch.app.services.metrics.render());
+  assert.ok(found, `tunebot_feedback_total{kind="${kind}"} is in /metrics`);
+  return Number(found[1]);
+}
+
+describe('Discord adapter: 👍 and 👎 on answers', () => {
+  const CANCEL_QUESTION = 'How do I cancel my subscription?';
+  const CANCEL_ANSWER = 'Open Billing in your account and press Cancel.';
+  let discord: LoopbackDiscord;
+  let adapter: DiscordAdapter;
+  let uma: LoopbackUser;
+  let entryId: string;
+  let question: StoredMessage;
+  let answer: StoredMessage;
+  const start = () => startAdapter(scratch.app.engine, discord, { guildIds: [discord.guilds[0].id], feedback: scratch.app.services.feedback });
+  /** The admins' inbox, as /faq inbox lists it to an admin on Discord; and the bot's message that lists it. */
+  const inboxListing = async () => {
+    const asked = discord.sendMessage({ channelId: discord.guilds[0].general.id, author: discord.user('root'), admin: true, content: '/faq inbox', mention: true });
+    return replyTo(discord, asked);
+  };
+
+  before(async () => {
+    discord = await LoopbackDiscord.start();
+    adapter = await start();
+    uma = discord.user('uma');
+    const faq = scratch.app.services.faqFor({ platform: 'discord', scope: { workspace: discord.guilds[0].id, channel: 'x' }, user: { id: 'x', displayName: 'x' }, text: '', attachments: [], platformAdmin: true });
+    entryId = (await faq.add(CANCEL_QUESTION, CANCEL_ANSWER)).id;
+  });
+
+  after(async () => {
+    await adapter.stop();
+    await discord.close();
+  });
+
+  it("a member's 👎 on the answer puts the question in the admins' inbox, marked as a thumbs-down, and is counted", async () => {
+    question = discord.sendMessage({ channelId: discord.guilds[0].general.id, author: uma, content: CANCEL_QUESTION, mention: true });
+    answer = await replyTo(discord, question);
+    assert.equal(answer.content, CANCEL_ANSWER);
+    assert.doesNotMatch((await inboxListing()).content, /How do I cancel/u, 'an FAQ answer is not in the inbox by itself');
+    const downs = feedbackCounted('down');
+    assert.equal(discord.react({ message: answer, user: uma, emoji: '👎' }), true);
+    await discord.waitFor(() => feedbackCounted('down') === downs + 1, 'the thumbs-down counted');
+    const today = new Date().toISOString().slice(0, 10);
+    assert.match((await inboxListing()).content, new RegExp(`^\\d+\\. How do I cancel my subscription\\? \\(thumbs-down on my answer from ${entryId} ${today}\\)$`, 'mu'));
+  });
+
+  it("counts a 👍, and a user's 👎 once when taken back and given again; ignores the bot's reactions, other emoji and other messages", async () => {
+    const [ups, downs] = [feedbackCounted('up'), feedbackCounted('down')];
+    const vic = discord.user('vic');
+    discord.react({ message: answer, user: vic, emoji: '👍' });
+    await discord.waitFor(() => feedbackCounted('up') === ups + 1, 'the thumbs-up counted');
+
+    const listing = await inboxListing();
+    assert.equal(discord.react({ message: answer, user: uma, emoji: '👎', remove: true }), true);
+    assert.equal(discord.react({ message: answer, user: uma, emoji: '👎' }), true);
+    discord.react({ message: question, user: vic, emoji: '👎' });
+    discord.react({ message: listing, user: vic, emoji: '👎' });
+    discord.react({ message: answer, user: discord.bot, emoji: '👎' });
+    discord.react({ message: answer, user: vic, emoji: '😀' });
+    // Reactions are handled in the order they come: once the last is counted, all of these were seen.
+    discord.react({ message: answer, user: discord.user('wes'), emoji: '👎🏽' });
+    await discord.waitFor(() => feedbackCounted('down') === downs + 1, "wes's thumbs-down (with a skin tone) counted");
+    assert.deepEqual([feedbackCounted('up'), feedbackCounted('down')], [ups + 1, downs + 1], 'nothing else was counted');
+    assert.deepEqual((await scratch.app.services.feedback.tallies('discord', discord.guilds[0].id)).get(entryId), { up: 1, down: 2 }, "uma's 👎 stands again, beside wes's");
+  });
+
+  it('takes back a vote when the reaction is removed, and counts reactions on answers posted before a restart (no longer cached) and in DMs', async () => {
+    const ups = feedbackCounted('up');
+    await adapter.stop();
+    adapter = await start();
+    discord.react({ message: answer, user: uma, emoji: '👎', remove: true });
+    discord.react({ message: answer, user: discord.user('xia'), emoji: '👍' });
+    await discord.waitFor(() => feedbackCounted('up') === ups + 1, 'the thumbs-up on an uncached message counted');
+    assert.deepEqual((await scratch.app.services.feedback.tallies('discord', discord.guilds[0].id)).get(entryId), { up: 2, down: 1 });
+
+    const downs = feedbackCounted('down');
+    const yan = discord.user('yan');
+    const asked = discord.sendDirectMessage(yan, CANCEL_QUESTION);
+    const reply = await discord.waitFor(() => discord.botMessages(asked.channel_id)[0], 'the DM answer');
+    discord.react({ message: reply, user: yan, emoji: '👎' });
+    await discord.waitFor(() => feedbackCounted('down') === downs + 1, 'the thumbs-down in a DM counted');
+  });
+
+  it('counts a 👎 on the first part of a long answer given while the other parts are still being posted', async () => {
+    const longAnswer = Array.from({ length: 3 }, (_, i) => `Part ${i + 1}. ${'Read the whole privacy policy on the website before you agree to it. '.repeat(22).trim()}`).join('\n\n');
+    await scratch.app.services.faqFor({ platform: 'discord', scope: { workspace: 'dm', channel: 'x' }, user: { id: 'x', displayName: 'x' }, text: '', attachments: [], platformAdmin: true }).add('What does the privacy policy say?', longAnswer);
+    const slow = await LoopbackDiscord.start({ postDelayMs: 300 });
+    const slowAdapter = await startAdapter(scratch.app.engine, slow, { feedback: scratch.app.services.feedback });
+    try {
+      const downs = feedbackCounted('down');
+      const zed = slow.user('zed');
+      const asked = slow.sendMessage({ channelId: slow.guilds[0].general.id, author: zed, content: 'What does the privacy policy say?', mention: true });
+      const first = await replyTo(slow, asked);
+      slow.react({ message: first, user: zed, emoji: '👎' });
+      const partsThen = slow.botMessages(asked.channel_id).length;
+      await slow.waitFor(() => feedbackCounted('down') === downs + 1, 'the thumbs-down counted');
+      const parts = slow.botMessages(asked.channel_id).length;
+      assert.ok(parts >= 3 && partsThen < parts, `the answer was still being posted (${partsThen} of ${parts} parts) when the reaction came`);
+    } finally {
+      await slowAdapter.stop();
+      await slow.close();
+    }
+  });
+
+  it('refuses feedback for an engine that does not tell which questions it answered', () => {
+    assert.throws(
+      () => new DiscordAdapter(slowEngine(['hi'], 1), { token: TOKEN, commands: [], logger: pino({ level: 'silent' }), feedback: scratch.app.services.feedback }),
+      (error: unknown) => error instanceof DiscordAdapterError && error.code === 'DISCORD_OPTIONS_INVALID' && /onAnswer/u.test(error.message),
+    );
   });
 });

@@ -44,7 +44,7 @@ describe('ConversationEngine', () => {
       const item = (await fixture.app.services.inboxFor(localMessage('model-1', '')).items()).find((candidate) => candidate.question === question);
       assert.ok(item, 'the question is in the inbox');
       assert.equal(item.askedBy, 'local:local:model-1');
-      assert.ok(item.bestScore >= fixture.config.engine.relevantMatch && item.bestScore < fixture.config.engine.confidentMatch, `best score ${item.bestScore}`);
+      assert.ok(item.bestScore !== undefined && item.bestScore >= fixture.config.engine.relevantMatch && item.bestScore < fixture.config.engine.confidentMatch, `best score ${item.bestScore}`);
       assert.deepEqual(await turnsOf('model-1'), [`user: ${question}`, `assistant: ${text.trim()}`]);
     });
 

@@ -45,6 +45,8 @@ export interface StoredMessage {
   readonly webhookToken?: string;
   /** The files the bot attached, as uploaded. */
   files?: StoredFile[];
+  /** Who reacted with each emoji. */
+  reactions?: Map<string, Set<string>>;
 }
 
 /** A file Discord keeps: one a member attached, or one the bot uploaded. */

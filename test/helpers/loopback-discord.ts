@@ -25,9 +25,10 @@ export type { LoopbackGuild, LoopbackUser, StoredFile, StoredMessage } from './l
 /**
  * Discord on 127.0.0.1, for the real discord.js client: the REST API under /api/v10 and the
  * gateway (JSON, uncompressed) on /gateway, speaking Discord's protocol: HELLO, IDENTIFY ->
- * READY and GUILD_CREATE, heartbeats, dispatches the test triggers; a connection that identifies
- * with a shard gets only the guilds, and the guilds' events, of that shard. It keeps what Discord
- * keeps (messages, registered commands, interaction state), enforces what Discord enforces
+ * READY and GUILD_CREATE, heartbeats, dispatches the test triggers (messages, interactions,
+ * reactions); a connection that identifies with a shard gets only the guilds, and the guilds'
+ * events, of that shard. It keeps what Discord keeps (messages, reactions, registered commands,
+ * interaction state), enforces what Discord enforces
  * (intents gate events and message content, 3 s to acknowledge an interaction, a refused
  * privileged intent closes with 4014, the size limit on uploads) and records every REST call.
  * Bodies are JSON, or multipart/form-data (payload_json and files[n]) when files are uploaded.
@@ -43,6 +44,8 @@ export interface LoopbackDiscordOptions {
   readonly interactionTokenMs?: number;
   /** The largest file the bot may upload, named in interactions too (Discord: 10 MiB without boosts). */
   readonly attachmentSizeLimit?: number;
+  /** How long creating a channel message takes (a slow network): the message appears, and is answered, this much later. */
+  readonly postDelayMs?: number;
 }
 
 export interface RestCall {
@@ -168,6 +171,30 @@ export class LoopbackDiscord {
       if (session.intents & GatewayIntentBits.DirectMessages) this.dispatch(session, 'MESSAGE_CREATE', { ...messagePayload(message), channel_type: ChannelType.DM, mentions: [] });
     }
     return message;
+  }
+
+  /**
+   * `user` adds (or, `remove`, takes back) the reaction `emoji` on `message`, dispatched as
+   * MESSAGE_REACTION_ADD or _REMOVE to the sessions with the reactions intent of its guild (or
+   * of DMs). As on Discord, a user's reaction is there once: adding it again, or removing one
+   * that is not there, changes nothing and dispatches nothing (the result is then false).
+   */
+  react(input: { message: StoredMessage; user: LoopbackUser; emoji: string; remove?: boolean }): boolean {
+    const { message, user, emoji } = input;
+    const reactions = (message.reactions ??= new Map<string, Set<string>>());
+    const users = reactions.get(emoji) ?? new Set<string>();
+    if (input.remove ? !users.delete(user.id) : users.has(user.id)) return false;
+    if (!input.remove) users.add(user.id);
+    reactions.set(emoji, users);
+    const guild = this.guilds.find((candidate) => candidate.channels.some((channel) => channel.id === message.channel_id)) ?? null;
+    const common = { user_id: user.id, channel_id: message.channel_id, message_id: message.id, emoji: { id: null, name: emoji }, burst: false, type: 0 };
+    const member = { user, roles: [], joined_at: new Date().toISOString(), deaf: false, mute: false, flags: 0 };
+    const data = guild ? { ...common, guild_id: guild.id, ...(input.remove ? {} : { member, message_author_id: message.author.id }) } : { ...common, ...(input.remove ? {} : { message_author_id: message.author.id }) };
+    const intent = guild ? GatewayIntentBits.GuildMessageReactions : GatewayIntentBits.DirectMessageReactions;
+    for (const session of this.sessionsFor(guild?.id ?? null)) {
+      if (session.intents & intent) this.dispatch(session, input.remove ? 'MESSAGE_REACTION_REMOVE' : 'MESSAGE_REACTION_ADD', data);
+    }
+    return true;
   }
 
   /**
@@ -327,6 +354,7 @@ export class LoopbackDiscord {
     this.calls.push({ method, path, query: Object.fromEntries(url.searchParams), body: parsed.body, files: parsed.files, at: Date.now() });
     if (parsed.files.some((file) => file.bytes.length > this.attachmentSizeLimit)) return json(413, { message: 'Request entity too large', code: 40005 });
     const files = parsed.files.map((file) => this.attachment(file.name, file.bytes, file.contentType));
+    if (method === 'POST' && /^\/channels\/\d+\/messages$/u.test(path) && this.options.postDelayMs) await new Promise((resolve) => setTimeout(resolve, this.options.postDelayMs));
     const [status, result] = this.handle(method, path, parsed.body as Record<string, unknown> | null, files, request.headers.authorization);
     if (status === 204) return void response.writeHead(204).end();
     json(status, result);

@@ -9,13 +9,19 @@ import {
   GatewayIntentBits,
   type Interaction,
   type Message,
+  type MessageReaction,
+  type PartialMessageReaction,
+  type PartialUser,
   Partials,
   PermissionFlagsBits,
+  type User,
 } from 'discord.js';
 import type { TunebotConfig } from '../../core/config.js';
+import type { AnswerFeedback, Vote } from '../../core/feedback.js';
 import type { Attachment, IncomingMessage, Scope } from '../../core/message.js';
 import { fileRefusedNote, fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
+import { type AnsweringEngine, ReactionFeedback, tellsAnswers } from '../reaction-feedback.js';
 import { DiscordAdapterError } from './errors.js';
 import { ReplyStream, type ReplySink } from './reply-stream.js';
 import { attachmentOptionNames, type CommandInfo, commandLine, commandOfInteraction, type OptionValue, registerSlashCommands, slashCommandDefinitions } from './slash-commands.js';
@@ -30,9 +36,11 @@ import { attachmentOptionNames, type CommandInfo, commandLine, commandOfInteract
  * text as attachments, each in a message of its own; one Discord will not take is replaced by
  * a line that says why. Without the privileged Message
  * Content intent (the gateway closes with 4014) it logs one line and reconnects without it:
- * slash commands, mentions and DMs still work, auto-answer channels do not.
+ * slash commands, mentions and DMs still work, auto-answer channels do not. With feedback on,
+ * a 👍 or 👎 on an answer it posted goes to the feedback record (a 👎 puts the question in the
+ * admins' inbox); the bot's own reactions and reactions on other messages are ignored.
  */
-export interface ChatEngine {
+export interface ChatEngine extends Partial<AnsweringEngine> {
   handle(message: IncomingMessage): AsyncIterable<ReplyPart>;
 }
 
@@ -65,6 +73,8 @@ export interface DiscordAdapterOptions {
    * names in the interaction instead.
    */
   readonly maxUploadBytes?: number;
+  /** Where 👍 and 👎 on answers go; needs an engine with onAnswer. Left out: reactions are ignored. */
+  readonly feedback?: AnswerFeedback;
 }
 
 /** The adapter's options from tunebot's configuration; null when no token is set (Discord is off). */
@@ -81,8 +91,15 @@ export function discordAdapterOptions(config: TunebotConfig['discord'], commands
   };
 }
 
-/** Only what the adapter reads: guilds and their channels, messages in guilds and DMs, and their text. */
-export const DISCORD_INTENTS = [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.DirectMessages, GatewayIntentBits.MessageContent] as const;
+/** Only what the adapter reads: guilds and their channels, messages in guilds and DMs, their text, and reactions on them. */
+export const DISCORD_INTENTS = [
+  GatewayIntentBits.Guilds,
+  GatewayIntentBits.GuildMessages,
+  GatewayIntentBits.DirectMessages,
+  GatewayIntentBits.MessageContent,
+  GatewayIntentBits.GuildMessageReactions,
+  GatewayIntentBits.DirectMessageReactions,
+] as const;
 const DISALLOWED_INTENTS_CLOSE_CODE = 4014;
 /** Discord shows typing for 10 s after each request. */
 const TYPING_REFRESH_MS = 8000;
@@ -90,11 +107,18 @@ const MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024;
 const ENGINE_FAILED = 'Sorry, something went wrong while answering. Please try again.';
 const INTERACTION_TOKEN_MS = 14 * 60_000;
 const DEFAULT_UPLOAD_BYTES = 8 * 1024 * 1024;
+/** Skin-tone modifiers: 👍🏽 is a 👍. */
+const SKIN_TONES = /[\u{1F3FB}-\u{1F3FF}]/gu;
+const VOTES_BY_EMOJI: ReadonlyMap<string, Vote> = new Map([
+  ['👍', 'up'],
+  ['👎', 'down'],
+]);
 
 export class DiscordAdapter {
   private client: Client<true> | null = null;
   private messageContent = true;
   private readonly autoAnswer: ReadonlySet<string>;
+  private reactions: ReactionFeedback | null = null;
 
   constructor(
     private readonly engine: ChatEngine,
@@ -109,6 +133,7 @@ export class DiscordAdapter {
     }
     // Built now so that a command list Discord cannot take fails before connecting.
     slashCommandDefinitions(options.commands);
+    if (options.feedback && !tellsAnswers(engine)) throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', 'feedback reactions need an engine that tells which questions it answered (onAnswer)');
   }
 
   /** False once Discord refused the Message Content intent: auto-answer channels are then off. */
@@ -118,7 +143,8 @@ export class DiscordAdapter {
 
   /** Connects (every shard ready, guilds loaded), then registers the slash commands where they changed. */
   async start(): Promise<void> {
-    const { logger } = this.options;
+    const { logger, feedback } = this.options;
+    if (feedback && tellsAnswers(this.engine)) this.reactions = new ReactionFeedback(this.engine, feedback, logger);
     try {
       this.client = await this.connect(true);
     } catch (error) {
@@ -138,14 +164,17 @@ export class DiscordAdapter {
   async stop(): Promise<void> {
     await this.client?.destroy();
     this.client = null;
+    this.reactions?.close();
+    this.reactions = null;
   }
 
   private async connect(messageContent: boolean): Promise<Client<true>> {
     const { logger, shards } = this.options;
     const options: ClientOptions = {
       intents: DISCORD_INTENTS.filter((intent) => messageContent || intent !== GatewayIntentBits.MessageContent),
-      // DM channels are not cached in advance: without this, discord.js drops direct messages.
-      partials: [Partials.Channel],
+      // DM channels are not cached in advance: without this, discord.js drops direct messages. The
+      // others let reactions through on messages posted before a restart, which are not cached.
+      partials: [Partials.Channel, Partials.Message, Partials.Reaction, Partials.User],
       allowedMentions: { parse: [], repliedUser: false },
       ...(this.options.apiUrl ? { rest: { api: this.options.apiUrl } } : {}),
       ...(shards === 'auto' ? { shards: 'auto' } : shards ? { shards: [...shards.ids], shardCount: shards.count } : {}),
@@ -163,6 +192,8 @@ export class DiscordAdapter {
     client.on(Events.Error, (error) => logger.error({ err: error }, 'discord.js error'));
     client.on(Events.MessageCreate, (message) => this.guard(this.onMessage(message), 'a Discord message'));
     client.on(Events.InteractionCreate, (interaction) => this.guard(this.onInteraction(interaction), 'a Discord interaction'));
+    client.on(Events.MessageReactionAdd, (reaction, user) => this.guard(this.onReaction(reaction, user, true), 'a Discord reaction'));
+    client.on(Events.MessageReactionRemove, (reaction, user) => this.guard(this.onReaction(reaction, user, false), 'a Discord reaction removal'));
     const ready = new Promise<Client<true>>((resolve) => client.once(Events.ClientReady, resolve));
     try {
       await client.login(this.options.token);
@@ -198,7 +229,7 @@ export class DiscordAdapter {
       platformAdmin: message.member?.permissions.has(PermissionFlagsBits.ManageGuild) ?? false,
     };
     const typing = 'sendTyping' in channel ? () => channel.sendTyping() : null;
-    await this.answer(incoming, messageSink(message, inDm, this.options.maxUploadBytes ?? DEFAULT_UPLOAD_BYTES), typing);
+    await this.answer(incoming, messageSink(message, inDm, this.options.maxUploadBytes ?? DEFAULT_UPLOAD_BYTES), message.channelId, typing);
   }
 
   private async onInteraction(interaction: Interaction): Promise<void> {
@@ -222,13 +253,31 @@ export class DiscordAdapter {
       attachments: files.map(toAttachment),
       platformAdmin: interaction.memberPermissions?.has(PermissionFlagsBits.ManageGuild) ?? false,
     };
-    await this.answer(incoming, interactionSink(interaction, this.options.interactionTokenMs ?? INTERACTION_TOKEN_MS, this.options.maxUploadBytes ?? DEFAULT_UPLOAD_BYTES), null);
+    await this.answer(incoming, interactionSink(interaction, this.options.interactionTokenMs ?? INTERACTION_TOKEN_MS, this.options.maxUploadBytes ?? DEFAULT_UPLOAD_BYTES), interaction.channelId, null);
+  }
+
+  /** A 👍 or 👎 added or removed by a person (not this bot or another), for the feedback record to judge. */
+  private async onReaction(reaction: MessageReaction | PartialMessageReaction, user: User | PartialUser, stands: boolean): Promise<void> {
+    const vote = VOTES_BY_EMOJI.get(reaction.emoji.name?.replace(SKIN_TONES, '') ?? '');
+    if (!this.reactions || !vote || user.id === reaction.client.user.id || user.bot) return;
+    const { message } = reaction;
+    await this.reactions.react({ platform: 'discord', workspace: message.guildId ?? 'dm', channel: message.channelId, messageId: message.id }, vote, user.id, stands);
+  }
+
+  /** Relays the reply to `incoming`, posted in channel `channelId`; with feedback on, an answer's messages are remembered. */
+  private async answer(incoming: IncomingMessage, sink: ReplySink, channelId: string, typing: (() => Promise<void>) | null): Promise<void> {
+    const tracked = this.reactions?.track(incoming, channelId);
+    try {
+      await this.relay(incoming, sink, typing, tracked?.posted);
+    } finally {
+      await tracked?.finished();
+    }
   }
 
   /** Runs the engine on `incoming` and streams its reply into `sink`, typing while it works; files follow the text. */
-  private async answer(incoming: IncomingMessage, sink: ReplySink, typing: (() => Promise<void>) | null): Promise<void> {
+  private async relay(incoming: IncomingMessage, sink: ReplySink, typing: (() => Promise<void>) | null, onPosted: ((messageId: string) => void) | undefined): Promise<void> {
     const { logger } = this.options;
-    const stream = new ReplyStream(sink, { intervalMs: this.options.editIntervalMs });
+    const stream = new ReplyStream(sink, { intervalMs: this.options.editIntervalMs, onPosted });
     const files: ReplyFile[] = [];
     const sendTyping = () => typing?.().catch((error: unknown) => logger.warn({ err: error }, 'could not show typing on Discord'));
     void sendTyping();
@@ -296,6 +345,7 @@ function messageSink(question: Message, inDm: boolean, uploadLimit: number): Rep
     if (index === 0 && !inDm) posted[index] = await question.reply(content);
     else if ('send' in channel) posted[index] = await channel.send(content);
     else throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `cannot send messages in channel ${channel.id}`);
+    return posted[index].id;
   };
   return {
     uploadLimit,
@@ -318,12 +368,15 @@ function interactionSink(interaction: ChatInputCommandInteraction, tokenMs: numb
   const sendInChannel = async (index: number, content: MessageContent) => {
     const channel = interaction.channel;
     if (!channel || !('send' in channel)) throw new DiscordAdapterError('DISCORD_OPTIONS_INVALID', `the reply to /${interaction.commandName} outlived its interaction, and channel ${interaction.channelId} takes no messages`);
-    inChannel.set(index, await channel.send(content));
+    const sent = await channel.send(content);
+    inChannel.set(index, sent);
+    return sent.id;
   };
   const show = async (index: number, content: MessageContent) => {
-    if (expired()) await sendInChannel(index, content);
-    else if (index === 0) await interaction.editReply(content);
-    else followUps[index] = (await interaction.followUp(content)).id;
+    if (expired()) return sendInChannel(index, content);
+    if (index === 0) return (await interaction.editReply(content)).id;
+    followUps[index] = (await interaction.followUp(content)).id;
+    return followUps[index];
   };
   return {
     // Discord names the limit in each interaction; discord.js leaves it undefined where it did not.

@@ -3,12 +3,12 @@ import { DISCORD_MESSAGE_LIMIT, splitDiscordMessage } from './split-message.js';
 
 /** Where a reply's messages go: a channel, or an interaction's reply and follow-ups. */
 export interface ReplySink {
-  /** Shows message `index` of the reply (0 is the first) for the first time. */
-  post(index: number, text: string): Promise<void>;
+  /** Shows message `index` of the reply (0 is the first) for the first time; resolves to its id. */
+  post(index: number, text: string): Promise<string>;
   /** Replaces the text of message `index`, posted before. */
   edit(index: number, text: string): Promise<void>;
-  /** Shows message `index` for the first time, carrying `file` as an attachment and its title as the text. */
-  attach(index: number, file: ReplyFile): Promise<void>;
+  /** Shows message `index` for the first time, carrying `file` as an attachment and its title as the text; resolves to its id. */
+  attach(index: number, file: ReplyFile): Promise<string>;
   /** The largest file, in bytes, that Discord takes here. */
   readonly uploadLimit: number;
 }
@@ -17,6 +17,8 @@ export interface ReplyStreamOptions {
   readonly limit?: number;
   /** The least time between two rounds of edits (Discord rate-limits edits). */
   readonly intervalMs?: number;
+  /** Told the id of each message the reply posts, as it is posted. */
+  readonly onPosted?: (messageId: string) => void;
 }
 
 /**
@@ -34,6 +36,7 @@ export class ReplyStream {
   private failure: { error: unknown } | null = null;
   private readonly limit: number;
   private readonly intervalMs: number;
+  private readonly onPosted: (messageId: string) => void;
 
   constructor(
     private readonly sink: ReplySink,
@@ -41,6 +44,7 @@ export class ReplyStream {
   ) {
     this.limit = options.limit ?? DISCORD_MESSAGE_LIMIT;
     this.intervalMs = options.intervalMs ?? 1000;
+    this.onPosted = options.onPosted ?? (() => {});
   }
 
   /** How many messages the reply has shown so far. */
@@ -89,7 +93,7 @@ export class ReplyStream {
     const messages = splitDiscordMessage(this.text, this.limit);
     try {
       for (const [i, message] of messages.entries()) {
-        if (i >= this.shown.length) await this.sink.post(i, message);
+        if (i >= this.shown.length) this.onPosted(await this.sink.post(i, message));
         else if (this.shown[i] !== message) await this.sink.edit(i, message);
         this.shown[i] = message;
       }

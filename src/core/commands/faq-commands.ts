@@ -120,7 +120,7 @@ const inbox: Command = {
   async run({ message, services }) {
     const items = await services.inboxFor(message).items();
     if (items.length === 0) return 'The inbox is empty.';
-    const lines = items.map((item, i) => `${i + 1}. ${item.question} (asked ${item.at.slice(0, 10)}, best match ${item.bestScore})`);
+    const lines = items.map((item, i) => `${i + 1}. ${item.question} (${item.reason === 'thumbs-down' ? `thumbs-down on my answer${item.entryId ? ` from ${item.entryId}` : ''} ${item.at.slice(0, 10)}` : `asked ${item.at.slice(0, 10)}, best match ${item.bestScore}`})`);
     return `${lines.join('\n')}\nTurn one into an FAQ entry: /faq inbox answer <number> "the answer"`;
   },
 };
