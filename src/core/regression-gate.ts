@@ -98,7 +98,8 @@ export function percent(score: number): string {
   return `${Math.round(score * 1000) / 10}%`;
 }
 
-function sameAnswer(given: string, expected: string): boolean {
+/** An answer counts as the entry's when it is the same text after normalizing case, spaces and the final stop. */
+export function sameAnswer(given: string, expected: string): boolean {
   const normalize = (text: string) => text.normalize('NFKC').toLowerCase().replace(/\s+/gu, ' ').replace(/[.!\s]+$/u, '').trim();
   return normalize(given) === normalize(expected);
 }

@@ -7,8 +7,8 @@ import type { Attachment } from '../../src/core/message.js';
 import { exportedEntries, faqEntries, PNG_SIGNATURE } from '../helpers/reply-files.js';
 import { ask, askForFiles, attachment, type EngineFixture, localMessage, startEngineFixture } from './engine-fixture.js';
 
-const EVERYONE = ['help', 'ask', 'forget', 'export', 'faq list', 'faq export', 'model status', 'model versions'];
-const ADMINS_ONLY = ['faq add', 'faq import', 'faq remove', 'faq clear', 'faq inbox', 'faq inbox answer', 'model finetune', 'model cancel', 'model use', 'model eval'];
+const EVERYONE = ['help', 'ask', 'forget', 'export', 'faq list', 'faq export', 'faq synonyms', 'model status', 'model versions'];
+const ADMINS_ONLY = ['faq add', 'faq import', 'faq remove', 'faq clear', 'faq inbox', 'faq inbox answer', 'faq inbox link', 'faq synonyms add', 'faq synonyms remove', 'model finetune', 'model cancel', 'model use', 'model eval'];
 
 /** The commands a help text lists: each line's leading lower-case words ("/faq inbox answer <number> ..." -> "faq inbox answer"). */
 function listedCommands(help: string): string[] {
@@ -77,6 +77,8 @@ describe('commands', () => {
         ['/faq remove 1', 'faq remove'],
         ['/faq import replace', 'faq import'],
         ['/faq inbox answer 1 "No."', 'faq inbox answer'],
+        ['/faq inbox link 1 q1', 'faq inbox link'],
+        ['/faq synonyms add refund "money back"', 'faq synonyms add'],
         ['/model use v2', 'model use'],
         ['/model finetune', 'model finetune'],
         ['/model cancel', 'model cancel'],
@@ -216,12 +218,46 @@ describe('commands', () => {
       const question = 'Do you ship to Antarctica?';
       assert.equal(await bob(question), fixture.config.engine.fallback);
       const listed = await admin('/faq inbox');
-      assert.match(listed, new RegExp(`^1\\. Do you ship to Antarctica\\? \\(asked ${new Date().toISOString().slice(0, 10)}, best match 0\\)\\nTurn one into an FAQ entry: /faq inbox answer <number> "the answer"$`));
+      assert.match(listed, new RegExp(`^1\\. Do you ship to Antarctica\\? \\(asked ${new Date().toISOString().slice(0, 10)}, best match 0\\)\\nTurn one into an FAQ entry: /faq inbox answer <number> "the answer"; or teach me that it asks an existing entry: /faq inbox link <number> <entry>$`));
       assert.equal(await admin('/faq inbox answer 2 "Yes."'), 'Could not do that: there is no inbox item 2');
       assert.match(await admin('/faq inbox answer 1'), /^Give the inbox number and the answer in quotes\.\nUsage: /);
       assert.match(await admin('/faq inbox answer 1 "Yes, by sled."'), /^Added q\d+: "Do you ship to Antarctica\?"$/);
       assert.equal(await admin('/faq inbox'), 'The inbox is empty.');
       assert.equal(await bob(question), 'Yes, by sled.');
+    });
+
+    it('links an inbox question to an entry as another phrasing, which then answers it; a failed link keeps the question', async () => {
+      const inbox = fixture.app.services.inboxFor(localMessage('admin', ''));
+      while ((await inbox.items()).length > 0) await inbox.take(1);
+      const faq = fixture.app.services.faqFor(localMessage('admin', ''));
+      const entry = await faq.add('How do I wire money to the club?', 'Send it to account 12-34 with your name.');
+      const question = 'can i pay by bank transfer';
+      assert.equal(await bob(question), fixture.config.engine.fallback);
+      assert.match(await admin('/faq inbox link 1'), /^Give the inbox number and the entry/);
+      assert.match(await admin('/faq inbox link x q1'), /^"x" is not a inbox number/);
+      assert.match(await admin('/faq inbox link 1 no-such-entry'), /^Could not do that: no FAQ entry has the id or question "no-such-entry"/);
+      assert.equal((await inbox.items()).length, 1, 'the failed link put the question back');
+      assert.equal(await admin(`/faq inbox link 1 ${entry.id}`), `Linked "${question}" to ${entry.id} ("${entry.question}"); it has 1 other phrasing. The next fine-tune trains on it.`);
+      assert.equal(await admin('/faq inbox'), 'The inbox is empty.');
+      assert.deepEqual((await faq.entries()).find((e) => e.id === entry.id)?.alternates, [question]);
+      assert.equal(await bob('Can I pay by bank transfer?'), 'Send it to account 12-34 with your name.');
+      await faq.remove(entry.id);
+    });
+
+    it('keeps a synonym list that retrieval uses, and refuses one that would match everything', async () => {
+      const faq = fixture.app.services.faqFor(localMessage('admin', ''));
+      const entry = await faq.add('How do I get reimbursed for a faulty kettle?', 'Bring the receipt to the front desk.');
+      assert.match(await bob('/faq synonyms'), /^The FAQ has no synonyms of its own/);
+      assert.match(await bob('/faq synonyms add "money back" reimbursed'), /is for admins only/);
+      assert.match(await admin('/faq synonyms add "money back"'), /^Give two or more words or phrases/);
+      assert.match(await admin('/faq synonyms add "the" "a"'), /^Could not do that: synonym group 1: "the" has no word that is not a stopword/);
+      assert.equal(await admin('/faq synonyms add "money back" reimbursed'), 'The synonym list has 1 group:\n1. money back = reimbursed');
+      assert.equal(await bob('/faq synonyms'), '1. money back = reimbursed');
+      const hits = await faq.search('can I have my money back for the kettle', 1);
+      assert.equal(hits[0]?.entry.id, entry.id);
+      assert.equal(await admin('/faq synonyms remove 2'), 'Could not do that: there is no synonym group 2; the list has 1');
+      assert.equal(await admin('/faq synonyms remove 1'), 'Removed the synonyms money back = reimbursed.');
+      await faq.remove(entry.id);
     });
   });
 

@@ -58,6 +58,13 @@ const OPTIONS: Readonly<Record<string, readonly OptionSpec[]>> = {
     { name: 'number', description: 'the number from /faq inbox', kind: 'integer', min: 1, required: true },
     { name: 'answer', description: 'the answer', kind: 'text', required: true },
   ],
+  'faq inbox link': [
+    { name: 'number', description: 'the number from /faq inbox', kind: 'integer', min: 1, required: true },
+    { name: 'entry', description: 'the entry that answers it: its number from /faq list, or its id', kind: 'text', required: true },
+  ],
+  'faq synonyms': [],
+  'faq synonyms add': [{ name: 'phrases', description: 'two or more words or "quoted phrases" that mean the same', kind: 'words', required: true }],
+  'faq synonyms remove': [{ name: 'number', description: 'the group number from /faq synonyms', kind: 'integer', min: 1, required: true }],
   'model finetune': [
     { name: 'epochs', description: 'passes over the FAQ', kind: 'integer', min: 1, prefix: 'epochs' },
     { name: 'lora', description: 'train LoRA adapters of this rank instead of every weight', kind: 'integer', min: 1, prefix: 'lora' },

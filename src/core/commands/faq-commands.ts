@@ -121,7 +121,7 @@ const inbox: Command = {
     const items = await services.inboxFor(message).items();
     if (items.length === 0) return 'The inbox is empty.';
     const lines = items.map((item, i) => `${i + 1}. ${item.question} (${item.reason === 'thumbs-down' ? `thumbs-down on my answer${item.entryId ? ` from ${item.entryId}` : ''} ${item.at.slice(0, 10)}` : `asked ${item.at.slice(0, 10)}, best match ${item.bestScore}`})`);
-    return `${lines.join('\n')}\nTurn one into an FAQ entry: /faq inbox answer <number> "the answer"`;
+    return `${lines.join('\n')}\nTurn one into an FAQ entry: /faq inbox answer <number> "the answer"; or teach me that it asks an existing entry: /faq inbox link <number> <entry>`;
   },
 };
 
@@ -131,12 +131,78 @@ const inboxAnswer: Command = {
   summary: 'add an inbox question to the FAQ with its answer',
   admin: true,
   async run({ message, args, services }) {
-    const position = Number(args[0]);
-    if (args.length !== 2 || !Number.isInteger(position) || position < 1) throw new CommandUsageError('Give the inbox number and the answer in quotes.');
-    const item = await services.inboxFor(message).take(position);
+    if (args.length !== 2) throw new CommandUsageError('Give the inbox number and the answer in quotes.');
+    const item = await services.inboxFor(message).take(position(args[0], 'inbox number'));
     const entry = await services.faqFor(message).add(item.question, args[1]);
     return `Added ${entry.id}: "${entry.question}"`;
   },
 };
 
-export const faqCommands: readonly Command[] = [add, importCommand, list, remove, exportFaq, clear, inbox, inboxAnswer];
+const inboxLink: Command = {
+  words: ['faq', 'inbox', 'link'],
+  usage: 'faq inbox link <number> <entry>',
+  summary: 'teach me an inbox question: add it to an FAQ entry as another way of asking it',
+  admin: true,
+  async run({ message, args, services }) {
+    if (args.length !== 2) throw new CommandUsageError('Give the inbox number and the entry (its number from /faq list, or its id).');
+    const inbox = services.inboxFor(message);
+    const item = await inbox.take(position(args[0], 'inbox number'));
+    try {
+      const entry = await services.faqFor(message).linkAlternate(/^\d+$/u.test(args[1]) ? Number(args[1]) : args[1], item.question);
+      return `Linked "${item.question}" to ${entry.id} ("${entry.question}"); it has ${entry.alternates.length} other phrasing${entry.alternates.length === 1 ? '' : 's'}. The next fine-tune trains on it.`;
+    } catch (error) {
+      // A link that fails loses nothing: the question goes back to the inbox.
+      await inbox.add(item);
+      throw error;
+    }
+  },
+};
+
+const synonyms: Command = {
+  words: ['faq', 'synonyms'],
+  usage: 'faq synonyms',
+  summary: "the FAQ's synonym list: words and phrases that mean the same here",
+  admin: false,
+  async run({ message, services }) {
+    const groups = await services.faqFor(message).synonyms();
+    if (groups.length === 0) return 'The FAQ has no synonyms of its own. Admins add a group with /faq synonyms add "phrase" "phrase" ...';
+    return describeSynonyms(groups);
+  },
+};
+
+const synonymsAdd: Command = {
+  words: ['faq', 'synonyms', 'add'],
+  usage: 'faq synonyms add "phrase" "phrase" ...',
+  summary: 'add a group of words or phrases that mean the same in this FAQ',
+  admin: true,
+  async run({ message, args, services }) {
+    if (args.length < 2) throw new CommandUsageError('Give two or more words or phrases, each phrase in quotes.');
+    const groups = await services.faqFor(message).setSynonyms([args], 'add');
+    return `The synonym list has ${groups.length} group${groups.length === 1 ? '' : 's'}:\n${describeSynonyms(groups)}`;
+  },
+};
+
+const synonymsRemove: Command = {
+  words: ['faq', 'synonyms', 'remove'],
+  usage: 'faq synonyms remove <number>',
+  summary: 'remove a synonym group',
+  admin: true,
+  async run({ message, args, services }) {
+    if (args.length !== 1) throw new CommandUsageError('Give the group number from /faq synonyms.');
+    const removed = await services.faqFor(message).removeSynonymGroup(position(args[0], 'group number'));
+    return `Removed the synonyms ${removed.join(' = ')}.`;
+  },
+};
+
+function describeSynonyms(groups: readonly (readonly string[])[]): string {
+  return groups.map((group, i) => `${i + 1}. ${group.join(' = ')}`).join('\n');
+}
+
+/** A 1-based position from a command's arguments. */
+function position(arg: string | undefined, what: string): number {
+  const value = Number(arg);
+  if (!Number.isInteger(value) || value < 1) throw new CommandUsageError(`"${arg ?? ''}" is not a ${what}: give a whole number from 1.`);
+  return value;
+}
+
+export const faqCommands: readonly Command[] = [add, importCommand, list, remove, exportFaq, clear, inbox, inboxAnswer, inboxLink, synonyms, synonymsAdd, synonymsRemove];

@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { Bm25Index, type SearchHit } from '../retrieval/bm25.js';
+import { Lexicon } from '../retrieval/lexicon.js';
+import { checkSynonyms } from '../retrieval/synonym-list.js';
+import { WordNet } from '../retrieval/wordnet.js';
 import type { KeyValueStore } from '../storage/document-store.js';
 import { checkUnique, FaqError, normalizeQuestion, toRecord, type FaqEntry, type FaqRecord } from './entry.js';
 import { serializeFaq, type FaqFormat } from './formats.js';
@@ -69,6 +72,8 @@ const documentSchema = z.object({
   /** Generated ids are q1, q2, ...; never reused. */
   nextId: z.number().int().min(1),
   entries: z.array(entrySchema),
+  /** The FAQ's synonym groups (synonym-list.ts); documents from before synonyms have none. */
+  synonyms: z.array(z.array(z.string())).default([]),
 });
 type FaqDocument = z.infer<typeof documentSchema>;
 
@@ -83,6 +88,8 @@ const scopeStates = new WeakMap<KeyValueStore, Map<string, ScopeState>>();
 export interface FaqStoreOptions {
   /** Epoch milliseconds; tests move it. */
   now?: () => number;
+  /** WordNet's synonyms in retrieval (the default), or none (null). */
+  wordnet?: WordNet | null;
 }
 
 /** The FAQ of one scope. */
@@ -92,12 +99,15 @@ export class FaqStore {
   private readonly key: string;
   private readonly now: () => number;
   private readonly state: ScopeState;
+  private readonly wordnet: () => WordNet | null;
 
   private constructor(store: KeyValueStore, scope: string, options: FaqStoreOptions) {
     this.store = store;
     this.scope = scope;
     this.key = `faq:${scope}`;
     this.now = options.now ?? Date.now;
+    // Loaded on the first search, not at start-up.
+    this.wordnet = () => (options.wordnet === undefined ? WordNet.shared() : options.wordnet);
     let states = scopeStates.get(store);
     if (!states) scopeStates.set(store, (states = new Map()));
     let state = states.get(scope);
@@ -209,13 +219,65 @@ export class FaqStore {
     return serializeFaq(await this.entries(), format);
   }
 
-  /** BM25 over the current entries; the index is rebuilt when the FAQ's version moves. */
+  /** BM25 over the current entries and their alternates; the index is rebuilt when the FAQ's version moves. */
   async search(query: string, k: number): Promise<SearchHit[]> {
     const document = await this.load();
     if (this.state.index?.version !== document.version) {
-      this.state.index = { version: document.version, index: new Bm25Index(document.entries) };
+      const lexicon = new Lexicon({ synonyms: document.synonyms, wordnet: this.wordnet() });
+      this.state.index = { version: document.version, index: new Bm25Index(document.entries, lexicon) };
     }
     return this.state.index.index.search(query, k);
+  }
+
+  /**
+   * Adds `phrasing` to an entry's alternates (the learning loop: a question from the inbox
+   * linked to the entry that answers it). Refused when another entry already has that phrasing.
+   */
+  async linkAlternate(idOrIndex: string | number, phrasing: string): Promise<FaqEntry> {
+    const { result } = await this.write((document) => {
+      const index = findIndex(document.entries, idOrIndex);
+      const entry = document.entries[index];
+      const record = toRecord({ question: entry.question, answer: entry.answer, alternates: [...entry.alternates, phrasing] });
+      const alternates = record.alternates ?? [];
+      if (alternates.length === entry.alternates.length) {
+        throw new FaqError('FAQ_DUPLICATE', `"${phrasing.trim()}" is already a phrasing of ${entry.id}: "${entry.question}"`);
+      }
+      const linked: FaqEntry = { ...entry, alternates, updatedAt: this.timestamp() };
+      const entries = document.entries.map((existing, i) => (i === index ? linked : existing));
+      checkUnique(entries);
+      return { next: { ...document, entries }, result: linked };
+    });
+    return result;
+  }
+
+  async synonyms(): Promise<string[][]> {
+    return (await this.load()).synonyms;
+  }
+
+  /**
+   * Replaces the synonym list (an import) or, with mode 'add', adds groups to it. Checked as a
+   * whole against the entries: a list that would match most questions to each other is refused.
+   */
+  async setSynonyms(groups: readonly (readonly string[])[], mode: 'add' | 'replace'): Promise<string[][]> {
+    const { result } = await this.write((document) => {
+      const wanted = mode === 'add' ? [...document.synonyms, ...groups] : groups;
+      const index = new Bm25Index(document.entries, new Lexicon({ wordnet: null }));
+      const synonyms = checkSynonyms(wanted, index.entryTerms());
+      return { next: { ...document, synonyms }, result: synonyms };
+    });
+    return result;
+  }
+
+  /** Removes synonym group `position` (1-based, as listed). */
+  async removeSynonymGroup(position: number): Promise<string[]> {
+    const { result } = await this.write((document) => {
+      const removed = document.synonyms[position - 1];
+      if (!Number.isInteger(position) || removed === undefined) {
+        throw new FaqError('FAQ_NOT_FOUND', `there is no synonym group ${position}; the list has ${document.synonyms.length}`);
+      }
+      return { next: { ...document, synonyms: document.synonyms.filter((_, i) => i !== position - 1) }, result: removed };
+    });
+    return result;
   }
 
   private async load(): Promise<FaqDocument> {
@@ -223,7 +285,7 @@ export class FaqStore {
   }
 
   private parse(value: unknown): FaqDocument {
-    if (value === undefined || value === null) return { schema: 1, version: 0, nextId: 1, entries: [] };
+    if (value === undefined || value === null) return { schema: 1, version: 0, nextId: 1, entries: [], synonyms: [] };
     const parsed = documentSchema.safeParse(value);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
