@@ -1,29 +1,75 @@
+import type { FaqEntry } from './faq/entry.js';
 import type { FaqStore } from './faq/faq-store.js';
+import { groundedEntry } from './grounding.js';
 import type { SearchHit } from './retrieval/bm25.js';
 
 /**
- * DESIGN.md's answer policy, on the retrieval hits' confidence (bm25.ts): a confident hit
- * answers from the FAQ; relevant hits become the model's context; nothing relevant gets the
- * fallback.
+ * DESIGN.md's answer policy, on how certain retrieval is of its best hit: certain enough answers
+ * from the FAQ; less certain but relevant hits become the model's context (and the model's reply
+ * must be one of their answers, grounding.ts); below that, the fallback. Certainty is the best
+ * hit's confidence (its score over what its phrasing scores for itself, bm25.ts) times the
+ * square root of its lead over the second hit: a question that matches two entries equally well
+ * is a guess, however well it matches. Thresholds: docs/answer-quality.md.
  */
 export type AnswerPath = 'faq' | 'model' | 'fallback';
 
 export interface AnswerDecision {
   readonly path: AnswerPath;
-  /** Retrieval hits with their confidence, most confident first. */
+  /** Retrieval hits, best first: for the model path, only the relevant ones. */
   readonly ranked: readonly SearchHit[];
+  /** In [0, 1]: the best hit's confidence times the square root of its lead. */
+  readonly certainty: number;
 }
 
-export async function decideAnswer(
+export interface AnswerThresholds {
+  readonly topK: number;
+  readonly confidentMatch: number;
+  readonly relevantMatch: number;
+}
+
+export async function decideAnswer(faq: FaqStore, text: string, settings: AnswerThresholds, modelAvailable: boolean): Promise<AnswerDecision> {
+  const ranked = await faq.search(text, Math.max(2, settings.topK));
+  const certainty = certaintyOf(ranked);
+  const shown = ranked.slice(0, settings.topK);
+  if (certainty >= settings.confidentMatch) return { path: 'faq', ranked: shown, certainty };
+  const relevant = shown.filter((hit) => hit.confidence >= settings.relevantMatch);
+  if (certainty >= settings.relevantMatch && relevant.length > 0 && modelAvailable) return { path: 'model', ranked: relevant, certainty };
+  return { path: 'fallback', ranked: shown, certainty };
+}
+
+export interface Answer {
+  /** The path that answered: 'model' falls back when the model's reply is grounded in no single passage. */
+  readonly path: AnswerPath;
+  /** The entry whose answer is the reply; null: the fallback. */
+  readonly entry: FaqEntry | null;
+  readonly decision: AnswerDecision;
+  /** The model's own words, on the model path. */
+  readonly generated?: string;
+}
+
+/**
+ * The whole policy, as the engine and the regression gate both run it: decide, and on the model
+ * path let the model pick among the relevant passages; its reply counts only when grounded in
+ * one of them. `generate` (null without a live model) asks the model with the decision's passages.
+ */
+export async function answerQuestion(
   faq: FaqStore,
   text: string,
-  settings: { topK: number; confidentMatch: number; relevantMatch: number },
-  modelAvailable: boolean,
-): Promise<AnswerDecision> {
-  const ranked = [...(await faq.search(text, settings.topK))].sort((a, b) => b.confidence - a.confidence);
-  const best = ranked[0]?.confidence ?? 0;
-  if (best >= settings.confidentMatch) return { path: 'faq', ranked };
-  const relevant = ranked.filter((hit) => hit.confidence >= settings.relevantMatch);
-  if (relevant.length > 0 && modelAvailable) return { path: 'model', ranked: relevant };
-  return { path: 'fallback', ranked };
+  settings: AnswerThresholds,
+  generate: ((decision: AnswerDecision) => Promise<string>) | null,
+): Promise<Answer> {
+  const decision = await decideAnswer(faq, text, settings, generate !== null);
+  if (decision.path === 'faq') return { path: 'faq', entry: decision.ranked[0].entry, decision };
+  if (decision.path === 'fallback' || !generate) return { path: 'fallback', entry: null, decision };
+  const generated = await generate(decision);
+  const entry = groundedEntry(generated, decision.ranked.map((hit) => hit.entry));
+  return { path: entry ? 'model' : 'fallback', entry, decision, generated };
+}
+
+/** The best hit's confidence times the square root of its score's lead over the second's (1 with no second). */
+export function certaintyOf(ranked: readonly Pick<SearchHit, 'score' | 'confidence'>[]): number {
+  const [best, second] = ranked;
+  if (!best || best.score <= 0) return 0;
+  const lead = second ? Math.max(0, best.score - second.score) / best.score : 1;
+  return best.confidence * Math.sqrt(lead);
 }

@@ -1,6 +1,6 @@
 import { ModelError } from '../model/errors.js';
 import { FaqError } from './faq/entry.js';
-import { type AnswerDecision, type AnswerPath, decideAnswer } from './answer-policy.js';
+import { type AnswerDecision, type AnswerPath, answerQuestion } from './answer-policy.js';
 import { type Command, CommandUsageError, findCommand, helpText } from './commands/command.js';
 import { commandLine, splitWords } from './commands/parse.js';
 import type { IncomingMessage } from './message.js';
@@ -129,45 +129,28 @@ export class ConversationEngine {
       countTokens: (turn) => tokenizer.encode(turn).length,
     });
     const recorded = memory.recordTurn(scope, message.user.id, { role: 'user', text, at: Date.now() });
-    const decision = await decideAnswer(faq, text, settings, model.version !== null);
-    logger.info({ user: userKey(message), path: decision.path, hits: decision.ranked.slice(0, 3).map((hit) => ({ id: hit.entry.id, confidence: round(hit.confidence) })) }, 'answer path');
-
-    let reply = '';
-    if (decision.path === 'faq') {
-      reply = decision.ranked[0].entry.answer;
-      yield reply;
-    } else if (decision.path === 'model') {
-      const generated = model.generate(this.prompt(decision, history, text), { ...settings.generation, stop: [...REPLY_STOPS, ...(settings.generation.stop ?? [])] });
-      if (generated) {
-        for await (const piece of generated) {
-          reply += piece;
-          yield piece;
-        }
-      }
-      reply = reply.trim();
-      if (!reply) {
-        reply = settings.fallback;
-        yield reply;
-      }
-    } else {
-      reply = settings.fallback;
-      yield reply;
+    const generation = { ...settings.generation, stop: [...REPLY_STOPS, ...(settings.generation.stop ?? [])] };
+    const answer = await answerQuestion(
+      faq,
+      text,
+      settings,
+      // The model's reply is checked before anyone sees it (grounding.ts), so it is not streamed as it comes.
+      model.version === null ? null : (decision) => collectText(model.generate(this.prompt(decision, history, text), generation)),
+    );
+    const { decision, path, entry: answered } = answer;
+    if (decision.path === 'model' && !answered) logger.info({ user: userKey(message), generated: answer.generated?.slice(0, 200) }, 'the model answered with no single FAQ passage; falling back');
+    logger.info({ user: userKey(message), path, certainty: round(decision.certainty), hits: decision.ranked.slice(0, 3).map((hit) => ({ id: hit.entry.id, confidence: round(hit.confidence) })) }, 'answer path');
+    const reply = answered ? answered.answer : settings.fallback;
+    yield reply;
+    if (path !== 'faq') {
+      await this.services.inboxFor(message).add({ question: text, askedBy: userKey(message), at: new Date().toISOString(), bestScore: round(decision.certainty) });
     }
-    if (decision.path !== 'faq') {
-      await this.services.inboxFor(message).add({ question: text, askedBy: userKey(message), at: new Date().toISOString(), bestScore: round(decision.ranked[0]?.confidence ?? 0) });
-    }
-    if (settings.debug) yield `\n[debug: ${decision.path}; ${decision.ranked.map((hit) => `${hit.entry.id} ${round(hit.confidence)}`).join(', ') || 'no hits'}]`;
+    if (settings.debug) yield `\n[debug: ${path}; certainty ${round(decision.certainty)}; ${decision.ranked.map((hit) => `${hit.entry.id} ${round(hit.confidence)}`).join(', ') || 'no hits'}]`;
     await recorded;
     await memory.recordTurn(scope, message.user.id, { role: 'assistant', text: reply, at: Date.now() });
-    const outcome: AnswerOutcome = {
-      path: decision.path,
-      entryId: decision.path === 'faq' ? decision.ranked[0].entry.id : null,
-      question: text,
-      reply,
-      seconds: (performance.now() - started) / 1000,
-    };
+    const outcome: AnswerOutcome = { path, entryId: answered?.id ?? null, question: text, reply, seconds: (performance.now() - started) / 1000 };
     for (const listener of this.answerListeners) listener(outcome, message);
-    return decision.path;
+    return path;
   }
 
   private prompt(decision: AnswerDecision, history: readonly { role: 'user' | 'assistant'; text: string }[], text: string): string {
@@ -181,6 +164,13 @@ export class ConversationEngine {
     );
     return formatPrompt(parts);
   }
+}
+
+/** The text of a generation; empty when there was none (the model was unloaded meanwhile). */
+async function collectText(stream: AsyncIterable<string> | null): Promise<string> {
+  let text = '';
+  for await (const piece of stream ?? []) text += piece;
+  return text.trim();
 }
 
 function round(value: number): number {
