@@ -116,7 +116,7 @@ async function startPlatformAdapters(app: App, config: TunebotConfig): Promise<{
     // With Redis, every instance skips the retries of an event another one answered.
     const { shared } = app.storage;
     const seenEvents = shared ? new RedisSeenEvents(shared.redis, shared.namespace) : undefined;
-    started.push(await startSlackAdapter(app.engine, { config: config.slack, logger, host: config.local.host, seenEvents }));
+    started.push(await startSlackAdapter(app.engine, { config: config.slack, logger, host: config.local.host, seenEvents, feedback: app.services.feedback }));
   }
   return started;
 }

@@ -16,6 +16,7 @@ import {
   directMessage,
   eventCallback,
   postsIn,
+  reaction,
   replyIn as replyInOf,
   SIGNING_SECRET,
   type SlackWorkspace,
@@ -322,6 +323,98 @@ describe('Slack adapter: files Slack does not take', () => {
     await adapter.idle();
     const texts = slack.responses.filter((posted) => responseUrl.endsWith(`/${posted.id}`)).map((posted) => posted.body.text);
     assert.deepEqual(texts, [FILE_LINE, 'I could not send data.bin: Slack refused the upload (not_in_channel).']);
+  });
+});
+
+describe('Slack adapter: :+1: and :-1: on answers', () => {
+  let workspace: SlackWorkspace;
+  let adapter: SlackAdapter;
+  let eventsUrl: string;
+  let events = 0;
+  /** Posts `event` as Slack does, and waits until the adapter has handled it. */
+  const deliver = async (event: Record<string, unknown>) => {
+    events += 1;
+    assert.equal((await postSigned(eventsUrl, eventCallback(event, `Ev-reaction-${events}`), { signingSecret: SIGNING_SECRET })).status, 200);
+    await adapter.idle();
+  };
+  const counted = (kind: 'up' | 'down') => Number(new RegExp(`^tunebot_feedback_total\\{kind="${kind}"\\} (\\d+)$`, 'mu').exec(workspace.scratch.app.services.metrics.render())?.[1]);
+  /** The question `user` asks in DM `channel`, and the ts of the answer. */
+  const askInDm = async (channel: string, user: string, text: string) => {
+    const question = directMessage(channel, user, text);
+    await deliver(question);
+    const [answer] = await replyInOf(workspace.slack, adapter, channel);
+    return { question: question.ts as string, answer: [...workspace.slack.messages.values()].find((message) => message.channel === channel)?.ts ?? assert.fail(`no answer in ${channel}: ${answer.args.text}`) };
+  };
+  /** /faq inbox as the workspace admin runs it. */
+  const inboxListing = async () => {
+    const responseUrl = workspace.slack.responseUrl();
+    await postSigned(eventsUrl, slashCommand('/faq', 'inbox', 'UADA', 'C-ADMIN', responseUrl), { signingSecret: SIGNING_SECRET, form: true });
+    return (await waitFor('the inbox', () => workspace.slack.responses.find((posted) => responseUrl.endsWith(`/${posted.id}`)))).body.text ?? '';
+  };
+  const entryIdOf = async (question: string) => (await workspace.faq.entries()).find((entry) => entry.question === question)?.id;
+
+  before(async () => {
+    workspace = await startSlackWorkspace();
+    adapter = await startSlackAdapter(workspace.scratch.app.engine, {
+      config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: workspace.slack.apiUrl },
+      logger: silentLogger,
+      host: '127.0.0.1',
+      feedback: workspace.scratch.app.services.feedback,
+    });
+    eventsUrl = `http://127.0.0.1:${adapter.port}/slack/events`;
+  });
+
+  after(async () => {
+    await adapter?.stop();
+    await workspace?.close();
+  });
+
+  it("a member's :-1: on the answer puts the question in the admins' inbox, marked as a thumbs-down, and is counted", async () => {
+    const { answer } = await askInDm('D-MIA', 'UMIA', 'What is tunebot?');
+    await deliver(reaction('UMIA', '-1', { channel: 'D-MIA', ts: answer }));
+    assert.equal(counted('down'), 1);
+    const today = new Date().toISOString().slice(0, 10);
+    assert.match(await inboxListing(), new RegExp(`^1\\. What is tunebot\\? \\(thumbs-down on my answer from ${await entryIdOf('What is tunebot?')} ${today}\\)$`, 'mu'));
+  });
+
+  it("counts a :+1: and a :thumbsdown: with a skin tone, and a user's :-1: once when taken back and given again; ignores the bot, other emoji and other messages", async () => {
+    const { question, answer } = await askInDm('D-BEN', 'UBEN', 'How do I see the FAQ?');
+    const onAnswer = { channel: 'D-BEN', ts: answer };
+    await deliver(reaction('UBEN', '+1', onAnswer));
+    await deliver(reaction('UMAX', 'thumbsdown::skin-tone-3', onAnswer));
+    await deliver(reaction('UMAX', 'thumbsdown::skin-tone-3', onAnswer, true));
+    await deliver(reaction('UMAX', 'thumbsdown::skin-tone-3', onAnswer));
+    await deliver(reaction(BOT_USER, '-1', onAnswer));
+    await deliver(reaction('UBEN', 'tada', onAnswer));
+    await deliver(reaction('UBEN', '-1', { channel: 'D-BEN', ts: question, author: 'UBEN' }));
+    await deliver({ ...reaction('UBEN', '-1', onAnswer), item: { type: 'file', file: 'F123' } });
+    assert.deepEqual([counted('up'), counted('down')], [1, 2]);
+    const entryId = (await entryIdOf('How do I see the FAQ?')) ?? assert.fail('the sample FAQ has "How do I see the FAQ?"');
+    assert.deepEqual((await workspace.scratch.app.services.feedback.tallies('slack', TEAM)).get(entryId), { up: 1, down: 1 });
+  });
+
+  it('counts a :+1: on an answer in the thread of a mention, and takes it back when the reaction is removed', async () => {
+    const mention = appMention('C-THANKS', 'UZOE', 'What is tunebot?');
+    await deliver(mention);
+    await replyInOf(workspace.slack, adapter, 'C-THANKS');
+    const answer = [...workspace.slack.messages.values()].find((message) => message.channel === 'C-THANKS');
+    assert.equal(answer?.threadTs, mention.ts);
+    const ups = counted('up');
+    await deliver(reaction('UZOE', '+1', { channel: 'C-THANKS', ts: answer?.ts ?? '' }));
+    assert.equal(counted('up'), ups + 1);
+    const entryId = (await entryIdOf('What is tunebot?')) ?? assert.fail('the sample FAQ has "What is tunebot?"');
+    const tally = async () => (await workspace.scratch.app.services.feedback.tallies('slack', TEAM)).get(entryId)?.up;
+    assert.equal(await tally(), 1);
+    await deliver(reaction('UZOE', '+1', { channel: 'C-THANKS', ts: answer?.ts ?? '' }, true));
+    assert.equal(await tally(), 0);
+  });
+
+  it('refuses feedback for an engine that does not tell which questions it answered', async () => {
+    const config = { mode: 'http' as const, botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: workspace.slack.apiUrl };
+    await assert.rejects(startSlackAdapter({ handle: async function* () {} }, { config, logger: silentLogger, host: '127.0.0.1', feedback: workspace.scratch.app.services.feedback }), {
+      code: 'SLACK_CONFIG_INVALID',
+      message: /onAnswer/,
+    });
   });
 });
 

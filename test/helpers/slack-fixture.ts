@@ -49,6 +49,11 @@ export function appMention(channel: string, user: string, text: string, extra: R
   return { type: 'app_mention', user, text: `<@${BOT_USER}> ${text}`, ts, channel, event_ts: ts, ...extra };
 }
 
+/** `user` adding (or, `removed`, taking back) the reaction `name` (e.g. "+1") on message `ts` in `channel`, written by `author`. */
+export function reaction(user: string, name: string, item: { channel: string; ts: string; author?: string }, removed = false): Record<string, unknown> {
+  return { type: removed ? 'reaction_removed' : 'reaction_added', user, reaction: name, item_user: item.author ?? BOT_USER, item: { type: 'message', channel: item.channel, ts: item.ts }, event_ts: nextTs() };
+}
+
 export function slashCommand(command: string, text: string, user: string, channel: string, responseUrl: string): Record<string, unknown> {
   return { token: 'legacy-token', team_id: TEAM, team_domain: 'loopback', channel_id: channel, channel_name: 'general', user_id: user, user_name: user.toLowerCase(), command, text, api_app_id: APP_ID, response_url: responseUrl, trigger_id: '1.2.3' };
 }

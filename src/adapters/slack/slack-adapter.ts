@@ -4,9 +4,11 @@ import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { envName, type TunebotConfig } from '../../core/config.js';
 import type { ConversationEngine } from '../../core/engine.js';
+import type { AnswerFeedback, Vote } from '../../core/feedback.js';
 import type { IncomingMessage } from '../../core/message.js';
 import { isReplyFile, type ReplyFile } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
+import { type AnsweringEngine, ReactionFeedback, type TrackedReply, tellsAnswers } from '../reaction-feedback.js';
 import { SlackAdapterError } from './errors.js';
 import { SlashReply, StreamedReply } from './reply-stream.js';
 import { MemorySeenEvents, type SeenEvents } from './seen-events.js';
@@ -30,8 +32,13 @@ import { SlackUsers } from './slack-users.js';
  * of the answer, or for a slash command in the channel it was run in (response_url carries
  * text only); one Slack does not take is replaced by a line in the reply that says why.
  *
+ * With feedback on, a :+1: or :-1: on an answer it posted goes to the feedback record (a :-1:
+ * puts the question in the admins' inbox); its own reactions and those on other messages are
+ * ignored.
+ *
  * The Slack app needs the bot scopes app_mentions:read, chat:write, im:history, users:read,
- * files:read, files:write and commands; the events app_mention and message.im; the slash commands above
+ * files:read, files:write, reactions:read and commands; the events app_mention, message.im,
+ * reaction_added and reaction_removed; the slash commands above
  * (their Request URL, in HTTP mode, is the same /slack/events); Socket Mode also needs an
  * app-level token with connections:write.
  */
@@ -52,6 +59,8 @@ export interface SlackAdapterOptions {
   readonly maxUploadBytes?: number;
   /** Socket Mode: how long start-up waits for Slack's hello on the WebSocket. */
   readonly connectTimeoutMs?: number;
+  /** Where :+1: and :-1: on answers go; needs an engine with onAnswer. Left out: reactions are ignored. */
+  readonly feedback?: AnswerFeedback;
 }
 
 export interface SlackAdapter {
@@ -66,7 +75,7 @@ export interface SlackAdapter {
   stop(): Promise<void>;
 }
 
-export type SlackEngine = Pick<ConversationEngine, 'handle'>;
+export type SlackEngine = Pick<ConversationEngine, 'handle'> & Partial<AnsweringEngine>;
 
 export const SLASH_COMMANDS = ['ask', 'faq', 'model', 'forget', 'tunebot'] as const;
 export const IMPORT_FILE_WINDOW_MS = 10 * 60_000;
@@ -76,6 +85,13 @@ const DEFAULT_SLASH_PROGRESS_MS = 10_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** Message subtypes that are a person writing: a plain message has none. */
 const ANSWERED_SUBTYPES = new Set(['file_share', 'thread_broadcast']);
+/** Reaction names, less a skin tone (":+1::skin-tone-3:" arrives as "+1::skin-tone-3"). */
+const VOTES_BY_REACTION: ReadonlyMap<string, Vote> = new Map([
+  ['+1', 'up'],
+  ['thumbsup', 'up'],
+  ['-1', 'down'],
+  ['thumbsdown', 'down'],
+]);
 const NO_FILE_TO_IMPORT =
   'I found no file you shared here in the last 10 minutes. Share the FAQ file (csv, json, jsonl, yaml or markdown) in this conversation, then run /faq import again; or send it to me in a direct message with the comment "faq import".';
 
@@ -83,6 +99,7 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
   const { config, logger } = options;
   if (!config.botToken) throw invalidSetting('botToken', 'SLACK_BOT_TOKEN', 'the Slack adapter needs the bot token');
   const botToken = config.botToken;
+  if (options.feedback && !tellsAnswers(engine)) throw new SlackAdapterError('SLACK_CONFIG_INVALID', 'feedback reactions need an engine that tells which questions it answered (onAnswer)');
   const boltLog = boltLogger(logger);
   const clientOptions = { slackApiUrl: config.apiUrl ?? undefined, logger: boltLog };
   const receiver = createReceiver(config, boltLog, clientOptions);
@@ -105,9 +122,12 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
     updateIntervalMs: options.updateIntervalMs ?? DEFAULT_UPDATE_INTERVAL_MS,
     slashProgressMs: options.slashProgressMs ?? DEFAULT_SLASH_PROGRESS_MS,
     maxUploadBytes: options.maxUploadBytes ?? SLACK_UPLOAD_LIMIT,
+    reactions: options.feedback && tellsAnswers(engine) ? new ReactionFeedback(engine, options.feedback, logger) : null,
   });
   app.event('app_mention', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'mention'));
   app.event('message', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'dm'));
+  app.event('reaction_added', async ({ event, body }) => handlers.onReaction(event, body.team_id, true));
+  app.event('reaction_removed', async ({ event, body }) => handlers.onReaction(event, body.team_id, false));
   app.command(new RegExp(`^/(?:${SLASH_COMMANDS.join('|')})$`, 'u'), async ({ command, ack, respond }) => {
     await ack();
     await handlers.onSlashCommand(command, respond);
@@ -117,13 +137,18 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
   });
 
   let port: number | null = null;
-  if (receiver instanceof HTTPReceiver) {
-    const server = await receiver.start({ port: config.port, host: options.host });
-    port = (server.address() as AddressInfo).port;
-    logger.info({ port, path: '/slack/events' }, 'Slack adapter listening (HTTP mode)');
-  } else {
-    await connectSocketMode(app, receiver, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
-    logger.info('Slack adapter connected (Socket Mode)');
+  try {
+    if (receiver instanceof HTTPReceiver) {
+      const server = await receiver.start({ port: config.port, host: options.host });
+      port = (server.address() as AddressInfo).port;
+      logger.info({ port, path: '/slack/events' }, 'Slack adapter listening (HTTP mode)');
+    } else {
+      await connectSocketMode(app, receiver, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+      logger.info('Slack adapter connected (Socket Mode)');
+    }
+  } catch (error) {
+    handlers.close();
+    throw error;
   }
   return {
     app,
@@ -135,6 +160,7 @@ export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapt
       if (receiver instanceof SocketModeReceiver) await receiver.client.disconnect();
       else await app.stop();
       await handlers.idle();
+      handlers.close();
     },
   };
 }
@@ -219,6 +245,7 @@ interface HandlerContext {
   readonly updateIntervalMs: number;
   readonly slashProgressMs: number;
   readonly maxUploadBytes: number;
+  readonly reactions: ReactionFeedback | null;
 }
 
 class SlackHandlers {
@@ -235,6 +262,22 @@ class SlackHandlers {
 
   onSlashCommand(command: SlashCommand, respond: RespondFn): Promise<void> {
     return this.track(this.answerSlashCommand(command, respond));
+  }
+
+  /**
+   * A :+1: or :-1: added or removed on a message, for the feedback record to judge. The bot's
+   * own reactions never get here: Bolt's ignoreSelf drops events by the bot user.
+   */
+  onReaction(event: { user: string; reaction: string; item: { type: string; channel?: string; ts?: string } }, teamId: string, stands: boolean): Promise<void> {
+    const { reactions } = this.context;
+    const vote = VOTES_BY_REACTION.get(event.reaction.split('::')[0]);
+    const { channel, ts } = event.item;
+    if (!reactions || !vote || event.item.type !== 'message' || !channel || !ts) return Promise.resolve();
+    return this.track(reactions.react({ platform: 'slack', workspace: teamId, channel, messageId: ts }, vote, event.user, stands).then(() => undefined));
+  }
+
+  close(): void {
+    this.context.reactions?.close();
   }
 
   async idle(): Promise<void> {
@@ -257,11 +300,13 @@ class SlackHandlers {
     }
     // In a channel the answer goes in the message's thread; in a DM, beside the message unless it is in a thread.
     const thread = kind === 'mention' ? (message.threadTs ?? message.ts) : message.threadTs;
+    let tracked: TrackedReply | undefined;
     const reply = new StreamedReply(
       {
         post: async (text) => {
           const posted = await client.chat.postMessage({ channel: message.channel, thread_ts: thread, text });
           if (!posted.ts) throw new Error('chat.postMessage returned no ts');
+          tracked?.posted(posted.ts);
           return posted.ts;
         },
         update: async (ts, text) => {
@@ -280,10 +325,13 @@ class SlackHandlers {
         attachments: await Promise.all(message.files.map((file) => files.attachment(file))),
         platformAdmin: who.isAdmin,
       };
+      tracked = this.context.reactions?.track(incoming, message.channel);
       await this.relay(incoming, reply, { channel: message.channel, threadTs: thread });
     } catch (error) {
       logger.error({ err: error, channel: message.channel, ts: message.ts }, 'answering a Slack message failed');
       await reply.fail(failureNote(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the answer failed'));
+    } finally {
+      await tracked?.finished();
     }
   }
 
