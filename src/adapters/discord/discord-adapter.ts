@@ -146,6 +146,17 @@ export class DiscordAdapter {
     const { logger, feedback } = this.options;
     if (feedback && tellsAnswers(this.engine)) this.reactions = new ReactionFeedback(this.engine, feedback, logger);
     try {
+      await this.connectAndRegister();
+    } catch (error) {
+      this.reactions?.close();
+      this.reactions = null;
+      throw error;
+    }
+  }
+
+  private async connectAndRegister(): Promise<void> {
+    const { logger } = this.options;
+    try {
       this.client = await this.connect(true);
     } catch (error) {
       if (!(error instanceof IntentsRefused)) throw error;
