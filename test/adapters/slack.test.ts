@@ -327,6 +327,9 @@ describe('Slack adapter: files Slack does not take', () => {
 });
 
 describe('Slack adapter: :+1: and :-1: on answers', () => {
+  const CANCEL_QUESTION = 'How do I cancel my subscription?';
+  const APP_QUESTION = 'Is there a mobile app?';
+  const INVOICE_QUESTION = 'Where do I send my invoices?';
   let workspace: SlackWorkspace;
   let adapter: SlackAdapter;
   let eventsUrl: string;
@@ -355,6 +358,9 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
 
   before(async () => {
     workspace = await startSlackWorkspace();
+    await workspace.faq.add(CANCEL_QUESTION, 'Open Billing in your account and press Cancel.');
+    await workspace.faq.add(APP_QUESTION, 'Not yet: the web page works on phones.');
+    await workspace.faq.add(INVOICE_QUESTION, 'Email them to billing@example.com.');
     adapter = await startSlackAdapter(workspace.scratch.app.engine, {
       config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: workspace.slack.apiUrl },
       logger: silentLogger,
@@ -370,15 +376,16 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
   });
 
   it("a member's :-1: on the answer puts the question in the admins' inbox, marked as a thumbs-down, and is counted", async () => {
-    const { answer } = await askInDm('D-MIA', 'UMIA', 'What is tunebot?');
+    const { answer } = await askInDm('D-MIA', 'UMIA', CANCEL_QUESTION);
+    assert.doesNotMatch(await inboxListing(), /cancel/u, 'an FAQ answer is not in the inbox by itself');
     await deliver(reaction('UMIA', '-1', { channel: 'D-MIA', ts: answer }));
     assert.equal(counted('down'), 1);
     const today = new Date().toISOString().slice(0, 10);
-    assert.match(await inboxListing(), new RegExp(`^1\\. What is tunebot\\? \\(thumbs-down on my answer from ${await entryIdOf('What is tunebot?')} ${today}\\)$`, 'mu'));
+    assert.match(await inboxListing(), new RegExp(`^1\\. How do I cancel my subscription\\? \\(thumbs-down on my answer from ${await entryIdOf(CANCEL_QUESTION)} ${today}\\)$`, 'mu'));
   });
 
   it("counts a :+1: and a :thumbsdown: with a skin tone, and a user's :-1: once when taken back and given again; ignores the bot, other emoji and other messages", async () => {
-    const { question, answer } = await askInDm('D-BEN', 'UBEN', 'How do I see the FAQ?');
+    const { question, answer } = await askInDm('D-BEN', 'UBEN', APP_QUESTION);
     const onAnswer = { channel: 'D-BEN', ts: answer };
     await deliver(reaction('UBEN', '+1', onAnswer));
     await deliver(reaction('UMAX', 'thumbsdown::skin-tone-3', onAnswer));
@@ -389,12 +396,12 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
     await deliver(reaction('UBEN', '-1', { channel: 'D-BEN', ts: question, author: 'UBEN' }));
     await deliver({ ...reaction('UBEN', '-1', onAnswer), item: { type: 'file', file: 'F123' } });
     assert.deepEqual([counted('up'), counted('down')], [1, 2]);
-    const entryId = (await entryIdOf('How do I see the FAQ?')) ?? assert.fail('the sample FAQ has "How do I see the FAQ?"');
+    const entryId = (await entryIdOf(APP_QUESTION)) ?? assert.fail(`the FAQ has "${APP_QUESTION}"`);
     assert.deepEqual((await workspace.scratch.app.services.feedback.tallies('slack', TEAM)).get(entryId), { up: 1, down: 1 });
   });
 
   it('counts a :+1: on an answer in the thread of a mention, and takes it back when the reaction is removed', async () => {
-    const mention = appMention('C-THANKS', 'UZOE', 'What is tunebot?');
+    const mention = appMention('C-THANKS', 'UZOE', INVOICE_QUESTION);
     await deliver(mention);
     await replyInOf(workspace.slack, adapter, 'C-THANKS');
     const answer = [...workspace.slack.messages.values()].find((message) => message.channel === 'C-THANKS');
@@ -402,7 +409,7 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
     const ups = counted('up');
     await deliver(reaction('UZOE', '+1', { channel: 'C-THANKS', ts: answer?.ts ?? '' }));
     assert.equal(counted('up'), ups + 1);
-    const entryId = (await entryIdOf('What is tunebot?')) ?? assert.fail('the sample FAQ has "What is tunebot?"');
+    const entryId = (await entryIdOf(INVOICE_QUESTION)) ?? assert.fail(`the FAQ has "${INVOICE_QUESTION}"`);
     const tally = async () => (await workspace.scratch.app.services.feedback.tallies('slack', TEAM)).get(entryId)?.up;
     assert.equal(await tally(), 1);
     await deliver(reaction('UZOE', '+1', { channel: 'C-THANKS', ts: answer?.ts ?? '' }, true));
