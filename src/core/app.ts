@@ -25,6 +25,8 @@ import { ModelRegistry } from './model-registry.js';
 import { ModelRollout } from './model-rollout.js';
 import { ModelScorer } from './model-scorer.js';
 import { RemoteModel } from './remote-model.js';
+import type { HybridRetriever } from './retrieval/hybrid-retriever.js';
+import { openRetrieval } from './retrieval/open-retrieval.js';
 import type { EngineServices } from './services.js';
 import { openStorage, type Storage } from './storage/open-storage.js';
 
@@ -36,6 +38,8 @@ export interface App {
   readonly engine: ConversationEngine;
   readonly services: EngineServices;
   readonly storage: Storage;
+  /** BM25 + dense retrieval when retrieval.embeddingModel names a model folder; null is BM25 alone. */
+  readonly retriever: HybridRetriever | null;
   close(): Promise<void>;
 }
 
@@ -47,6 +51,7 @@ export interface AppOptions {
 }
 
 export async function createApp(config: TunebotConfig, logger: Logger, options: AppOptions = {}): Promise<App> {
+  const retriever = await openRetrieval(config, logger);
   const storage = await openStorage(config.storage.url, { logger, namespace: config.storage.namespace });
   const registry = new ModelRegistry(config.model.dir);
   const metrics = new BotMetrics();
@@ -128,11 +133,13 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
     engine,
     services,
     storage,
+    retriever,
     /** A running fine-tune is cancelled first: its trainer checkpoints, and its record needs the storage. */
     async close() {
       await rollout.close();
       await jobs.stop();
       await model.close();
+      await retriever?.close();
       await storage.close();
     },
   };

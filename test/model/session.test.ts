@@ -6,13 +6,13 @@ import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { pino } from 'pino';
 import { ModelError, type ModelErrorCode } from '../../src/model/errors.js';
 import { LanguageModel } from '../../src/model/language-model.js';
 import { initModel } from '../../src/model/model-dir.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { GraphBuilder } from '../../src/model/onnx/graph.js';
 import { type ExecutionProviderChoice, type ModelSession, createModelSession } from '../../src/model/session.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 
 /**
  * These tests expect a machine without ONNX Runtime's CUDA provider library, which is what
@@ -30,18 +30,6 @@ function addGraph(): Uint8Array {
   const w = graph.weight('W', { dims: [3], data: Float32Array.from([1, 2, 3]) });
   graph.output(graph.op('Add', [x, w]), 'Y', 'float32', [3]);
   return encodeModel(graph.build());
-}
-
-interface LogRecord {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
-
-function captureLogger() {
-  const records: LogRecord[] = [];
-  const logger = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line) as LogRecord) });
-  return { logger, records };
 }
 
 async function rejectsWithCode(promise: Promise<unknown>, code: ModelErrorCode): Promise<ModelError> {

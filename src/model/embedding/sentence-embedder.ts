@@ -8,6 +8,8 @@ export interface TextEmbedder {
   /** One unit-length vector per text, in the texts' order. */
   embed(texts: readonly string[]): Promise<Float32Array[]>;
   readonly dimension: number;
+  /** Frees the model; embed fails afterwards. */
+  close(): Promise<void>;
 }
 
 export interface SentenceEmbedderOptions {

@@ -1,0 +1,139 @@
+import type { Logger } from '../../log.js';
+import type { TextEmbedder } from '../../model/embedding/sentence-embedder.js';
+import { BoundedMap } from '../bounded-map.js';
+import { type FaqEntry, phrasings } from '../faq/entry.js';
+import { type DenseCalibration, calibrateFromIndex, calibratedSimilarity } from './dense-calibration.js';
+import { DenseIndex } from './dense-index.js';
+import { DEFAULT_LEXICAL_WEIGHT, fuseRankings } from './fusion.js';
+
+/** What the retriever needs of an entry: its id and its phrasings. */
+export type RetrievableEntry = Pick<FaqEntry, 'id' | 'question' | 'alternates'>;
+
+/** A lexical hit as BM25 gives it (any extra fields are ignored). */
+export interface LexicalHit<E> {
+  readonly entry: E;
+  /** 0..1 */
+  readonly confidence: number;
+}
+
+export interface RetrievalHit<E> {
+  readonly entry: E;
+  /** The fused confidence, 0..1 (fusion.ts); the answer policy's thresholds apply to it. */
+  readonly confidence: number;
+  /** BM25's confidence; 0 when BM25 did not list the entry. */
+  readonly lexical: number;
+  /** The calibrated dense confidence, 0..1, and the cosine it came from; null when the dense side failed. */
+  readonly dense: number | null;
+  readonly similarity: number | null;
+}
+
+export interface HybridRetrieverOptions {
+  /** fusion.ts's w: the lexical signal's share; default 0.5. */
+  readonly lexicalWeight?: number;
+  /** A fixed calibration; default: measured on each FAQ version (dense-calibration.ts). */
+  readonly calibration?: DenseCalibration;
+  /** Phrasing vectors kept across FAQ versions, so an edit embeds only what changed; default 20,000. */
+  readonly cachedPhrasings?: number;
+  readonly logger: Logger;
+}
+
+interface IndexedFaq {
+  readonly index: DenseIndex;
+  readonly calibration: DenseCalibration;
+}
+
+/** FAQ versions (one per scope, mostly) whose dense index is kept. */
+const CACHED_INDEXES = 8;
+const DEFAULT_CACHED_PHRASINGS = 20_000;
+
+/**
+ * BM25 + dense retrieval, fused. The caller (FaqStore.search) passes the query, the FAQ's
+ * entries and BM25's hits; the retriever embeds the query, ranks every entry by its best
+ * phrasing's cosine, calibrates that to 0..1 and fuses it with BM25's confidence. The dense
+ * index of an FAQ version is built once and kept. When embedding fails, BM25's hits come back
+ * as they were (logged), so retrieval never fails for the dense side.
+ */
+export class HybridRetriever {
+  private readonly lexicalWeight: number;
+  private readonly logger: Logger;
+  private readonly indexes = new BoundedMap<string, Promise<IndexedFaq>>(CACHED_INDEXES);
+  private readonly phrasingVectors: BoundedMap<string, Float32Array>;
+
+  constructor(
+    private readonly embedder: TextEmbedder,
+    private readonly options: HybridRetrieverOptions,
+  ) {
+    this.lexicalWeight = options.lexicalWeight ?? DEFAULT_LEXICAL_WEIGHT;
+    this.logger = options.logger;
+    this.phrasingVectors = new BoundedMap(options.cachedPhrasings ?? DEFAULT_CACHED_PHRASINGS);
+  }
+
+  get dimension(): number {
+    return this.embedder.dimension;
+  }
+
+  /** The k best entries, most confident first. Give BM25's hits for more than k (20, say): fusion can promote any of them. */
+  async search<E extends RetrievableEntry>(query: string, entries: readonly E[], lexical: readonly LexicalHit<E>[], k: number): Promise<RetrievalHit<E>[]> {
+    if (!Number.isInteger(k) || k < 0) throw new RangeError(`k must be a whole number >= 0, got ${k}`);
+    if (entries.length === 0) return [];
+    let dense: { similarity: number; confidence: number }[];
+    try {
+      const [{ index, calibration }, [queryVector]] = await Promise.all([this.indexFor(entries), this.embedder.embed([query])]);
+      dense = index.similarities(queryVector).map(({ similarity }) => ({ similarity, confidence: calibratedSimilarity(similarity, calibration) }));
+    } catch (error) {
+      this.logger.warn({ err: error }, 'dense retrieval failed; answering from BM25 alone');
+      return lexical.slice(0, k).map((hit) => ({ entry: hit.entry, confidence: hit.confidence, lexical: hit.confidence, dense: null, similarity: null }));
+    }
+    const positions = new Map(entries.map((entry, i) => [entry.id, i]));
+    const fused = fuseRankings(
+      lexical.map((hit) => ({ entryId: hit.entry.id, confidence: hit.confidence })),
+      entries.map((entry, i) => ({ entryId: entry.id, confidence: dense[i].confidence })),
+      this.lexicalWeight,
+    );
+    return fused.slice(0, k).map((hit) => {
+      const position = positions.get(hit.entryId) as number;
+      return { entry: entries[position], confidence: hit.confidence, lexical: hit.lexical, dense: hit.dense, similarity: dense[position].similarity };
+    });
+  }
+
+  /** Closes the embedder; a search afterwards answers from BM25 alone. */
+  close(): Promise<void> {
+    return this.embedder.close();
+  }
+
+  /** The dense index of these entries, built on first need (concurrent searches share the build). */
+  private indexFor(entries: readonly RetrievableEntry[]): Promise<IndexedFaq> {
+    // Entries and phrasings joined by characters that cleaned FAQ text never holds.
+    const key = entries.map((entry) => [entry.id, ...phrasings(entry)].join('\u0001')).join('\u0000');
+    let built = this.indexes.get(key);
+    if (!built) {
+      built = this.buildIndex(entries);
+      this.indexes.set(key, built);
+      built.catch(() => this.indexes.delete(key));
+    }
+    return built;
+  }
+
+  private async buildIndex(entries: readonly RetrievableEntry[]): Promise<IndexedFaq> {
+    const texts = entries.map((entry) => phrasings(entry));
+    const vectorOf = new Map<string, Float32Array>();
+    for (const text of new Set(texts.flat())) {
+      const cached = this.phrasingVectors.get(text);
+      if (cached) vectorOf.set(text, cached);
+    }
+    const missing = [...new Set(texts.flat())].filter((text) => !vectorOf.has(text));
+    const started = performance.now();
+    const embedded = await this.embedder.embed(missing);
+    missing.forEach((text, i) => {
+      vectorOf.set(text, embedded[i]);
+      this.phrasingVectors.set(text, embedded[i]);
+    });
+    const index = new DenseIndex(entries.map((entry, i) => ({ id: entry.id, vectors: texts[i].map((text) => vectorOf.get(text) as Float32Array) })));
+    const calibration = this.options.calibration ?? calibrateFromIndex(index);
+    this.logger.debug(
+      { entries: entries.length, embedded: missing.length, ms: Math.round(performance.now() - started), calibration },
+      'dense index built',
+    );
+    return { index, calibration };
+  }
+}
