@@ -104,19 +104,29 @@ export class LanguageModel {
     } else {
       this.pending.set(id, request);
       this.send({ type: 'generate', id, prompt, options: generation });
-      signal?.addEventListener(
-        'abort',
-        () => {
-          if (!this.pending.has(id)) return;
-          this.pending.delete(id);
-          this.send({ type: 'cancel', id });
-          finishWith(new ModelError('ABORTED', 'generation was cancelled'));
-        },
-        { once: true },
-      );
+      signal?.addEventListener('abort', () => this.cancel(id, finishWith), { once: true });
     }
 
-    return { result, [Symbol.asyncIterator]: () => request.pieces.drain() };
+    const cancel = () => this.cancel(id, finishWith);
+    return {
+      result,
+      async *[Symbol.asyncIterator]() {
+        try {
+          yield* request.pieces.drain();
+        } finally {
+          // A reader that stops early (a client gone) does not want the rest: the worker stops generating it.
+          if (!request.pieces.ended) cancel();
+        }
+      },
+    };
+  }
+
+  /** Stops request `id` in the worker, when it still runs there, and ends its stream with ABORTED. */
+  private cancel(id: number, finishWith: (error: ModelError) => void): void {
+    if (!this.pending.has(id)) return;
+    this.pending.delete(id);
+    this.send({ type: 'cancel', id });
+    finishWith(new ModelError('ABORTED', 'generation was cancelled'));
   }
 
   /** Generates to the end and returns the whole text. */

@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { type ClientRequest, type IncomingMessage, request as httpRequest, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startLocalServer } from '../../src/adapters/local/http-server.js';
+import { type ChatEngine, startLocalServer } from '../../src/adapters/local/http-server.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
 import { silentLogger } from '../../src/log.js';
+import { ModelError } from '../../src/model/errors.js';
+import type { GenerationStream } from '../../src/model/language-model.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
 import { dataBin, exportedEntries, FILE_LINE, faqEntries, fileEngine } from '../helpers/reply-files.js';
 
@@ -258,5 +260,91 @@ describe('local HTTP server: files kept 1 s, 100 bytes at most', () => {
   it('says in the text, instead of a file event, that a file is larger than it keeps', async () => {
     const reply = await ask('the big one');
     assert.deepEqual(reply, { text: `${FILE_LINE}\nI cannot send data.bin here: it is 200 B, and the local chat takes files up to 100 B.`, pieces: 2, files: [] });
+  });
+});
+
+/** POSTs `text` with node:http (whose reader can stop and pause, unlike fetch's), calling `onResponse` with the live response. */
+function postMessage(url: string, text: string, onResponse: (response: IncomingMessage, request: ClientRequest) => void): ClientRequest {
+  const request = httpRequest(`${url}/api/messages`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (response) => onResponse(response, request));
+  request.on('error', () => undefined); // a request the test destroys ends with ECONNRESET
+  request.end(JSON.stringify({ userId: 'alice', text }));
+  return request;
+}
+
+describe('local HTTP server: a client that goes away, and one that reads slowly', () => {
+  let scratch: ScratchApp;
+
+  before(async () => {
+    scratch = await createScratchApp();
+  });
+
+  after(async () => {
+    await scratch?.close();
+  });
+
+  async function serve(engine: ChatEngine): Promise<{ url: string; close(): Promise<void> }> {
+    const { server, url } = await startLocalServer(engine, { port: 0, logger: silentLogger });
+    return { url, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  }
+
+  it("cancels the model's generation when the client closes the connection mid-reply", async () => {
+    let generation: GenerationStream | null = null;
+    const engine: ChatEngine = {
+      async *handle() {
+        generation = scratch.app.services.model.generate('Tell me a long story', { seed: 3, maxNewTokens: 100 });
+        assert.ok(generation, 'the scratch app has a model live');
+        yield* generation;
+      },
+    };
+    const local = await serve(engine);
+    try {
+      const firstChunk = new Promise<void>((resolve) => postMessage(local.url, 'go on', (response, request) => response.once('data', () => (request.destroy(), resolve()))));
+      await firstChunk;
+      const started = generation as GenerationStream | null;
+      assert.ok(started);
+      await assert.rejects(started.result, (error: unknown) => error instanceof ModelError && error.code === 'ABORTED');
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('writes no faster than the client reads: the reply waits for the connection to drain', async () => {
+    const PIECES = 200;
+    const piece = 'x'.repeat(256 * 1024);
+    let produced = 0;
+    const engine: ChatEngine = {
+      async *handle() {
+        for (; produced < PIECES; produced++) yield piece;
+      },
+    };
+    const local = await serve(engine);
+    try {
+      let whilePaused = -1;
+      const body = await new Promise<string>((resolve, reject) => {
+        postMessage(local.url, 'a long one', (response) => {
+          response.setEncoding('utf8');
+          const chunks: string[] = [];
+          response.on('data', (chunk: string) => chunks.push(chunk));
+          response.once('end', () => resolve(chunks.join('')));
+          response.once('error', reject);
+          // Stops reading after the first chunk; TCP then pushes back on the server.
+          response.once('data', () => {
+            response.pause();
+            setTimeout(() => {
+              whilePaused = produced;
+              response.resume();
+            }, 500);
+          });
+        });
+      });
+      // Kernel buffers on loopback hold a few MiB: a dozen pieces of 256 KiB.
+      assert.ok(whilePaused >= 0 && whilePaused < PIECES / 4, `the engine ran ahead of a paused client: ${whilePaused} of ${PIECES} pieces`);
+      const events = parseEvents(body);
+      assert.deepEqual(events.pop(), { event: 'done', data: {} });
+      assert.equal(events.length, PIECES);
+      assert.ok(events.every((event) => (event.data as { text: string }).text === piece));
+    } finally {
+      await local.close();
+    }
   });
 });

@@ -163,6 +163,15 @@ describe('LanguageModel on a tiny random model', () => {
     assert.deepEqual(await concurrent, otherAlone);
   });
 
+  it('cancels a request whose reader stops early, as a client that went away', async () => {
+    const stream = model.generate('Tell me a long story', { seed: 33, maxNewTokens: 100 });
+    let read = 0;
+    for await (const _piece of stream) if (++read === 3) break;
+    await assert.rejects(stream.result, isModelError('ABORTED'));
+    // The worker took the cancel: the model serves the next request as usual.
+    assert.equal((await model.complete('Hi', { seed: 1, maxNewTokens: 4 })).result.generatedTokens, 4);
+  });
+
   it('rejects at once when the signal is already aborted', async () => {
     const started = performance.now();
     const stream = model.generate('Hi', { signal: AbortSignal.abort() });

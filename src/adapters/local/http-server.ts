@@ -99,15 +99,50 @@ function localMessage(userId: string, displayName: string, text: string, attachm
   return { platform: 'local', scope: { workspace: 'local', channel: 'web' }, user: { id: userId, displayName }, text, attachments, platformAdmin: true };
 }
 
+/**
+ * The reply as server-sent events. Each write waits for the client to take the last one
+ * ('drain'), so a slow reader slows the reply instead of piling it up in memory. A client that
+ * closes the connection stops the reply, and with it the model's generation: return() on the
+ * engine's generator takes effect once the part it is producing is ready.
+ */
 async function streamReply(engine: ChatEngine, shelf: FileShelf, response: ServerResponse, message: IncomingMessage): Promise<void> {
   response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  // The client sees the stream open while the reply is still being worked out.
+  response.flushHeaders();
+  const gone = new AbortController();
+  const reply = engine.handle({ ...message, signal: gone.signal })[Symbol.asyncIterator]();
+  // 'close' comes after a finished reply too, when neither does anything.
+  response.once('close', () => {
+    gone.abort();
+    void reply.return?.().catch(() => undefined);
+  });
   try {
-    for await (const part of engine.handle(message)) response.write(isReplyFile(part) ? fileEvent(shelf, part) : textEvent(part));
-    response.write('event: done\ndata: {}\n\n');
+    for (let step = await reply.next(); !step.done; step = await reply.next()) {
+      const part = step.value;
+      if (!(await writeEvent(response, isReplyFile(part) ? fileEvent(shelf, part) : textEvent(part)))) return;
+    }
+    await writeEvent(response, 'event: done\ndata: {}\n\n');
   } catch (error) {
-    response.write(`event: error\ndata: ${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n\n`);
+    await writeEvent(response, `event: error\ndata: ${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n\n`);
   }
   response.end();
+}
+
+/** Writes `chunk`; when the client's buffer is full, resolves once it drained: true, or false if the client went away first. */
+function writeEvent(response: ServerResponse, chunk: string): Promise<boolean> {
+  if (response.destroyed) return Promise.resolve(false);
+  if (response.write(chunk)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const settle = (drained: boolean) => {
+      response.off('drain', onDrain);
+      response.off('close', onClose);
+      resolve(drained);
+    };
+    const onDrain = () => settle(true);
+    const onClose = () => settle(false);
+    response.on('drain', onDrain);
+    response.on('close', onClose);
+  });
 }
 
 const FILES_PATH = '/api/files/';
