@@ -54,6 +54,7 @@ describe('the app with and without a sentence-embedding model', () => {
       const hits = await retriever.search(QUESTION, entries, lexical, 3);
       assert.equal(hits.length, 3);
       assert.equal(hits[0].entry.id, outcome.entryId);
+      assert.equal(hits[0].phrasing, 0, 'asked as its question');
       assert.equal(hits[0].lexical, lexical.find((hit) => hit.entry.id === outcome.entryId)?.confidence);
       assert.ok(Math.abs((hits[0].similarity as number) - 1) < 1e-6, `the question's own cosine is ${hits[0].similarity}`);
       assert.ok(hits[0].confidence > 0.999);

@@ -28,8 +28,9 @@ const ENTRIES: Entry[] = [
   { id: 'q4', question: 'Can I change the email of my account?', alternates: [], answer: 'Yes, in your profile.' },
 ];
 
-const lexicalHits = (pairs: [string, number][]): LexicalHit<Entry>[] =>
-  pairs.map(([id, confidence]) => ({ entry: ENTRIES.find((entry) => entry.id === id) as Entry, confidence }));
+/** BM25-like hits: a score of ten times the confidence, and the phrasing that matched (default the question). */
+const lexicalHits = (hits: [id: string, confidence: number, phrasing?: number][]): LexicalHit<Entry>[] =>
+  hits.map(([id, confidence, phrasing = 0]) => ({ entry: ENTRIES.find((entry) => entry.id === id) as Entry, confidence, score: 10 * confidence, phrasing }));
 
 function dot(a: Float32Array, b: Float32Array): number {
   let sum = 0;
@@ -75,12 +76,12 @@ describe('HybridRetriever with the tiny BERT', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('fuses BM25 confidence with the best phrasing cosine as 1 - sqrt((1 - l)(1 - d)), best first, k at most', async () => {
+  it('fuses BM25 confidence with the best phrasing cosine as 1 - sqrt((1 - l)(1 - d)), best first, k at most, scored by the fused confidence', async () => {
     // unrelated 0, paraphrase 1: the dense confidence is the cosine itself (clamped at 0).
     const retriever = new HybridRetriever(embedder, { calibration: { unrelated: 0, paraphrase: 1 }, logger: silentLogger });
     const query = 'reset password please';
     const lexical = lexicalHits([
-      ['q1', 0.7],
+      ['q1', 0.7, 1],
       ['q4', 0.1],
     ]);
     const hits = await retriever.search(query, ENTRIES, lexical, 3);
@@ -90,7 +91,9 @@ describe('HybridRetriever with the tiny BERT', () => {
       const similarity = Math.max(...phrasingVectors[i].map((vector) => dot(queryVector, vector)));
       const l = lexical.find((hit) => hit.entry.id === entry.id)?.confidence ?? 0;
       const d = Math.max(0, similarity);
-      return { id: entry.id, similarity, lexical: l, dense: d, confidence: 1 - Math.sqrt((1 - l) * (1 - d)) };
+      const closest = phrasingVectors[i].findIndex((vector) => dot(queryVector, vector) === similarity);
+      const phrasing = lexical.find((hit) => hit.entry.id === entry.id)?.phrasing ?? closest;
+      return { id: entry.id, similarity, lexical: l, dense: d, confidence: 1 - Math.sqrt((1 - l) * (1 - d)), phrasing };
     }).sort((a, b) => b.confidence - a.confidence);
 
     assert.deepEqual(
@@ -100,6 +103,8 @@ describe('HybridRetriever with the tiny BERT', () => {
     for (const [i, hit] of hits.entries()) {
       const want = expected[i];
       assert.equal(hit.lexical, want.lexical);
+      assert.equal(hit.phrasing, want.phrasing, `${hit.entry.id}: BM25's phrasing when it listed the entry, else the closest`);
+      assert.equal(hit.score, hit.confidence);
       for (const field of ['similarity', 'dense', 'confidence'] as const) {
         assert.ok(Math.abs((hit[field] as number) - want[field]) < 1e-6, `${hit.entry.id} ${field}: ${hit[field]}, expected ${want[field]}`);
       }
@@ -110,6 +115,7 @@ describe('HybridRetriever with the tiny BERT', () => {
     const retriever = new HybridRetriever(embedder, { calibration: { unrelated: 0, paraphrase: 1 }, logger: silentLogger });
     const [best] = await retriever.search('stop my plan', ENTRIES, [], 1);
     assert.equal(best.entry.id, 'q3');
+    assert.equal(best.phrasing, 1, 'its first alternate');
     assert.equal(best.lexical, 0);
     assert.ok(Math.abs((best.similarity as number) - 1) < 1e-6 && best.confidence > 0.999, `similarity ${best.similarity}, confidence ${best.confidence}`);
   });
@@ -153,16 +159,16 @@ describe('HybridRetriever with the tiny BERT', () => {
     await failing.close();
     const lexical = lexicalHits([
       ['q2', 0.9],
-      ['q1', 0.4],
+      ['q1', 0.4, 1],
       ['q3', 0.2],
     ]);
     for (let attempt = 0; attempt < 2; attempt++) {
       const hits = await failing.search('opening hours', ENTRIES, lexical, 2);
       assert.deepEqual(
-        hits.map((hit) => [hit.entry.id, hit.confidence, hit.lexical, hit.dense, hit.similarity]),
+        hits.map((hit) => [hit.entry.id, hit.confidence, hit.score, hit.phrasing, hit.lexical, hit.dense, hit.similarity]),
         [
-          ['q2', 0.9, 0.9, null, null],
-          ['q1', 0.4, 0.4, null, null],
+          ['q2', 0.9, 9, 0, 0.9, null, null],
+          ['q1', 0.4, 4, 1, 0.4, null, null],
         ],
       );
     }

@@ -9,17 +9,27 @@ import { DEFAULT_LEXICAL_WEIGHT, fuseRankings } from './fusion.js';
 /** What the retriever needs of an entry: its id and its phrasings. */
 export type RetrievableEntry = Pick<FaqEntry, 'id' | 'question' | 'alternates'>;
 
-/** A lexical hit as BM25 gives it (any extra fields are ignored). */
+/** A lexical hit as BM25 gives it (bm25.ts's SearchHit; other fields are ignored). */
 export interface LexicalHit<E> {
   readonly entry: E;
   /** 0..1 */
   readonly confidence: number;
+  readonly score: number;
+  /** Which phrasing matched best: 0 the question, 1.. its alternates. */
+  readonly phrasing: number;
 }
 
 export interface RetrievalHit<E> {
   readonly entry: E;
   /** The fused confidence, 0..1 (fusion.ts); the answer policy's thresholds apply to it. */
   readonly confidence: number;
+  /**
+   * What hits are compared by (the answer policy's lead of the first over the second): the fused
+   * confidence; BM25's own score when the dense side failed.
+   */
+  readonly score: number;
+  /** Which phrasing matched best: BM25's when it listed the entry, else the closest by cosine. */
+  readonly phrasing: number;
   /** BM25's confidence; 0 when BM25 did not list the entry. */
   readonly lexical: number;
   /** The calibrated dense confidence, 0..1, and the cosine it came from; null when the dense side failed. */
@@ -76,15 +86,16 @@ export class HybridRetriever {
   async search<E extends RetrievableEntry>(query: string, entries: readonly E[], lexical: readonly LexicalHit<E>[], k: number): Promise<RetrievalHit<E>[]> {
     if (!Number.isInteger(k) || k < 0) throw new RangeError(`k must be a whole number >= 0, got ${k}`);
     if (entries.length === 0) return [];
-    let dense: { similarity: number; confidence: number }[];
+    let dense: { similarity: number; confidence: number; phrasing: number }[];
     try {
       const [{ index, calibration }, [queryVector]] = await Promise.all([this.indexFor(entries), this.embedder.embed([query])]);
-      dense = index.similarities(queryVector).map(({ similarity }) => ({ similarity, confidence: calibratedSimilarity(similarity, calibration) }));
+      dense = index.similarities(queryVector).map(({ similarity, phrasing }) => ({ similarity, phrasing, confidence: calibratedSimilarity(similarity, calibration) }));
     } catch (error) {
       this.logger.warn({ err: error }, 'dense retrieval failed; answering from BM25 alone');
-      return lexical.slice(0, k).map((hit) => ({ entry: hit.entry, confidence: hit.confidence, lexical: hit.confidence, dense: null, similarity: null }));
+      return lexical.slice(0, k).map(({ entry, confidence, score, phrasing }) => ({ entry, confidence, score, phrasing, lexical: confidence, dense: null, similarity: null }));
     }
     const positions = new Map(entries.map((entry, i) => [entry.id, i]));
+    const lexicalPhrasing = new Map(lexical.map((hit) => [hit.entry.id, hit.phrasing]));
     const fused = fuseRankings(
       lexical.map((hit) => ({ entryId: hit.entry.id, confidence: hit.confidence })),
       entries.map((entry, i) => ({ entryId: entry.id, confidence: dense[i].confidence })),
@@ -92,7 +103,15 @@ export class HybridRetriever {
     );
     return fused.slice(0, k).map((hit) => {
       const position = positions.get(hit.entryId) as number;
-      return { entry: entries[position], confidence: hit.confidence, lexical: hit.lexical, dense: hit.dense, similarity: dense[position].similarity };
+      return {
+        entry: entries[position],
+        confidence: hit.confidence,
+        score: hit.confidence,
+        phrasing: lexicalPhrasing.get(hit.entryId) ?? dense[position].phrasing,
+        lexical: hit.lexical,
+        dense: hit.dense,
+        similarity: dense[position].similarity,
+      };
     });
   }
 
