@@ -16,6 +16,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { certaintyOf } from '../src/core/answer-policy.js';
 import { createApp } from '../src/core/app.js';
 import { loadConfig } from '../src/core/config.js';
 import type { AnswerOutcome } from '../src/core/engine.js';
@@ -144,7 +145,16 @@ async function ask(question: Question, stage: string, set: string, dump: object[
   const outcome = outcomes.get(asking);
   if (!outcome) throw new Error(`"${question.text}" was not answered as a question (a command or a refusal?)`);
   const verdict = judge(question, outcome);
-  dump.push({ stage, set, text: question.text, expected: question.expected, path: outcome.path, verdict, hits: hits.map((hit) => ({ id: hit.entry.id, confidence: round(hit.confidence), score: round(hit.score) })) });
+  dump.push({
+    stage,
+    set,
+    text: question.text,
+    expected: question.expected,
+    path: outcome.path,
+    verdict,
+    certainty: round(certaintyOf(hits)),
+    hits: hits.map((hit) => ({ id: hit.entry.id, confidence: round(hit.confidence), score: round(hit.score) })),
+  });
   return { question, outcome, verdict };
 }
 

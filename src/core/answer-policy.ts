@@ -1,12 +1,13 @@
-import type { FaqEntry } from './faq/entry.js';
+import { type FaqEntry, normalizeQuestion, phrasings } from './faq/entry.js';
 import type { FaqStore } from './faq/faq-store.js';
 import { groundedEntry } from './grounding.js';
 import type { SearchHit } from './retrieval/bm25.js';
 
 /**
  * DESIGN.md's answer policy, on how certain retrieval is of its best hit: certain enough answers
- * from the FAQ; less certain but relevant hits become the model's context (and the model's reply
- * must be one of their answers, grounding.ts); below that, the fallback. Certainty is the best
+ * from the FAQ; otherwise the relevant hits (confidence >= relevantMatch) become the model's
+ * context, and the model's reply must be one of their answers (grounding.ts); with none, the
+ * fallback. Certainty is the best
  * hit's confidence (its score over what its phrasing scores for itself, bm25.ts) times the
  * square root of its lead over the second hit: a question that matches two entries equally well
  * is a guess, however well it matches. Thresholds: docs/answer-quality.md.
@@ -29,11 +30,13 @@ export interface AnswerThresholds {
 
 export async function decideAnswer(faq: FaqStore, text: string, settings: AnswerThresholds, modelAvailable: boolean): Promise<AnswerDecision> {
   const ranked = await faq.search(text, Math.max(2, settings.topK));
-  const certainty = certaintyOf(ranked);
+  // A question asked as one of an entry's phrasings is that entry's, however close the next one is.
+  const verbatim = ranked[0] !== undefined && normalizeQuestion(phrasings(ranked[0].entry)[ranked[0].phrasing] ?? '') === normalizeQuestion(text);
+  const certainty = verbatim ? 1 : certaintyOf(ranked);
   const shown = ranked.slice(0, settings.topK);
   if (certainty >= settings.confidentMatch) return { path: 'faq', ranked: shown, certainty };
   const relevant = shown.filter((hit) => hit.confidence >= settings.relevantMatch);
-  if (certainty >= settings.relevantMatch && relevant.length > 0 && modelAvailable) return { path: 'model', ranked: relevant, certainty };
+  if (relevant.length > 0 && modelAvailable) return { path: 'model', ranked: relevant, certainty };
   return { path: 'fallback', ranked: shown, certainty };
 }
 

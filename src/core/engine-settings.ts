@@ -3,7 +3,7 @@ import type { GenerationOptions } from '../model/generation/options.js';
 export interface EngineSettings {
   /** Platform user ids (platform:id) that are admins whatever the platform says. */
   readonly admins: readonly string[];
-  /** Retrieval hits whose confidence (score over the entry's own question's score) reaches this answer from the FAQ. */
+  /** A best hit this certain (answer-policy.ts: its confidence times the square root of its lead) answers from the FAQ. */
   readonly confidentMatch: number;
   /** Below this nothing counts as relevant and the fallback answers. */
   readonly relevantMatch: number;

@@ -129,7 +129,7 @@ export class ConversationEngine {
       countTokens: (turn) => tokenizer.encode(turn).length,
     });
     const recorded = memory.recordTurn(scope, message.user.id, { role: 'user', text, at: Date.now() });
-    const generation = { ...settings.generation, stop: [...REPLY_STOPS, ...(settings.generation.stop ?? [])] };
+    const generation = { ...settings.generation, stop: [...REPLY_STOPS, ...(settings.generation.stop ?? [])], signal: message.signal };
     const answer = await answerQuestion(
       faq,
       text,

@@ -21,6 +21,8 @@ export interface IncomingMessage {
   readonly attachments: readonly Attachment[];
   /** The platform's own admin right (Discord Manage Server, Slack workspace admin), as the adapter found it. */
   readonly platformAdmin: boolean;
+  /** Aborted when nobody waits for the reply any more (the client went away): generation for it stops. */
+  readonly signal?: AbortSignal;
 }
 
 /** A user as memory and rate limits know them: unique across platforms and workspaces. */
