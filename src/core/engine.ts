@@ -149,7 +149,7 @@ export class ConversationEngine {
     await recorded;
     await memory.recordTurn(scope, message.user.id, { role: 'assistant', text: reply, at: Date.now() });
     const outcome: AnswerOutcome = { path, entryId: answered?.id ?? null, question: text, reply, seconds: (performance.now() - started) / 1000 };
-    for (const listener of this.answerListeners) listener(outcome, message);
+    for (const listener of this.answerListeners) listener(outcome, message.via ?? message);
     return path;
   }
 

@@ -23,6 +23,8 @@ export interface IncomingMessage {
   readonly platformAdmin: boolean;
   /** Aborted when nobody waits for the reply any more (the client went away): generation for it stops. */
   readonly signal?: AbortSignal;
+  /** The message this one was made from (`/ask` makes a question of a command): answer listeners hear of it under that one. */
+  readonly via?: IncomingMessage;
 }
 
 /** A user as memory and rate limits know them: unique across platforms and workspaces. */

@@ -51,6 +51,17 @@ describe('ConversationEngine', () => {
       assert.deepEqual(await turnsOf('model-1'), [`user: ${question}`, `assistant: ${fixture.config.engine.fallback}`]);
     });
 
+    it('tells answer listeners of a question asked with /ask under the message the adapter gave', async () => {
+      const heard: [AnswerOutcome, unknown][] = [];
+      const unsubscribe = fixture.engine.onAnswer((outcome, message) => heard.push([outcome, message]));
+      const command = localMessage('ask-1', '/ask What is tunebot?');
+      assert.equal(await ask(fixture.engine, command), answerOf('What is tunebot?'));
+      unsubscribe();
+      assert.equal(heard.length, 1);
+      assert.equal(heard[0][1], command, 'the very object handle() was given');
+      assert.deepEqual([heard[0][0].path, heard[0][0].question], ['faq', 'What is tunebot?']);
+    });
+
     it('answers a question with nothing relevant with the configured fallback, and puts it in the inbox', async () => {
       const question = 'What will the weather be like in Lisbon tomorrow?';
       assert.equal(await ask(fixture.engine, localMessage('fallback-1', question)), fixture.config.engine.fallback);

@@ -21,7 +21,7 @@ export function allCommands(answer: (message: IncomingMessage) => AsyncIterable<
     usage: 'ask <question>',
     summary: 'ask a question (the same as writing it)',
     admin: false,
-    run: ({ message, args }) => answer({ ...message, text: args.join(' ') }),
+    run: ({ message, args }) => answer({ ...message, text: args.join(' '), via: message.via ?? message }),
   };
   return [help, ask, ...commands];
 }
