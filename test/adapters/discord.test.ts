@@ -4,6 +4,7 @@ import { GatewayIntentBits, InteractionResponseType } from 'discord.js';
 import { pino } from 'pino';
 import { type ChatEngine, DiscordAdapter, type DiscordAdapterOptions } from '../../src/adapters/discord/discord-adapter.js';
 import { DiscordAdapterError } from '../../src/adapters/discord/errors.js';
+import { slashCommandDefinitions } from '../../src/adapters/discord/slash-commands.js';
 import { allCommands } from '../../src/core/commands/all-commands.js';
 import type { IncomingMessage } from '../../src/core/message.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
@@ -411,6 +412,66 @@ describe('Discord adapter: Discord refuses the Message Content intent', () => {
     const mention = discord.sendMessage({ channelId: support.id, author: discord.user('jack'), content: '/help', mention: true });
     assert.match((await replyTo(discord, mention)).content, /^Ask me a question/u);
     assert.equal(discord.botMessages(support.id).filter((message) => message.replyTo === blank.id).length, 0);
+  });
+});
+
+describe('Discord adapter: Discord refuses the slash commands in some guilds', () => {
+  let discord: LoopbackDiscord;
+  let adapter: DiscordAdapter;
+  const log = capturedLogger();
+  /** A guild the bot is not in (it was removed, or never added). */
+  const ELSEWHERE = '1234567890123456789';
+
+  before(async () => {
+    discord = await LoopbackDiscord.start({ guildCount: 2 });
+    adapter = await startAdapter(scratch.app.engine, discord, { logger: log.logger, guildIds: [ELSEWHERE, discord.guilds[0].id, discord.guilds[1].id] });
+  });
+
+  after(async () => {
+    await adapter.stop();
+    await discord.close();
+  });
+
+  const warnings = () => log.lines.map((line) => JSON.parse(line) as { level: number; msg: string; scope?: string; discordCode?: number }).filter((line) => line.level === 40);
+
+  it('logs one line for a guild the bot is not in (50001), registers in the others, and serves', async () => {
+    const refused = warnings().filter((line) => line.discordCode === 50001);
+    assert.equal(refused.length, 1, JSON.stringify(refused));
+    assert.equal(refused[0].scope, `guild ${ELSEWHERE}`);
+    assert.match(refused[0].msg, new RegExp(`^no slash commands in guild ${ELSEWHERE}: Discord refused them \\(50001 Missing Access\\); the bot is not in that guild.*take ${ELSEWHERE} out of discord\\.guildIds \\(TUNEBOT_DISCORD_GUILD_IDS\\)`, 'u'));
+    const definitions = slashCommandDefinitions(commandsOf(scratch.app.engine));
+    for (const guild of discord.guilds) assert.deepEqual(discord.commands.get(guild.id)?.map((command) => command.name), definitions.map((definition) => definition.name), `commands in ${guild.id}`);
+    const state = discord.interact({ channelId: discord.guilds[1].general.id, user: discord.user('kai'), command: 'help' });
+    assert.match(await interactionReply(discord, state), /^Ask me a question, or use a command:/u);
+  });
+});
+
+describe('Discord adapter: a Discord-compatible server that refuses a field of the command definitions (50035)', () => {
+  let discord: LoopbackDiscord;
+  let adapter: DiscordAdapter;
+  const log = capturedLogger();
+
+  before(async () => {
+    discord = await LoopbackDiscord.start({ guildCount: 2, refusedCommandFields: ['contexts'] });
+    adapter = await startAdapter(scratch.app.engine, discord, { logger: log.logger, guildIds: discord.guilds.map((guild) => guild.id) });
+  });
+
+  after(async () => {
+    await adapter.stop();
+    await discord.close();
+  });
+
+  it('logs one line per guild naming the refused field, and answers mentions without slash commands', async () => {
+    const lines = log.lines.map((line) => JSON.parse(line) as { level: number; msg: string; scope?: string; discordCode?: number }).filter((line) => line.discordCode !== undefined);
+    assert.deepEqual(lines.map((line) => [line.level, line.scope, line.discordCode]), discord.guilds.map((guild) => [40, `guild ${guild.id}`, 50035]));
+    for (const line of lines) {
+      assert.doesNotMatch(line.msg, /\n/u, 'one line');
+      assert.match(line.msg, /Discord refused them \(50035 Invalid Form Body; 0\.contexts\[UNKNOWN_FIELD\]: This field is not supported\.;? .*\); the server does not take a field/u);
+    }
+    assert.equal(discord.commands.size, 0, 'no guild has commands');
+    const { general } = discord.guilds[0];
+    const question = discord.sendMessage({ channelId: general.id, author: discord.user('lou'), content: '/help', mention: true });
+    assert.match((await replyTo(discord, question)).content, /^Ask me a question/u);
   });
 });
 

@@ -46,6 +46,11 @@ export interface LoopbackDiscordOptions {
   readonly attachmentSizeLimit?: number;
   /** How long creating a channel message takes (a slow network): the message appears, and is answered, this much later. */
   readonly postDelayMs?: number;
+  /**
+   * Fields of a command definition this server does not take: a PUT of commands holding one is
+   * refused with 50035 Invalid Form Body, as a Discord-compatible server that lags behind does.
+   */
+  readonly refusedCommandFields?: readonly string[];
 }
 
 export interface RestCall {
@@ -373,10 +378,13 @@ export class LoopbackDiscord {
     if (method === 'GET' && path === '/users/@me') return authorized ? [200, this.bot] : unauthorized;
     if ((match = /^\/applications\/(\d+)(?:\/guilds\/(\d+))?\/commands$/u.exec(path))) {
       if (!authorized) return unauthorized;
-      if (match[1] !== this.applicationId) return [403, { message: 'Missing Access', code: 50001 }];
+      // Discord answers Missing Access for another application's commands, and for a guild the bot is not in.
+      if (match[1] !== this.applicationId || (match[2] && !this.guilds.some((guild) => guild.id === match?.[2]))) return [403, { message: 'Missing Access', code: 50001 }];
       const scope = match[2] ?? 'global';
       if (method === 'GET') return [200, this.commands.get(scope) ?? []];
       if (method === 'PUT' && Array.isArray(body)) {
+        const refused = refusedFields(body as Record<string, unknown>[], this.options.refusedCommandFields ?? []);
+        if (refused) return [400, { message: 'Invalid Form Body', code: 50035, errors: refused }];
         const previous = this.commands.get(scope) ?? [];
         const stored = (body as Record<string, unknown>[]).map((command) => ({
           type: 1,
@@ -478,6 +486,16 @@ function invalidContent(body: Record<string, unknown> | null, files: readonly St
   if (files.length > 0 && (content === undefined || content === null || content === '')) return null;
   const problem = typeof content === 'string' && content.length > 2000 ? 'Must be 2000 or fewer in length.' : 'Cannot send an empty message';
   return [400, { message: 'Invalid Form Body', code: 50035, errors: { content: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: problem }] } } }];
+}
+
+/** Discord's error tree for the refused fields of each command, by its index; null when none is refused. */
+function refusedFields(commands: readonly Record<string, unknown>[], refused: readonly string[]): Record<string, unknown> | null {
+  const errors: Record<string, unknown> = {};
+  commands.forEach((command, index) => {
+    const fields = refused.filter((field) => command[field] !== undefined);
+    if (fields.length > 0) errors[index] = Object.fromEntries(fields.map((field) => [field, { _errors: [{ code: 'UNKNOWN_FIELD', message: 'This field is not supported.' }] }]));
+  });
+  return Object.keys(errors).length > 0 ? errors : null;
 }
 
 /** A JSON body, or a multipart one (payload_json and files[n], as discord.js sends uploads); null for anything else. */

@@ -10,6 +10,8 @@ import {
   type ChatInputApplicationCommandData,
   type ChatInputCommandInteraction,
   type Collection,
+  DiscordAPIError,
+  HTTPError,
   InteractionContextType,
   PermissionFlagsBits,
 } from 'discord.js';
@@ -228,7 +230,9 @@ export function attachmentOptionNames(command: CommandInfo): string[] {
 /**
  * Puts the slash commands in each guild of `guildIds` (at once, for testing and private bots),
  * or globally when there are none; skips a scope whose commands are already the same, so that
- * restarts do not rewrite them (Discord limits command updates).
+ * restarts do not rewrite them (Discord limits command updates). A scope Discord refuses (a
+ * guild the bot is not in, a definition the server does not take) gets one log line that says
+ * so and what to do, and no commands; the other scopes, mentions and DMs are not held up.
  */
 export async function registerSlashCommands(
   manager: ApplicationCommandManager,
@@ -238,15 +242,40 @@ export async function registerSlashCommands(
 ): Promise<void> {
   for (const guildId of guildIds.length > 0 ? guildIds : [null]) {
     const scope = guildId ? `guild ${guildId}` : 'global';
-    const existing: Collection<string, ApplicationCommand> = guildId ? await manager.fetch({ guildId }) : await manager.fetch();
-    if (sameCommands(existing, definitions)) {
-      logger.info({ scope, commands: definitions.length }, 'Discord slash commands are up to date');
-      continue;
+    try {
+      const existing: Collection<string, ApplicationCommand> = guildId ? await manager.fetch({ guildId }) : await manager.fetch();
+      if (sameCommands(existing, definitions)) {
+        logger.info({ scope, commands: definitions.length }, 'Discord slash commands are up to date');
+        continue;
+      }
+      if (guildId) await manager.set(definitions, guildId);
+      else await manager.set(definitions);
+      logger.info({ scope, commands: definitions.length }, 'registered the Discord slash commands');
+    } catch (error) {
+      if (!(error instanceof DiscordAPIError || error instanceof HTTPError)) throw error;
+      const code = error instanceof DiscordAPIError ? error.code : null;
+      logger.warn({ scope, discordCode: code, status: error.status }, `no slash commands in ${scope}: Discord refused them (${refusal(error)}); ${remedy(code, guildId)}`);
     }
-    if (guildId) await manager.set(definitions, guildId);
-    else await manager.set(definitions);
-    logger.info({ scope, commands: definitions.length }, 'registered the Discord slash commands');
   }
+}
+
+/** What Discord answered, on one line: "50035 Invalid Form Body; 0.contexts[UNKNOWN_FIELD]: ...". */
+function refusal(error: DiscordAPIError | HTTPError): string {
+  const message = error.message.replace(/\s*\n\s*/gu, '; ');
+  return error instanceof DiscordAPIError ? `${error.code} ${message}` : `HTTP ${error.status} ${message}`;
+}
+
+/** Discord's error codes: https://discord.com/developers/docs/topics/opcodes-and-status-codes#json */
+const MISSING_ACCESS = 50001;
+const INVALID_FORM_BODY = 50035;
+
+function remedy(code: number | string | null, guildId: string | null): string {
+  const still = 'mentions and direct messages still work';
+  if (code === MISSING_ACCESS && guildId) {
+    return `the bot is not in that guild, or was added without the applications.commands scope. Invite it with the bot and applications.commands scopes, or take ${guildId} out of discord.guildIds (TUNEBOT_DISCORD_GUILD_IDS); ${still}`;
+  }
+  if (code === INVALID_FORM_BODY) return `the server does not take a field of tunebot's command definitions, named in its answer; ${still}`;
+  return `the commands are registered again at the next start; ${still}`;
 }
 
 function sameCommands(existing: Collection<string, ApplicationCommand>, definitions: readonly ChatInputApplicationCommandData[]): boolean {
