@@ -291,8 +291,10 @@ describe('local HTTP server: a client that goes away, and one that reads slowly'
 
   it("cancels the model's generation when the client closes the connection mid-reply", async () => {
     let generation: GenerationStream | null = null;
+    let signal: AbortSignal | undefined;
     const engine: ChatEngine = {
-      async *handle() {
+      async *handle(message) {
+        signal = message.signal;
         generation = scratch.app.services.model.generate('Tell me a long story', { seed: 3, maxNewTokens: 100 });
         assert.ok(generation, 'the scratch app has a model live');
         yield* generation;
@@ -305,6 +307,7 @@ describe('local HTTP server: a client that goes away, and one that reads slowly'
       const started = generation as GenerationStream | null;
       assert.ok(started);
       await assert.rejects(started.result, (error: unknown) => error instanceof ModelError && error.code === 'ABORTED');
+      assert.equal(signal?.aborted, true, "the message's signal tells the engine too");
     } finally {
       await local.close();
     }
