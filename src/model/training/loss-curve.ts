@@ -1,6 +1,25 @@
 import { ModelError } from '../errors.js';
+import {
+  type Axis,
+  CHART_COLOURS,
+  chartPadding,
+  chartScale,
+  checkChartSize,
+  DEFAULT_CHART_HEIGHT,
+  DEFAULT_CHART_WIDTH,
+  drawAxes,
+  drawFrame,
+  drawLegend,
+  drawMarker,
+  drawTitle,
+  fitText,
+  type LegendEntry,
+  linearTicks,
+  SERIES_COLOURS,
+  type Tick,
+} from './chart-axes.js';
 import { encodePngRgb } from './png.js';
-import { CAP_HEIGHT, GLYPH_HEIGHT, RgbCanvas, textWidth, type Rgb } from './raster.js';
+import { GLYPH_HEIGHT, RgbCanvas, textWidth, type Rgb } from './raster.js';
 
 export interface LossPoint {
   readonly step: number;
@@ -18,77 +37,23 @@ export interface LossCurveImageOptions {
   readonly title?: string;
 }
 
-const DEFAULT_WIDTH = 800;
-const DEFAULT_HEIGHT = 500;
-const MIN_WIDTH = 240;
-const MIN_HEIGHT = 160;
-const MAX_SIDE = 4096;
 /** More than this many decades between the smallest and largest loss switches the y axis to log scale. */
 const LOG_SCALE_DECADES = 2;
 
 export const COLOURS = {
-  background: [255, 255, 255],
-  frame: [90, 90, 90],
-  grid: [228, 228, 228],
-  minorGrid: [243, 243, 243],
-  text: [40, 40, 40],
-  warning: [200, 30, 30],
-  train: [31, 119, 180],
-  validation: [230, 110, 0],
+  ...CHART_COLOURS,
+  train: SERIES_COLOURS[0],
+  validation: SERIES_COLOURS[1],
 } as const satisfies Record<string, Rgb>;
-
-interface Tick {
-  readonly value: number;
-  readonly label: string;
-}
-
-interface Axis {
-  readonly min: number;
-  readonly max: number;
-  readonly ticks: readonly Tick[];
-  /** Grid lines without a label (log scale's 2..9 multiples). */
-  readonly minor: readonly number[];
-  readonly log: boolean;
-}
 
 function invalid(message: string): ModelError {
   return new ModelError('OPTIONS_INVALID', `loss curve: ${message}`);
-}
-
-/** 1, 2 or 5 times a power of ten, near range / count. */
-function niceStep(range: number, count: number): number {
-  const raw = range / Math.max(count, 1);
-  const magnitude = 10 ** Math.floor(Math.log10(raw));
-  const normalized = raw / magnitude;
-  const nice = normalized < 1.5 ? 1 : normalized < 3 ? 2 : normalized < 7 ? 5 : 10;
-  return nice * magnitude;
-}
-
-function formatLinear(value: number, step: number): string {
-  if (value === 0) return '0';
-  const decimals = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
-  if (Math.abs(value) >= 1e6 || decimals > 4) {
-    const digits = Math.floor(Math.log10(Math.abs(value))) - Math.floor(Math.log10(step));
-    return value.toExponential(Math.min(Math.max(digits, 0), 3)).replace('+', '');
-  }
-  return value.toFixed(decimals);
 }
 
 function formatPowerOfTen(exponent: number): string {
   if (exponent >= 0 && exponent <= 4) return String(10 ** exponent);
   if (exponent < 0 && exponent >= -3) return (10 ** exponent).toFixed(-exponent);
   return `1e${exponent}`;
-}
-
-function linearTicks(min: number, max: number, count: number, integerSteps: boolean): Tick[] {
-  let step = niceStep(max - min, count);
-  if (integerSteps) step = Math.max(1, step);
-  const ticks: Tick[] = [];
-  for (let i = Math.ceil(min / step - 1e-9); i * step <= max + step * 1e-9; i++) {
-    const value = Math.abs(i * step) < step * 1e-9 ? 0 : i * step;
-    ticks.push({ value, label: formatLinear(value, step) });
-  }
-  return ticks;
 }
 
 function stepAxis(steps: readonly number[], tickCount: number): Axis {
@@ -99,7 +64,7 @@ function stepAxis(steps: readonly number[], tickCount: number): Axis {
     max += 1;
   }
   const integerSteps = steps.every(Number.isInteger);
-  return { min, max, ticks: linearTicks(min, max, tickCount, integerSteps), minor: [], log: false };
+  return { label: 'step', min, max, ticks: linearTicks(min, max, tickCount, integerSteps), minor: [], log: false };
 }
 
 function lossAxis(losses: readonly number[], tickCount: number): Axis {
@@ -121,13 +86,13 @@ function lossAxis(losses: readonly number[], tickCount: number): Axis {
         if (value >= min && value <= max) minor.push(value);
       }
     }
-    return { min, max, ticks, minor, log: true };
+    return { label: 'loss (log scale)', min, max, ticks, minor, log: true };
   }
   const span = high - low;
   const padding = span > 0 ? span * 0.06 : Math.max(Math.abs(low) * 0.1, 0.5);
   const min = low - padding;
   const max = high + padding;
-  return { min, max, ticks: linearTicks(min, max, tickCount, false), minor: [], log: false };
+  return { label: 'loss', min, max, ticks: linearTicks(min, max, tickCount, false), minor: [], log: false };
 }
 
 interface Series {
@@ -148,18 +113,6 @@ function checkedSeries(name: string, points: readonly LossPoint[] | undefined): 
   return { points: sorted, nonFinite: sorted.filter((point) => !Number.isFinite(point.loss)).length };
 }
 
-function checkSize(name: string, value: number, min: number): void {
-  if (!Number.isInteger(value) || value < min || value > MAX_SIDE) throw invalid(`${name} must be an integer in [${min}, ${MAX_SIDE}], got ${value}`);
-}
-
-/** Cuts text to fit maxWidth pixels, marking the cut with "..". */
-function fitText(text: string, scale: number, maxWidth: number): string {
-  if (textWidth(text, scale) <= maxWidth) return text;
-  const chars = [...text];
-  while (chars.length > 0 && textWidth(`${chars.join('')}..`, scale) > maxWidth) chars.pop();
-  return `${chars.join('')}..`;
-}
-
 /**
  * The loss curve as an 8-bit RGB PNG: training loss as a line, validation loss as marked
  * points joined by a thinner line, a legend, axes with ticks. The y axis turns logarithmic
@@ -169,27 +122,20 @@ function fitText(text: string, scale: number, maxWidth: number): string {
  * a non-finite step or a non-numeric loss is an OPTIONS_INVALID error.
  */
 export function renderLossCurvePng(curve: LossCurve, options: LossCurveImageOptions = {}): Buffer {
-  const width = options.width ?? DEFAULT_WIDTH;
-  const height = options.height ?? DEFAULT_HEIGHT;
-  checkSize('width', width, MIN_WIDTH);
-  checkSize('height', height, MIN_HEIGHT);
+  const width = options.width ?? DEFAULT_CHART_WIDTH;
+  const height = options.height ?? DEFAULT_CHART_HEIGHT;
+  checkChartSize('loss curve', width, height);
   if (typeof curve !== 'object' || curve === null) throw invalid('curve must be an object {train, validation?}');
   const train = checkedSeries('train', curve.train);
   const validation = checkedSeries('validation', curve.validation);
 
   const canvas = new RgbCanvas(width, height, COLOURS.background);
-  const scale = width >= 480 && height >= 300 ? 2 : 1;
+  const scale = chartScale(width, height);
   const lineHeight = GLYPH_HEIGHT * scale;
-  const pad = 6 * scale;
+  const pad = chartPadding(scale);
 
-  // Top band: title, then the note on non-finite losses, then the y-axis label.
-  let top = pad;
-  if (options.title) {
-    const titleScale = scale + 1;
-    const title = fitText(options.title, titleScale, width - 2 * pad);
-    canvas.text((width - textWidth(title, titleScale)) / 2, top, title, COLOURS.text, titleScale);
-    top += GLYPH_HEIGHT * titleScale + pad;
-  }
+  // Top band: title, then the note on non-finite losses; drawAxes puts the y-axis label below.
+  let top = options.title ? drawTitle(canvas, options.title, scale) : pad;
   const nonFinite = train.nonFinite + validation.nonFinite;
   if (nonFinite > 0) {
     const note = fitText(`${nonFinite} loss value${nonFinite === 1 ? ' is' : 's are'} NaN or infinite, not drawn`, scale, width - 2 * pad);
@@ -213,66 +159,27 @@ export function renderLossCurvePng(curve: LossCurve, options: LossCurveImageOpti
     return encodePngRgb(canvas.pixels, width, height);
   }
 
-  const plotHeightGuess = height - top - 4 * lineHeight - 6 * pad;
-  const yAxis = lossAxis(
-    finite.map((point) => point.loss),
-    Math.floor(plotHeightGuess / (lineHeight * 3)),
-  );
-  const yLabel = yAxis.log ? 'loss (log scale)' : 'loss';
-  canvas.text(pad, top, yLabel, COLOURS.text, scale);
-  top += lineHeight + pad;
+  const plot = drawAxes(canvas, {
+    top,
+    scale,
+    x: (tickCount) => stepAxis(finite.map((point) => point.step), tickCount),
+    y: (tickCount) => lossAxis(finite.map((point) => point.loss), tickCount),
+  });
+  const toY = (loss: number): number => plot.toY(plot.yAxis.log ? Math.log10(loss) : loss);
 
-  const tickLength = 3 * scale;
-  const left = pad + Math.max(...yAxis.ticks.map((tick) => textWidth(tick.label, scale)), 0) + tickLength + pad;
-  const right = width - 10 * scale;
-  const bottom = height - pad - lineHeight - pad - lineHeight - tickLength - pad;
-  const plot = { left, top, right, bottom };
-  const xAxis = stepAxis(
-    finite.map((point) => point.step),
-    Math.floor((right - left) / (textWidth('00000', scale) * 2)),
-  );
+  drawSeries(canvas, train.points, plot.toX, toY, COLOURS.train, scale, false);
+  const validationThickness = Math.max(1, scale - 1);
+  drawSeries(canvas, validation.points, plot.toX, toY, COLOURS.validation, validationThickness, true);
 
-  const toX = (step: number): number => left + ((step - xAxis.min) / (xAxis.max - xAxis.min)) * (right - left);
-  const yOfAxisValue = (value: number): number => bottom - ((value - yAxis.min) / (yAxis.max - yAxis.min)) * (bottom - top);
-  const toY = (loss: number): number => yOfAxisValue(yAxis.log ? Math.log10(loss) : loss);
-
-  for (const value of yAxis.minor) canvas.line(left, yOfAxisValue(value), right, yOfAxisValue(value), COLOURS.minorGrid);
-  for (const tick of yAxis.ticks) {
-    const y = Math.round(yOfAxisValue(tick.value));
-    canvas.line(left, y, right, y, COLOURS.grid);
-    canvas.line(left - tickLength, y, left, y, COLOURS.frame);
-    canvas.text(left - tickLength - pad / 2 - textWidth(tick.label, scale), y - Math.floor((CAP_HEIGHT * scale) / 2), tick.label, COLOURS.text, scale);
+  const legend: LegendEntry[] = [];
+  if (train.points.length > 0) legend.push({ label: 'train', colour: COLOURS.train, line: { thickness: scale } });
+  if (validation.points.length > 0) {
+    legend.push({ label: 'validation', colour: COLOURS.validation, line: { thickness: validationThickness }, marker: { size: 3 + 2 * validationThickness } });
   }
-  for (const tick of xAxis.ticks) {
-    const x = Math.round(toX(tick.value));
-    canvas.line(x, top, x, bottom, COLOURS.grid);
-    canvas.line(x, bottom, x, bottom + tickLength, COLOURS.frame);
-    const labelX = Math.min(Math.max(x - textWidth(tick.label, scale) / 2, 0), width - textWidth(tick.label, scale));
-    canvas.text(labelX, bottom + tickLength + pad / 2, tick.label, COLOURS.text, scale);
-  }
-  canvas.text((left + right - textWidth('step', scale)) / 2, height - pad - lineHeight, 'step', COLOURS.text, scale);
-  drawFrame(canvas, plot);
-
-  drawSeries(canvas, train.points, toX, toY, COLOURS.train, scale, false);
-  drawSeries(canvas, validation.points, toX, toY, COLOURS.validation, Math.max(1, scale - 1), true);
-
-  const legend: [string, Rgb, boolean][] = [];
-  if (train.points.length > 0) legend.push(['train', COLOURS.train, false]);
-  if (validation.points.length > 0) legend.push(['validation', COLOURS.validation, true]);
-  drawLegend(canvas, plot, legend, scale);
+  // A falling loss curve leaves the top-right corner free.
+  drawLegend(canvas, plot, legend, scale, 'top-right');
 
   return encodePngRgb(canvas.pixels, width, height);
-}
-
-function drawFrame(canvas: RgbCanvas, { left, top, right, bottom }: { left: number; top: number; right: number; bottom: number }): void {
-  canvas.line(left, top, right, top, COLOURS.frame);
-  canvas.line(right, top, right, bottom, COLOURS.frame);
-  canvas.line(right, bottom, left, bottom, COLOURS.frame);
-  canvas.line(left, bottom, left, top, COLOURS.frame);
-}
-
-function drawMarker(canvas: RgbCanvas, x: number, y: number, colour: Rgb, size: number): void {
-  canvas.fillRect(Math.round(x) - Math.floor(size / 2), Math.round(y) - Math.floor(size / 2), size, size, colour);
 }
 
 /** Joins consecutive finite points; a non-finite loss breaks the line. */
@@ -307,31 +214,4 @@ function drawSeries(
       if (Number.isFinite(point.loss)) drawMarker(canvas, toX(point.step), toY(point.loss), colour, markerSize);
     }
   }
-}
-
-/** In the plot's top-right corner, where a falling loss curve leaves room. */
-function drawLegend(
-  canvas: RgbCanvas,
-  plot: { left: number; top: number; right: number; bottom: number },
-  entries: readonly [string, Rgb, boolean][],
-  scale: number,
-): void {
-  if (entries.length === 0) return;
-  const lineHeight = CAP_HEIGHT * scale;
-  const gap = 4 * scale;
-  const swatch = 12 * scale;
-  const textMax = Math.max(...entries.map(([label]) => textWidth(label, scale)));
-  const boxWidth = gap + swatch + gap + textMax + gap;
-  const boxHeight = gap + entries.length * (lineHeight + gap);
-  const boxLeft = plot.right - gap - boxWidth;
-  const boxTop = plot.top + gap;
-  canvas.fillRect(boxLeft, boxTop, boxWidth, boxHeight, COLOURS.background);
-  drawFrame(canvas, { left: boxLeft, top: boxTop, right: boxLeft + boxWidth, bottom: boxTop + boxHeight });
-  entries.forEach(([label, colour, markers], index) => {
-    const y = boxTop + gap + index * (lineHeight + gap);
-    const middle = y + Math.floor(lineHeight / 2);
-    canvas.line(boxLeft + gap, middle, boxLeft + gap + swatch, middle, colour, markers ? Math.max(1, scale - 1) : scale);
-    if (markers) drawMarker(canvas, boxLeft + gap + swatch / 2, middle, colour, 3 + 2 * Math.max(1, scale - 1));
-    canvas.text(boxLeft + gap + swatch + gap, y, label, COLOURS.text, scale);
-  });
 }

@@ -111,8 +111,11 @@ export class RgbCanvas {
     }
   }
 
-  /** A line of the given thickness: a square brush stamped along Bresenham's path. */
-  line(x0: number, y0: number, x1: number, y1: number, colour: Rgb, thickness = 1): void {
+  /**
+   * A line of the given thickness: a square brush stamped along Bresenham's path. With dash
+   * [on, off], only the first `on` of every `on + off` steps along the path are stamped.
+   */
+  line(x0: number, y0: number, x1: number, y1: number, colour: Rgb, thickness = 1, dash?: readonly [number, number]): void {
     let x = Math.round(x0);
     let y = Math.round(y0);
     const endX = Math.round(x1);
@@ -123,8 +126,8 @@ export class RgbCanvas {
     const stepY = y < endY ? 1 : -1;
     const before = Math.floor((thickness - 1) / 2);
     let error = dx + dy;
-    for (;;) {
-      this.fillRect(x - before, y - before, thickness, thickness, colour);
+    for (let step = 0; ; step++) {
+      if (!dash || step % (dash[0] + dash[1]) < dash[0]) this.fillRect(x - before, y - before, thickness, thickness, colour);
       if (x === endX && y === endY) return;
       const doubled = 2 * error;
       if (doubled >= dy) {
