@@ -80,7 +80,7 @@ describe('tunebot model init', { concurrency: 2 }, () => {
     const modified = (await stat(join(out, 'notes.txt'))).mtimeMs;
     const result = await tunebot(['model', 'init', '--preset', 'tiny', '--out', out]);
     assertExit(result, 1);
-    assert.equal(result.stderr, `error: ${out} already exists; give --out a new folder (a model folder is never overwritten)\n`);
+    assert.equal(result.stderr, `error OPTIONS_INVALID: ${out} already exists; give --out a new folder (a model folder is never overwritten)\n`);
     assert.deepEqual(await readdir(out), ['notes.txt']);
     assert.equal(await readFile(join(out, 'notes.txt'), 'utf8'), 'keep me');
     assert.equal((await stat(join(out, 'notes.txt'))).mtimeMs, modified);
@@ -119,7 +119,7 @@ describe('tunebot generate', { concurrency: 2 }, () => {
   it('a negative temperature exits 1 with the options error, before any model is loaded', async () => {
     const result = await tunebot(['generate', '--model', join(root, 'nonexistent'), 'Hello', '--temperature=-1']);
     assertExit(result, 1);
-    assert.equal(result.stderr, 'error: temperature must be a number >= 0 (0 means greedy), got -1\n');
+    assert.equal(result.stderr, 'error OPTIONS_INVALID: temperature must be a number >= 0 (0 means greedy), got -1\n');
     assert.equal(result.stdout, '');
   });
 
@@ -127,7 +127,7 @@ describe('tunebot generate', { concurrency: 2 }, () => {
     const missing = join(root, 'nonexistent');
     const result = await tunebot(['generate', '--model', missing, 'x']);
     assertExit(result, 1);
-    assert.match(result.stderr, new RegExp(`^error: no model at ${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}; create one with \`tunebot model init`));
+    assert.match(result.stderr, new RegExp(`^error MODEL_NOT_FOUND: no model at ${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}; create one with \`tunebot model init`));
   });
 });
 

@@ -1,8 +1,13 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CodedError } from '../coded-error.js';
 import type { ExecutionProviderChoice } from '../model/session.js';
 
 /** A command-line mistake: printed with the command's usage, exit code 2. */
-export class UsageError extends Error {}
+export class UsageError extends CodedError<'USAGE'> {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
 
 export interface CliCommand {
   /** Words that select the command, e.g. ['model', 'init']. */

@@ -1,5 +1,4 @@
-import { ConfigError } from '../core/config.js';
-import { ModelError } from '../model/errors.js';
+import { CodedError } from '../coded-error.js';
 import { type CliCommand, UsageError } from './args.js';
 import { finetuneCommand } from './finetune-command.js';
 import { generateCommand } from './generate-command.js';
@@ -40,11 +39,14 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`${error.message}\nusage: ${found.command.usage}\n`);
       return 2;
     }
-    if (error instanceof ModelError || error instanceof ConfigError) {
-      process.stderr.write(`error: ${error.message}\n`);
+    // A coded error's message says what went wrong and what to do: one line, after its code.
+    if (error instanceof CodedError) {
+      process.stderr.write(`error ${error.code}: ${error.message.replace(/\s*\n\s*/gu, '; ')}\n`);
       return 1;
     }
-    throw error;
+    // Anything else is a bug in tunebot, not a setting to fix: the trace is for its report.
+    process.stderr.write(`tunebot: internal error (a bug in tunebot; please report it with this trace):\n${error instanceof Error ? error.stack : String(error)}\n`);
+    return 70;
   }
 }
 

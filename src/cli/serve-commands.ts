@@ -150,7 +150,7 @@ export const chatCommand: CliCommand = {
     if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}"`);
     const { app } = await startApp();
     try {
-      await runTerminalChat(app.engine, process.stdin, process.stdout);
+      await runTerminalChat(app.engine, process.stdin, process.stdout, { logger: app.services.logger });
     } finally {
       await app.close();
     }

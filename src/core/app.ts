@@ -13,7 +13,7 @@ import type { EngineSettings } from './engine-settings.js';
 import { AnswerFeedback } from './feedback.js';
 import { faqScopeKey, FaqStore } from './faq/faq-store.js';
 import { parseFaqFile } from './faq/formats.js';
-import { FineTuneJobs, type FineTunes, type JobRecord } from './fine-tune-jobs.js';
+import { FineTuneError, FineTuneJobs, type FineTunes, type JobRecord } from './fine-tune-jobs.js';
 import { QueuedFineTunes } from './fine-tune-queue.js';
 import { Inbox } from './inbox.js';
 import { ConversationMemory } from './memory.js';
@@ -163,6 +163,18 @@ async function tokenizerFor(registry: ModelRegistry): Promise<Tokenizer> {
   return dir ? loadTokenizer(dir) : gpt2Tokenizer();
 }
 
+/** Settings that help when the first fine-tune fails with these codes. */
+const FIRST_FINE_TUNE_REMEDIES: Readonly<Record<string, string>> = {
+  TRAINING_DIVERGED: 'lower fineTune.learningRate (TUNEBOT_FINE_TUNE_LEARNING_RATE)',
+  OUT_OF_MEMORY: 'lower fineTune.batchSize (TUNEBOT_FINE_TUNE_BATCH_SIZE), or train with LoRA (TUNEBOT_FINE_TUNE_LORA=8)',
+};
+
+function firstFineTuneFailure(job: JobRecord): FineTuneError {
+  const remedy = (job.errorCode && FIRST_FINE_TUNE_REMEDIES[job.errorCode]) ?? 'fix what it names';
+  const cause = job.errorCode ? `${job.errorCode}: ${job.error}` : job.error;
+  return new FineTuneError('FINE_TUNE_FAILED', `the first fine-tune failed (${cause}); ${remedy} and start again: the model and the FAQ are kept`);
+}
+
 /**
  * The first start, offline: a new model (or a pulled one, when config names it), the sample
  * FAQ when the FAQ is empty, and a fine-tune on it, so that `npm start` serves a bot that
@@ -212,7 +224,7 @@ export async function prepareFirstStart(
     try {
       const finished = await done;
       onProgress(finished);
-      if (finished.status === 'failed') throw new Error(`the first fine-tune failed: ${finished.error}`);
+      if (finished.status === 'failed') throw firstFineTuneFailure(finished);
     } finally {
       clearInterval(timer);
       signal?.removeEventListener('abort', cancel);

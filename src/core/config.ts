@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { CodedError } from '../coded-error.js';
 import { WEIGHT_TYPES } from '../model/quantize.js';
 
 const discordId = z.string().regex(/^\d{17,20}$/u, 'must be a Discord id (17 to 20 digits)');
@@ -176,8 +177,11 @@ export const configSchema = z
 
 export type TunebotConfig = z.infer<typeof configSchema>;
 
-export class ConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
+/** The configuration file, or a variable that overrides it, is unreadable or does not fit the schema. */
+export class ConfigError extends CodedError<'CONFIG_INVALID'> {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
 }
 
 const DEFAULT_CONFIG_URL = new URL('../../config/default.json', import.meta.url);

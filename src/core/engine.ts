@@ -1,12 +1,11 @@
-import { ModelError } from '../model/errors.js';
-import { FaqError } from './faq/entry.js';
+import { CodedError } from '../coded-error.js';
 import { type AnswerDecision, type AnswerPath, answerQuestion } from './answer-policy.js';
 import { type Command, CommandUsageError, findCommand, helpText } from './commands/command.js';
 import { commandLine, splitWords } from './commands/parse.js';
+import { errorReply } from './error-reply.js';
 import type { IncomingMessage } from './message.js';
 import { userKey } from './message.js';
 import type { MessagePath } from './metrics.js';
-import { RegistryError } from './model-registry.js';
 import { fitPromptParts, formatPrompt, REPLY_STOPS } from './prompt-format.js';
 import { RateLimiter } from './rate-limit.js';
 import type { ReplyPart } from './reply.js';
@@ -113,9 +112,12 @@ export class ConversationEngine {
       if (reply instanceof Promise) yield await reply;
       else yield* reply;
     } catch (error) {
+      // Users read coded errors' messages only; anything else is a bug, for the log (error-reply.ts).
       if (error instanceof CommandUsageError) yield `${error.message}\nUsage: /${command.usage}`;
-      else if (error instanceof FaqError || error instanceof ModelError || error instanceof RegistryError || error instanceof RangeError) yield `Could not do that: ${error.message}`;
-      else throw error;
+      else {
+        if (!(error instanceof CodedError)) this.services.logger.error({ err: error, user: userKey(message), command: command.words.join(' ') }, 'a command failed');
+        yield errorReply(error);
+      }
     }
   }
 

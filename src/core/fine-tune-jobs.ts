@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CodedError } from '../coded-error.js';
 import type { Logger } from '../log.js';
 import { ModelError } from '../model/errors.js';
 import { readConfig } from '../model/model-files.js';
@@ -39,6 +40,8 @@ export interface JobRecord {
   training?: Pick<TrainingRecord, 'steps' | 'finalTrainLoss' | 'validation' | 'seconds'>;
   gate?: GateReport;
   error?: string;
+  /** The failure's code, when it had one (TRAINING_DIVERGED, OUT_OF_MEMORY, ...). */
+  errorCode?: string;
 }
 
 export interface JobSettings {
@@ -160,6 +163,7 @@ export class FineTuneJobs implements FineTunes {
       .catch(async (error: unknown) => {
         record.status = error instanceof ModelError && error.code === 'CANCELLED' ? 'cancelled' : 'failed';
         record.error = error instanceof Error ? error.message : String(error);
+        if (error instanceof CodedError) record.errorCode = error.code;
         if (record.status === 'failed') await rm(staging, { recursive: true, force: true });
         return record;
       })
@@ -210,8 +214,13 @@ export async function trainableEntries(faq: FaqStore): Promise<FaqEntry[]> {
   return entries;
 }
 
-export class JobBusyError extends Error {
+/** Fine-tuning as the commands and the CLI see it fail: a job already running, a job that failed. */
+export type FineTuneErrorCode = 'JOB_BUSY' | 'FINE_TUNE_FAILED';
+
+export class FineTuneError extends CodedError<FineTuneErrorCode> {}
+
+export class JobBusyError extends FineTuneError {
   constructor(readonly record: JobRecord) {
-    super(`a fine-tuning job is already running (started ${record.startedAt} by ${record.requestedBy}${record.progress ? `, step ${record.progress.step}/${record.progress.totalSteps}, loss ${record.progress.loss.toFixed(3)}` : ''}); /model cancel stops it`);
+    super('JOB_BUSY', `a fine-tuning job is already running (started ${record.startedAt} by ${record.requestedBy}${record.progress ? `, step ${record.progress.step}/${record.progress.totalSteps}, loss ${record.progress.loss.toFixed(3)}` : ''}); /model cancel stops it`);
   }
 }

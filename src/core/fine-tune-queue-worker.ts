@@ -1,7 +1,7 @@
 import { type Job, Worker } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { FaqStore } from './faq/faq-store.js';
-import type { FineTunes, JobRecord } from './fine-tune-jobs.js';
+import { FineTuneError, type FineTunes, type JobRecord } from './fine-tune-jobs.js';
 import { cancelChannel, FINE_TUNE_QUEUE, type FineTuneJobData, idOf, queueConnection } from './fine-tune-queue.js';
 import type { SharedRedis } from './storage/open-storage.js';
 import type { RedisClient } from './storage/redis-turn-log.js';
@@ -50,7 +50,7 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
     }, PROGRESS_EVERY_MS);
     try {
       const finished = await done;
-      if (finished.status === 'failed') throw new Error(finished.error ?? 'fine-tuning failed');
+      if (finished.status === 'failed') throw new FineTuneError('FINE_TUNE_FAILED', finished.error ?? 'fine-tuning failed');
       return finished;
     } finally {
       clearInterval(timer);

@@ -1,3 +1,4 @@
+import { FaqError } from './faq/entry.js';
 import type { KeyValueStore } from './storage/document-store.js';
 
 /**
@@ -38,7 +39,7 @@ export class Inbox {
   /** Removes and returns item `position` (1-based, as `faq inbox` lists them). */
   async take(position: number): Promise<InboxItem> {
     const taken = await this.update((items) => ({ items: items.filter((_, i) => i !== position - 1), taken: items[position - 1] }));
-    if (!taken) throw new RangeError(`there is no inbox item ${position}`);
+    if (!taken) throw new FaqError('FAQ_NOT_FOUND', `there is no inbox item ${position}; /faq inbox lists them`);
     return taken;
   }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CodedError } from '../coded-error.js';
 import { readConfig } from '../model/model-files.js';
 
 /**
@@ -8,8 +9,10 @@ import { readConfig } from '../model/model-files.js';
  * the live one. A version is published by renaming a finished folder into place and is never
  * modified; switching and rolling back only rewrite the pointer, atomically.
  */
-export class RegistryError extends Error {
-  readonly code = 'REGISTRY';
+export class RegistryError extends CodedError<'REGISTRY'> {
+  constructor(message: string) {
+    super('REGISTRY', message);
+  }
 }
 
 export interface ModelVersion {

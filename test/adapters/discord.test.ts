@@ -6,7 +6,9 @@ import { type ChatEngine, DiscordAdapter, type DiscordAdapterOptions } from '../
 import { DiscordAdapterError } from '../../src/adapters/discord/errors.js';
 import { slashCommandDefinitions } from '../../src/adapters/discord/slash-commands.js';
 import { allCommands } from '../../src/core/commands/all-commands.js';
+import { SOMETHING_WENT_WRONG } from '../../src/core/error-reply.js';
 import type { IncomingMessage } from '../../src/core/message.js';
+import { StorageError } from '../../src/core/storage/storage-error.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
 import { type InteractionState, LoopbackDiscord, type LoopbackUser, type StoredFile, type StoredMessage, TOKEN } from '../helpers/loopback-discord.js';
 import { dataBin, exportedEntries, FILE_LINE, faqEntries, fileEngine } from '../helpers/reply-files.js';
@@ -331,10 +333,11 @@ describe('Discord adapter: files over the size limit, on a server that takes fil
 });
 
 describe('Discord adapter: an engine failure', () => {
-  it('is logged, and the reply says so after what was already shown', async () => {
+  it('is logged, and the reply says so after what was already shown: a coded error in its own words, a bug generically', async () => {
     const failing: ChatEngine = {
-      async *handle() {
+      async *handle(message) {
         yield 'Let me check.';
+        if (message.text === 'coded') throw new StorageError('STORAGE_UNAVAILABLE', 'cannot reach Redis storage redis://127.0.0.1:1');
         throw new Error('the model worker died');
       },
     };
@@ -344,8 +347,10 @@ describe('Discord adapter: an engine failure', () => {
     try {
       const question = discord.sendMessage({ channelId: discord.guilds[0].general.id, author: discord.user('jo'), content: 'anything', mention: true });
       const reply = await discord.waitFor(() => discord.botMessages(question.channel_id).find((message) => message.content.includes('went wrong')), 'the failure in the reply');
-      assert.equal(reply.content, 'Let me check.\nSorry, something went wrong while answering. Please try again.');
+      assert.equal(reply.content, `Let me check.\n${SOMETHING_WENT_WRONG}`);
       assert.ok(log.lines.some((line) => line.includes('the model worker died')), 'the cause is logged');
+      const coded = discord.sendMessage({ channelId: discord.guilds[0].general.id, author: discord.user('jo'), content: 'coded', mention: true });
+      assert.equal((await replyTo(discord, coded)).content, 'Let me check.\nCould not do that: cannot reach Redis storage redis://127.0.0.1:1');
     } finally {
       await adapter.stop();
       await discord.close();

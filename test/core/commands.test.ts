@@ -40,8 +40,8 @@ describe('commands', () => {
       TUNEBOT_ENGINE_RATE_LIMIT_BURST: '100',
       // The shortest fine-tune: one step on the two entries asked once, kept (not made live) by the gate.
       TUNEBOT_FINE_TUNE_EPOCHS: '1',
-      TUNEBOT_FINE_TUNE_TRAINED_VARIANTS: '0',
-      TUNEBOT_FINE_TUNE_HELD_OUT_VARIANTS: '0',
+      TUNEBOT_FINE_TUNE_NOISY_QUESTIONS: '0',
+      TUNEBOT_FINE_TUNE_HELD_OUT_QUESTIONS: '0',
       TUNEBOT_FINE_TUNE_GATE: 'hold',
     });
   });
@@ -219,7 +219,7 @@ describe('commands', () => {
       assert.equal(await bob(question), fixture.config.engine.fallback);
       const listed = await admin('/faq inbox');
       assert.match(listed, new RegExp(`^1\\. Do you ship to Antarctica\\? \\(asked ${new Date().toISOString().slice(0, 10)}, best match 0\\)\\nTurn one into an FAQ entry: /faq inbox answer <number> "the answer"; or teach me that it asks an existing entry: /faq inbox link <number> <entry>$`));
-      assert.equal(await admin('/faq inbox answer 2 "Yes."'), 'Could not do that: there is no inbox item 2');
+      assert.equal(await admin('/faq inbox answer 2 "Yes."'), 'Could not do that: there is no inbox item 2; /faq inbox lists them');
       assert.match(await admin('/faq inbox answer 1'), /^Give the inbox number and the answer in quotes\.\nUsage: /);
       assert.match(await admin('/faq inbox answer 1 "Yes, by sled."'), /^Added q\d+: "Do you ship to Antarctica\?"$/);
       assert.equal(await admin('/faq inbox'), 'The inbox is empty.');

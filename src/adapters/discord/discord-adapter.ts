@@ -17,6 +17,7 @@ import {
   type User,
 } from 'discord.js';
 import type { TunebotConfig } from '../../core/config.js';
+import { errorReply, SOMETHING_WENT_WRONG } from '../../core/error-reply.js';
 import type { AnswerFeedback, Vote } from '../../core/feedback.js';
 import type { Attachment, IncomingMessage, Scope } from '../../core/message.js';
 import { fileRefusedNote, fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
@@ -104,7 +105,6 @@ const DISALLOWED_INTENTS_CLOSE_CODE = 4014;
 /** Discord shows typing for 10 s after each request. */
 const TYPING_REFRESH_MS = 8000;
 const MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024;
-const ENGINE_FAILED = 'Sorry, something went wrong while answering. Please try again.';
 const INTERACTION_TOKEN_MS = 14 * 60_000;
 const DEFAULT_UPLOAD_BYTES = 8 * 1024 * 1024;
 /** Skin-tone modifiers: 👍🏽 is a 👍. */
@@ -300,14 +300,14 @@ export class DiscordAdapter {
       }
     } catch (error) {
       logger.error({ err: error, user: `discord:${incoming.user.id}`, text: incoming.text.slice(0, 200) }, 'the engine failed on a Discord message');
-      stream.push(`\n${error instanceof DiscordAdapterError ? `Could not do that: ${error.message}` : ENGINE_FAILED}`);
+      stream.push(`\n${errorReply(error)}`);
     } finally {
       if (typingTimer) clearInterval(typingTimer);
     }
     await stream.finish();
     let shown = stream.messageCount;
     for (const file of files) shown = await this.sendFile(sink, shown, file);
-    if (shown === 0) await sink.post(0, ENGINE_FAILED);
+    if (shown === 0) await sink.post(0, SOMETHING_WENT_WRONG);
   }
 
   /** Shows `file` as message `index`, or a line that says why Discord did not take it; returns the next index. */

@@ -1,7 +1,9 @@
 import { writeFile } from 'node:fs/promises';
 import { basename, join, parse } from 'node:path';
 import { createInterface } from 'node:readline';
+import { errorReply } from '../../core/error-reply.js';
 import { isReplyFile, type ReplyFile } from '../../core/reply.js';
+import { type Logger, silentLogger } from '../../log.js';
 import type { ChatEngine } from './http-server.js';
 
 /**
@@ -13,11 +15,14 @@ import type { ChatEngine } from './http-server.js';
 export interface TerminalChatOptions {
   readonly userId?: string;
   readonly saveDir?: string;
+  /** Where a message the engine failed on is logged. */
+  readonly logger?: Logger;
 }
 
 export async function runTerminalChat(engine: ChatEngine, input: NodeJS.ReadableStream, output: NodeJS.WritableStream, options: TerminalChatOptions = {}): Promise<void> {
   const userId = options.userId ?? 'terminal';
   const saveDir = options.saveDir ?? process.cwd();
+  const logger = options.logger ?? silentLogger;
   const interactive = (input as { isTTY?: boolean }).isTTY === true;
   const lines = createInterface({ input, terminal: false });
   if (interactive) output.write('tunebot chat: ask a question, /help for commands, Ctrl-D to quit\n> ');
@@ -36,11 +41,17 @@ export async function runTerminalChat(engine: ChatEngine, input: NodeJS.Readable
     };
     let started = false;
     let afterFile = false;
-    for await (const part of engine.handle(message)) {
-      if (isReplyFile(part)) output.write(`${started ? '\n' : ''}${await saveReplyFile(saveDir, part)}`);
-      else output.write(`${afterFile ? '\n' : ''}${part}`);
-      afterFile = isReplyFile(part);
-      started = true;
+    try {
+      for await (const part of engine.handle(message)) {
+        if (isReplyFile(part)) output.write(`${started ? '\n' : ''}${await saveReplyFile(saveDir, part)}`);
+        else output.write(`${afterFile ? '\n' : ''}${part}`);
+        afterFile = isReplyFile(part);
+        started = true;
+      }
+    } catch (error) {
+      // One failed message does not end the chat; the next line is answered as usual.
+      logger.error({ err: error, user: `local:${userId}` }, 'the engine failed on a terminal chat message');
+      output.write(`${started ? '\n' : ''}${errorReply(error)}`);
     }
     output.write(interactive ? '\n> ' : '\n');
   }

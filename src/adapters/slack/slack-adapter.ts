@@ -5,6 +5,7 @@ import { inspect } from 'node:util';
 import { envName, type TunebotConfig } from '../../core/config.js';
 import type { ConversationEngine } from '../../core/engine.js';
 import type { AnswerFeedback, Vote } from '../../core/feedback.js';
+import { errorReply } from '../../core/error-reply.js';
 import type { IncomingMessage } from '../../core/message.js';
 import { isReplyFile, type ReplyFile } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
@@ -329,7 +330,7 @@ class SlackHandlers {
       await this.relay(incoming, reply, { channel: message.channel, threadTs: thread });
     } catch (error) {
       logger.error({ err: error, channel: message.channel, ts: message.ts }, 'answering a Slack message failed');
-      await reply.fail(failureNote(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the answer failed'));
+      await reply.fail(errorReply(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the answer failed'));
     } finally {
       await tracked?.finished();
     }
@@ -391,7 +392,7 @@ class SlackHandlers {
       await this.relay(incoming, reply, { channel: command.channel_id });
     } catch (error) {
       logger.error({ err: error, command: command.command, user: command.user_id }, 'a Slack slash command failed');
-      await send(failureNote(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the command failed'));
+      await send(errorReply(error)).catch((failure: unknown) => logger.error({ err: failure }, 'could not tell the user the command failed'));
     }
   }
 }
@@ -404,11 +405,6 @@ function commandOrQuestion(text: string, hasFiles: boolean): string {
   if (text.startsWith('/')) return straightenQuotes(text);
   if (hasFiles && /^faq\s+import\b/iu.test(text)) return `/${straightenQuotes(text)}`;
   return text;
-}
-
-function failureNote(error: unknown): string {
-  if (error instanceof SlackAdapterError) return `Could not do that: ${error.message}`;
-  return 'Sorry, something went wrong while answering. Please try again later.';
 }
 
 function readSlackMessage(event: object): SlackMessage | null {

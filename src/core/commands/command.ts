@@ -1,3 +1,4 @@
+import { CodedError } from '../../coded-error.js';
 import type { IncomingMessage } from '../message.js';
 import type { ReplyPart } from '../reply.js';
 import type { EngineServices } from '../services.js';
@@ -39,4 +40,8 @@ export function helpText(commands: readonly Command[], isAdmin: boolean): string
 }
 
 /** A usage mistake inside a command: answered with the command's usage line. */
-export class CommandUsageError extends Error {}
+export class CommandUsageError extends CodedError<'USAGE'> {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}

@@ -76,7 +76,7 @@ function openSqlite(url: string, namespace: string): Storage {
     return { keyv, documents, turns, shared: null, close: async () => void opened.close() };
   } catch (error) {
     db?.close();
-    throw new StorageError('STORAGE_UNAVAILABLE', `cannot open SQLite storage ${url}: ${(error as Error).message}`, { cause: error });
+    throw new StorageError('STORAGE_UNAVAILABLE', `cannot open SQLite storage ${url}: ${(error as Error).message}; check that its folder is writable and the file is a tunebot database, or set storage.url (TUNEBOT_STORAGE_URL)`, { cause: error });
   }
 }
 
@@ -101,7 +101,7 @@ async function openRedis(url: string, namespace: string, options: StorageOptions
     await settleWithin(client.connect(), timeoutMs, `no answer within ${timeoutMs} ms`);
   } catch (error) {
     if (client.isOpen) client.destroy();
-    throw new StorageError('STORAGE_UNAVAILABLE', `cannot reach Redis storage ${shownUrl}: ${describe(error)}`, { cause: error });
+    throw new StorageError('STORAGE_UNAVAILABLE', `cannot reach Redis storage ${shownUrl}: ${describe(error)}; start Redis there, or point storage.url (TUNEBOT_STORAGE_URL) at one that runs`, { cause: error });
   }
   started = true;
   // KeyvRedis prefixes keys itself ("namespace::key"); the turn lists use "namespace:turns:".

@@ -73,7 +73,7 @@ describe('tunebot finetune', () => {
     await writeFile(malformed, `${JSON.stringify(EXAMPLES[0])}\n${JSON.stringify(EXAMPLES[1])}\n{"prompt": "Hi" "completion": "Hello"}\n`);
     const result = await tunebot(['finetune', '--model', modelDir, '--data', malformed, '--out', join(root, 'never'), '--device', 'cpu']);
     assertExit(result, 1);
-    assert.match(result.stderr, /^error: training data .*malformed\.jsonl: line 3 is not valid JSON/m);
+    assert.match(result.stderr, /^error DATA_INVALID: training data .*malformed\.jsonl: line 3 is not valid JSON/m);
     assert.equal(existsSync(join(root, 'never')), false);
   });
 });
