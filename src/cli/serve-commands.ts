@@ -82,7 +82,13 @@ async function serve(app: App, config: TunebotConfig, chatPort: number, signal: 
     // With the queue runner the worker makes the first start, once for the whole cluster.
     if (config.fineTune.runner === 'instance') await prepareFirstStart(app, config, logger, firstStartProgress(), signal);
     if (signal.aborted) return;
-    const chat = await startLocalServer(app.engine, { port: chatPort, host: config.local.host, logger, ops: config.ops.port === 'chat' ? ops : undefined });
+    const chat = await startLocalServer(app.engine, {
+      port: chatPort,
+      host: config.local.host,
+      logger,
+      ops: config.ops.port === 'chat' ? ops : undefined,
+      modelFigures: () => app.services.scorer.liveEvaluation(),
+    });
     const platforms = await startPlatformAdapters(app, config);
     ops.readiness.serving();
     process.stdout.write(`tunebot is serving the local chat at ${chat.url}\n`);

@@ -1,5 +1,5 @@
 import { type FaqEntry, normalizeQuestion, phrasings } from './faq/entry.js';
-import type { FaqStore } from './faq/faq-store.js';
+import type { FaqSearch } from './faq/faq-store.js';
 import { groundedEntry } from './grounding.js';
 import type { SearchHit } from './retrieval/bm25.js';
 
@@ -28,7 +28,7 @@ export interface AnswerThresholds {
   readonly relevantMatch: number;
 }
 
-export async function decideAnswer(faq: FaqStore, text: string, settings: AnswerThresholds, modelAvailable: boolean): Promise<AnswerDecision> {
+export async function decideAnswer(faq: FaqSearch, text: string, settings: AnswerThresholds, modelAvailable: boolean): Promise<AnswerDecision> {
   const ranked = await faq.search(text, Math.max(2, settings.topK));
   // A question asked as one of an entry's phrasings is that entry's, however close the next one is.
   const verbatim = ranked[0] !== undefined && normalizeQuestion(phrasings(ranked[0].entry)[ranked[0].phrasing] ?? '') === normalizeQuestion(text);
@@ -56,7 +56,7 @@ export interface Answer {
  * one of them. `generate` (null without a live model) asks the model with the decision's passages.
  */
 export async function answerQuestion(
-  faq: FaqStore,
+  faq: FaqSearch,
   text: string,
   settings: AnswerThresholds,
   generate: ((decision: AnswerDecision) => Promise<string>) | null,

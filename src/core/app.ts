@@ -74,7 +74,7 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
     ...config.engine,
     generation: config.generation,
   };
-  const gate = { ...config.engine, mode: config.fineTune.gate, trainedVariants: config.fineTune.trainedVariants, heldOutVariants: config.fineTune.heldOutVariants };
+  const gate = { ...config.engine, mode: config.fineTune.gate, heldOutQuestions: config.fineTune.heldOutQuestions };
   const jobs: FineTunes =
     config.fineTune.runner === 'queue' && !options.trainHere
       ? new QueuedFineTunes(requireShared(storage.shared), logger)
@@ -96,6 +96,7 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
               executionProvider: config.model.executionProvider,
             },
             gate,
+            noisyQuestions: config.fineTune.noisyQuestions,
             logLevel: config.log.level,
             servingWeights: config.model.weights,
           },
@@ -118,7 +119,7 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
     registry,
     rollout,
     jobs,
-    scorer: new ModelScorer(model, tokenizer, gate),
+    scorer: new ModelScorer(model, tokenizer, gate, storage.documents),
     tokenizer,
     logger,
     metrics,

@@ -97,8 +97,10 @@ export const configSchema = z
         lora: z.number().int().min(0),
         /** auto: promote when the gate does not do worse; force: always; hold: never (use /model use). */
         gate: z.enum(['auto', 'force', 'hold']),
-        trainedVariants: z.number().int().min(0),
-        heldOutVariants: z.number().int().min(0),
+        /** Noisy forms of each entry's phrasings (dropped words, typos, shorthand) that training asks besides them. */
+        noisyQuestions: z.number().int().min(0),
+        /** Noisy questions per entry that the regression gate asks besides its held-out alternates, never trained on. */
+        heldOutQuestions: z.number().int().min(0),
         /**
          * instance: the instance that takes /model finetune trains in a worker thread; queue: the job
          * goes to a BullMQ queue on the storage's Redis and a `tunebot worker` process runs it.

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CodedError } from '../coded-error.js';
 import type { Logger } from '../log.js';
@@ -47,6 +47,8 @@ export interface JobRecord {
 export interface JobSettings {
   readonly fineTune: Omit<FineTuneSettings, 'modelDir' | 'outDir' | 'checkpointDir'>;
   readonly gate: GateSettings & { readonly mode: 'auto' | 'force' | 'hold' };
+  /** Noisy forms of each entry's phrasings that training asks besides them (training-examples.ts). */
+  readonly noisyQuestions: number;
   readonly logLevel: string;
   /** How the bot will run the candidate (model.weights): the gate scores it that way. float32 when left out. */
   readonly servingWeights?: WeightType;
@@ -85,7 +87,7 @@ export class FineTuneJobs implements FineTunes {
     /** How a promoted version goes live; by default only here (one instance). */
     private readonly rollout: ModelRollout = new ModelRollout(registry, host, null, logger),
   ) {
-    this.scorer = new ModelScorer(host, tokenizer, settings.gate);
+    this.scorer = new ModelScorer(host, tokenizer, settings.gate, store);
   }
 
   /** At start-up: a job recorded as running was cut off by a restart. */
@@ -130,10 +132,12 @@ export class FineTuneJobs implements FineTunes {
     const examples = faqTrainingExamples(entries, {
       instructions: this.settings.gate.instructions,
       passages: this.settings.gate.topK,
-      askings: 1 + this.settings.gate.trainedVariants,
+      noisyQuestions: this.settings.noisyQuestions,
+      heldOutQuestions: this.settings.gate.heldOutQuestions,
       seed: overrides.seed ?? this.settings.fineTune.seed,
       promptBudget: promptBudget(config.n_positions),
       countTokens: (text) => this.tokenizer.encode(text).length,
+      synonyms: await faq.synonyms(),
     });
     await this.store.set(RECORD_KEY, record);
     // The staging folder is named after the scope, so a restarted job finds its checkpoint beside it.
@@ -149,9 +153,12 @@ export class FineTuneJobs implements FineTunes {
     const done = job.result
       .then(async (training) => {
         record.training = { steps: training.steps, finalTrainLoss: training.finalTrainLoss, validation: training.validation, seconds: training.seconds };
-        record.gate = await this.gate(faq, staging);
+        const gate = await this.gate(faq, staging);
+        record.gate = gate;
         record.version = await this.registry.nextVersion();
+        await keepGateReport(staging, gate);
         await this.registry.publish(staging, record.version);
+        await this.scorer.record({ version: record.version, faq: faq.scope, at: new Date().toISOString(), score: gate.candidate });
         if (record.gate.promote) {
           await this.rollout.goLive(record.version);
           record.status = 'promoted';
@@ -205,6 +212,13 @@ export class FineTuneJobs implements FineTunes {
     const current = await this.scorer.scoreLive(faq);
     return gateDecision(candidate, current?.score ?? null, this.settings.gate.mode);
   }
+}
+
+/** training.json keeps the gate's figures beside the training's, for as long as the version lives. */
+async function keepGateReport(modelDir: string, gate: GateReport): Promise<void> {
+  const path = join(modelDir, 'training.json');
+  const training = JSON.parse(await readFile(path, 'utf8')) as object;
+  await writeFile(path, `${JSON.stringify({ ...training, gate }, null, 2)}\n`);
 }
 
 /** The FAQ's entries, refused when there is nothing to train on. */

@@ -6,6 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ChatEngine, startLocalServer } from '../../src/adapters/local/http-server.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
+import { loadConfig } from '../../src/core/config.js';
+import { heldOutQuestions } from '../../src/core/held-out-questions.js';
+import type { LiveEvaluation } from '../../src/core/model-scorer.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
 import { silentLogger } from '../../src/log.js';
 import { ModelError } from '../../src/model/errors.js';
@@ -112,7 +115,7 @@ describe('local HTTP server', () => {
 
   before(async () => {
     scratch = await createScratchApp();
-    ({ server, url } = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger }));
+    ({ server, url } = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger, modelFigures: () => scratch.app.services.scorer.liveEvaluation() }));
   });
 
   after(async () => {
@@ -178,6 +181,36 @@ describe('local HTTP server', () => {
     assert.ok(answers.has(doubtful.text), `an FAQ answer or the fallback: ${doubtful.text}`);
     const unknown = await streamedReply(await ask('Which colour is the sea at night in winter?'));
     assert.deepEqual(unknown, { text: settings.fallback, pieces: 1, files: [] });
+  });
+
+  it("serves the live version's last evaluation at /api/model, which /model eval makes and says", async () => {
+    const figures = async () => {
+      const response = await fetch(`${url}/api/model`);
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+      return (await response.json()) as LiveEvaluation & { summary: string };
+    };
+    assert.deepEqual(await figures(), { version: 'v1', evaluation: null, summary: 'Live model v1: not evaluated yet; /model eval scores it.' });
+
+    const faq = scratch.app.services.faqFor({ platform: 'local', scope: { workspace: 'local', channel: 'web' }, user: { id: 'alice', displayName: 'alice' }, text: '', attachments: [], platformAdmin: true });
+    const entries = await faq.entries();
+    const heldOut = entries.flatMap((entry) => heldOutQuestions(entry, loadConfig({}).fineTune.heldOutQuestions)).length;
+    const evaluated = await streamedReply(await ask('/model eval'));
+    const { version, evaluation, summary } = await figures();
+    assert.equal(evaluated.text, summary, 'the page shows what /model eval said');
+    assert.equal(version, 'v1');
+    assert.ok(evaluation);
+    assert.deepEqual([evaluation.version, evaluation.faq], ['v1', faq.scope]);
+    const { originals, heldOut: held } = evaluation.score;
+    // Every FAQ question is its own entry's, word for word: certain, answered from the FAQ.
+    assert.deepEqual(originals, { asked: entries.length, correct: entries.length, wrong: 0, abstained: 0 });
+    assert.equal(held.asked, heldOut);
+    assert.equal(held.correct + held.wrong + held.abstained, heldOut);
+    assert.equal(
+      summary,
+      `Live model v1 answers ${held.correct} right, ${held.wrong} wrong, ${held.abstained} abstained of ${heldOut} held-out questions and ` +
+        `${entries.length} right, 0 wrong, 0 abstained of ${entries.length} FAQ questions (FAQ ${faq.scope}, ${evaluation.at.slice(0, 16).replace('T', ' ')} UTC).`,
+    );
   });
 
   it('gives a clear reply to a binary upload', async () => {

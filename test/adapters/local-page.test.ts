@@ -27,7 +27,7 @@ describe('the local chat page in headless Chromium', () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: these tests drive the chat page in Debian's Chromium; install it with apt-get install chromium (.ci/run does)`);
     scratch = await createScratchApp();
-    const started = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger });
+    const started = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger, modelFigures: () => scratch.app.services.scorer.liveEvaluation() });
     server = started.server;
     url = started.url;
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 20_000 });
@@ -117,5 +117,14 @@ describe('the local chat page in headless Chromium', () => {
       await other.close();
       await new Promise<void>((resolve) => pictures.server.close(() => resolve()));
     }
+  });
+  it("shows the live version's figures in a line under the header, and the new ones after /model eval", async () => {
+    assert.equal(await page.locator('#model').innerText(), 'Live model v1: not evaluated yet; /model eval scores it.');
+    await page.fill('#text', '/model eval');
+    await page.press('#text', 'Enter');
+    const said = await botReply(5);
+    assert.match(said, /^Live model v1 answers \d+ right, \d+ wrong, \d+ abstained of \d+ held-out questions and \d+ right/);
+    // The line is read again once the reply has ended.
+    await page.waitForFunction(`document.getElementById('model').textContent === ${JSON.stringify(said)}`);
   });
 });

@@ -8,6 +8,7 @@ import type { KeyValueStore } from '../../src/core/storage/document-store.js';
 import { FineTuneJobs, JobBusyError, type JobRecord, type JobSettings } from '../../src/core/fine-tune-jobs.js';
 import { ModelHost } from '../../src/core/model-host.js';
 import { ModelRegistry } from '../../src/core/model-registry.js';
+import { type LiveEvaluation, ModelScorer } from '../../src/core/model-scorer.js';
 import { silentLogger } from '../../src/log.js';
 import { ModelError } from '../../src/model/errors.js';
 import { initModel } from '../../src/model/model-dir.js';
@@ -23,13 +24,19 @@ const FAQ = [
   ['Who handles invoices?', 'The billing team.'],
 ] as const;
 
-/** 5 entries asked 2 ways: 10 examples, 2 steps of 8 per epoch, 4 steps in all. */
+/** 5 entries asked 2 ways (the question and a noisy form): 10 examples, 2 steps of 8 per epoch, 4 steps in all. */
 function settings(mode: JobSettings['gate']['mode']): JobSettings {
   return {
     fineTune: { ...DEFAULT_FINE_TUNE, epochs: 2, batchSize: 8, validationFraction: 0, earlyStopPatience: 0, executionProvider: 'cpu' },
-    gate: { mode, topK: 3, confidentMatch: 0.9, relevantMatch: 0.2, instructions: 'Answer from the FAQ.', trainedVariants: 1, heldOutVariants: 1 },
+    gate: { mode, topK: 3, confidentMatch: 0.9, relevantMatch: 0.2, instructions: 'Answer from the FAQ.', heldOutQuestions: 1 },
+    noisyQuestions: 1,
     logLevel: 'silent',
   };
+}
+
+/** The figures kept for the live version, as /model eval and the local chat page read them. */
+function liveEvaluation(): Promise<LiveEvaluation> {
+  return new ModelScorer(host, tokenizer, settings('auto').gate, store).liveEvaluation();
 }
 /** 8 steps: room to be cancelled part-way. */
 const CANCELLED_RUN = { epochs: 4 };
@@ -133,16 +140,22 @@ describe('FineTuneJobs', () => {
     assert.match(gate.reason, /force/);
     for (const score of [gate.candidate, gate.current]) {
       assert.ok(score);
-      assert.equal(score.questions, FAQ.length);
-      assert.equal(score.heldOut, FAQ.length);
-      assert.ok(score.score >= 0 && score.score <= 1);
+      // Every question, and one noisy held-out question per entry (none has alternates).
+      assert.equal(score.originals.asked, FAQ.length);
+      assert.equal(score.heldOut.asked, FAQ.length);
+      for (const set of [score.originals, score.heldOut]) assert.equal(set.correct + set.wrong + set.abstained, set.asked, JSON.stringify(set));
     }
+    assert.match(gate.reason, /^the gate is set to force promotion; it answers \d+ right, \d+ wrong, \d+ abstained of 5 held-out questions and \d+ right, \d+ wrong, \d+ abstained of 5 FAQ questions, against .* for the live model$/);
 
     assert.deepEqual(await versionNames(), ['v1', 'v2']);
     assert.equal(await registry.currentVersion(), 'v2');
     assert.equal(host.version, 'v2');
-    const training = JSON.parse(await readFile(join(registry.dirOf('v2'), 'training.json'), 'utf8')) as { steps: number; baseModel: string };
+    const training = JSON.parse(await readFile(join(registry.dirOf('v2'), 'training.json'), 'utf8')) as { steps: number; baseModel: string; gate: unknown };
     assert.deepEqual([training.steps, training.baseModel], [4, registry.dirOf('v1')]);
+    assert.deepEqual(training.gate, gate, 'training.json keeps the gate report');
+    const live = await liveEvaluation();
+    assert.equal(live.version, 'v2');
+    assert.deepEqual([live.evaluation?.version, live.evaluation?.faq, live.evaluation?.score], ['v2', 'test', gate.candidate]);
     assert.deepEqual((await readdir(registry.root)).filter((name) => name.startsWith('.')), [], 'no staging folder or checkpoint is left');
     assert.equal(jobs.active, null);
     assert.deepEqual(await jobs.last(), finished);
@@ -200,6 +213,9 @@ describe('FineTuneJobs', () => {
     assert.equal(host.version, 'v2');
     const training = JSON.parse(await readFile(join(registry.dirOf('v3'), 'training.json'), 'utf8')) as { baseModel: string; steps: number };
     assert.deepEqual([training.steps, training.baseModel], [8, registry.dirOf('v2')], 'a job fine-tunes the live version');
+    // The live version was scored beside the held one: those are its figures now.
+    const live = await liveEvaluation();
+    assert.deepEqual([live.version, live.evaluation?.score], ['v2', finished.gate?.current]);
     await assert.rejects(stat(checkpoint.dir), /ENOENT/, 'a finished job removes its checkpoint');
   });
 

@@ -1,82 +1,150 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FaqStore } from '../../src/core/faq/faq-store.js';
+import { heldOutQuestions } from '../../src/core/held-out-questions.js';
 import { formatPrompt } from '../../src/core/prompt-format.js';
-import { type GateScore, type GateSettings, gateDecision, scoreModel } from '../../src/core/regression-gate.js';
-import { questionVariants } from '../../src/core/training-examples.js';
+import { type GateScore, type GateSettings, type Tally, describeScore, gateDecision, scoreModel } from '../../src/core/regression-gate.js';
 import { MapStore } from '../helpers/map-store.js';
 
 const ENTRIES = [
-  { question: 'How do I reset my password?', answer: 'Open Settings, then Security, and press Reset password.' },
-  { question: 'Where is the office?', answer: 'On the third floor of the Harbour building.' },
-  { question: 'What are the opening hours?', answer: 'Monday to Friday, 9:00 to 17:30.' },
-  { question: 'How can I export my data?', answer: 'Use /export in any channel.' },
+  { question: 'How do I reset my password?', answer: 'Open Settings, then Security, and press Reset password.', alternates: ['forgot my pw', 'lost my password'] },
+  { question: 'How do I change my password?', answer: 'Settings, Security, Change password: type the old one, then the new one twice.', alternates: [] },
+  { question: 'Where is the office?', answer: 'On the third floor of the Harbour building.', alternates: ['what is your address', 'which floor are you on'] },
+  { question: 'What are the opening hours?', answer: 'Monday to Friday, 9:00 to 17:30.', alternates: [] },
+  { question: 'How can I export my data?', answer: 'Use /export in any channel.', alternates: [] },
 ];
 
-async function seededFaq(): Promise<FaqStore> {
-  const faq = FaqStore.forScope(new MapStore(), 'gate-test');
-  for (const { question, answer } of ENTRIES) await faq.add(question, answer);
+async function seededFaq(entries = ENTRIES): Promise<FaqStore> {
+  // WordNet off: these tests count the gate's answers, not how far retrieval reaches.
+  const faq = FaqStore.forScope(new MapStore(), 'gate-test', { wordnet: null });
+  for (const { question, answer, alternates } of entries) {
+    const added = await faq.add(question, answer);
+    for (const alternate of alternates) await faq.linkAlternate(added.id, alternate);
+  }
   return faq;
 }
 
-/** Never confident, everything relevant: every asking goes to the model. */
-const MODEL_PATH: GateSettings = { topK: 3, confidentMatch: 1.01, relevantMatch: 0, instructions: 'Answer from the FAQ.', trainedVariants: 1, heldOutVariants: 2 };
+/** Never confident, everything relevant: every question goes to the model, which picks among the passages. */
+const MODEL_PATH: GateSettings = { topK: 3, confidentMatch: 1.01, relevantMatch: 0, instructions: 'Answer from the FAQ.', heldOutQuestions: 2 };
 const countWords = (text: string) => text.split(/\s+/u).length;
 
-function score(value: number): GateScore {
-  return { questions: 10, correct: Math.round(value * 10), heldOut: 0, heldOutCorrect: 0, score: value };
+/** Reads the prompt the gate gave the model: its passages and the question. */
+function readPrompt(prompt: string): { passages: { question: string; answer: string }[]; message: string } {
+  const lines = prompt.split('\n');
+  assert.equal(lines[0], MODEL_PATH.instructions);
+  assert.equal(lines.at(-1), 'Bot:');
+  const passages = [];
+  for (let i = 1; i < lines.length - 2; i += 2) passages.push({ question: lines[i].replace(/^Q: /u, ''), answer: lines[i + 1].replace(/^A: /u, '') });
+  return { passages, message: (lines.at(-2) ?? '').replace(/^User: /u, '') };
+}
+
+type Verdict = 'correct' | 'wrong' | 'abstained';
+
+function tally(correct: number, wrong: number, abstained: number): Tally {
+  return { asked: correct + wrong + abstained, correct, wrong, abstained };
+}
+
+function score(heldOut: Tally, originals: Tally = tally(10, 0, 0)): GateScore {
+  return { originals, heldOut };
 }
 
 describe('gateDecision', () => {
-  it('auto promotes an equal or better candidate and holds a worse one', () => {
-    assert.equal(gateDecision(score(0.6), score(0.6), 'auto').promote, true);
-    assert.equal(gateDecision(score(0.7), score(0.6), 'auto').promote, true);
-    const worse = gateDecision(score(0.5), score(0.6), 'auto');
-    assert.equal(worse.promote, false);
-    assert.match(worse.reason, /50%.*worse.*60%/);
-    assert.deepEqual([worse.candidate, worse.current], [score(0.5), score(0.6)]);
+  it('auto promotes a candidate that answers as many right and no more wrong, and says the figures', () => {
+    const live = score(tally(38, 2, 5));
+    const report = gateDecision(score(tally(40, 2, 3)), live, 'auto');
+    assert.equal(report.promote, true);
+    assert.equal(
+      report.reason,
+      'it answers 40 right, 2 wrong, 3 abstained of 45 held-out questions and 10 right, 0 wrong, 0 abstained of 10 FAQ questions, ' +
+        'against 38 right, 2 wrong, 5 abstained of 45 held-out questions and 10 right, 0 wrong, 0 abstained of 10 FAQ questions for the live model',
+    );
+    assert.equal(gateDecision(live, live, 'auto').promote, true, 'an equal candidate');
+    assert.deepEqual([report.candidate, report.current], [score(tally(40, 2, 3)), live]);
+  });
+
+  it('never promotes a candidate that answers more questions wrong, however many more it answers right', () => {
+    const report = gateDecision(score(tally(44, 1, 0)), score(tally(30, 0, 15)), 'auto');
+    assert.equal(report.promote, false);
+    assert.match(report.reason, /^it answers more questions wrong than the live model \(1 against 0\); it answers 44 right, 1 wrong, 0 abstained of 45 held-out questions .* kept but not promoted$/);
+    // A wrong FAQ question counts as much as a wrong held-out one.
+    assert.equal(gateDecision(score(tally(40, 0, 5), tally(9, 1, 0)), score(tally(40, 0, 5)), 'auto').promote, false);
+  });
+
+  it('counts abstentions apart from wrong answers: abstaining more is no reason to hold, answering fewer right is', () => {
+    assert.equal(gateDecision(score(tally(40, 0, 5)), score(tally(40, 3, 2)), 'auto').promote, true, 'fewer wrong, more abstained');
+    const fewerRight = gateDecision(score(tally(35, 0, 10)), score(tally(40, 0, 5)), 'auto');
+    assert.equal(fewerRight.promote, false);
+    assert.match(fewerRight.reason, /^it answers fewer questions right than the live model \(45 against 50\);/);
   });
 
   it('auto promotes when there is no live model to compare with', () => {
-    const report = gateDecision(score(0), null, 'auto');
+    const report = gateDecision(score(tally(0, 5, 0)), null, 'auto');
     assert.equal(report.promote, true);
     assert.equal(report.current, null);
-    assert.match(report.reason, /no live model/);
+    assert.equal(report.reason, 'there is no live model to compare with; it answers 0 right, 5 wrong, 0 abstained of 5 held-out questions and 10 right, 0 wrong, 0 abstained of 10 FAQ questions');
   });
 
-  it('force promotes a worse candidate; hold keeps a better one back', () => {
-    assert.equal(gateDecision(score(0.1), score(0.9), 'force').promote, true);
-    const held = gateDecision(score(0.9), score(0.1), 'hold');
+  it('force promotes a worse candidate; hold keeps a better one back; both say the figures', () => {
+    const forced = gateDecision(score(tally(1, 9, 0)), score(tally(9, 0, 1)), 'force');
+    assert.equal(forced.promote, true);
+    assert.match(forced.reason, /^the gate is set to force promotion; it answers 1 right, 9 wrong/);
+    const held = gateDecision(score(tally(9, 0, 1)), score(tally(1, 9, 0)), 'hold');
     assert.equal(held.promote, false);
-    assert.match(held.reason, /\/model use/);
-    assert.equal(gateDecision(score(1), null, 'hold').promote, false);
+    assert.match(held.reason, /^the gate is set to hold new versions; it answers 9 right.*; promote one with \/model use$/);
+    assert.equal(gateDecision(score(tally(1, 0, 0)), null, 'hold').promote, false);
   });
 });
 
 describe('scoreModel', () => {
-  it('counts FAQ questions and held-out variants, asking the model in the prompt format', async () => {
+  it('asks every question and the held-out ones through the answer policy, and counts right, wrong and abstained per set', async () => {
     const faq = await seededFaq();
     const entries = await faq.entries();
-    const heldOutOf = (question: string) => questionVariants(question).slice(MODEL_PATH.trainedVariants, MODEL_PATH.trainedVariants + MODEL_PATH.heldOutVariants);
-    // Right for every question as asked; for rewordings only of the first two entries.
-    const knowsRewordings = new Set(ENTRIES.slice(0, 2).flatMap((entry) => heldOutOf(entry.question)));
-    const asked: string[] = [];
+    const expectedOf = new Map<string, (typeof ENTRIES)[number]>();
+    for (const [i, entry] of entries.entries()) for (const question of [entry.question, ...heldOutQuestions(entry, MODEL_PATH.heldOutQuestions)]) expectedOf.set(question, ENTRIES[i]);
+    // The model knows every FAQ question and the office; of the other held-out questions it gives
+    // the password entries each other's answer where it is shown, and rambles (no passage's answer)
+    // on the rest. It notes what it meant each reply to be; the gate must count the same.
+    const meant = new Map<string, Verdict>();
     const generate = async (prompt: string) => {
       assert.ok(countWords(prompt) <= 120, prompt);
-      const lines = prompt.split('\n');
-      assert.equal(lines[0], MODEL_PATH.instructions);
-      assert.equal(lines.at(-1), 'Bot:');
-      const message = (lines.at(-2) ?? '').replace(/^User: /u, '');
-      asked.push(message);
-      const entry = ENTRIES.find((candidate) => candidate.question === message || heldOutOf(candidate.question).includes(message));
-      if (!entry) return 'I do not know.';
-      // Case and a closing mark do not make an answer wrong.
-      if (entry.question === message) return `${entry.answer.toUpperCase().replace(/\.$/u, '')}!`;
-      return knowsRewordings.has(message) ? ` ${entry.answer} ` : 'Ask the front desk.';
+      const { passages, message } = readPrompt(prompt);
+      const expected = expectedOf.get(message);
+      assert.ok(expected, `the gate asked "${message}", which is no question of the FAQ's`);
+      const shown = (question: string) => passages.find((passage) => passage.question === question)?.answer;
+      const [verdict, reply] = ((): [Verdict, string | undefined] => {
+        if (message === expected.question || expected === ENTRIES[2]) return ['correct', shown(expected.question)];
+        if (expected === ENTRIES[0]) return ['wrong', shown(ENTRIES[1].question)];
+        if (expected === ENTRIES[1]) return ['wrong', shown(ENTRIES[0].question)];
+        return ['abstained', undefined];
+      })();
+      meant.set(message, reply === undefined ? 'abstained' : verdict);
+      return reply === undefined ? 'Please ask the front desk about that, they know.' : ` ${reply} `;
     };
     const result = await scoreModel(faq, entries, generate, MODEL_PATH, 120, countWords);
-    assert.deepEqual(result, { questions: 4, correct: 4, heldOut: 8, heldOutCorrect: 4, score: 8 / 12 });
-    assert.deepEqual(asked, ENTRIES.flatMap((entry) => [entry.question, ...heldOutOf(entry.question)]));
+    // A question retrieval finds nothing for never reaches the model: abstained.
+    const expectedTally = (questions: string[]) => {
+      const verdicts = questions.map((question) => meant.get(question) ?? 'abstained');
+      const count = (kind: Verdict) => verdicts.filter((verdict) => verdict === kind).length;
+      return tally(count('correct'), count('wrong'), count('abstained'));
+    };
+    assert.deepEqual(result, {
+      originals: expectedTally(entries.map((entry) => entry.question)),
+      heldOut: expectedTally(entries.flatMap((entry) => heldOutQuestions(entry, MODEL_PATH.heldOutQuestions))),
+    });
+    assert.deepEqual(result.originals, tally(5, 0, 0));
+    assert.deepEqual(heldOutQuestions(entries[0], 0), ['lost my password'], 'the second alternate is held out');
+    assert.equal(result.heldOut.asked, 2 + 5 * 2, 'two held-out alternates and two noisy questions per entry');
+    assert.ok(result.heldOut.correct >= 3 && result.heldOut.wrong >= 2 && result.heldOut.abstained >= 4, JSON.stringify(result.heldOut));
+  });
+
+  it('takes a reply that stitches two passages together as an abstention, not an answer', async () => {
+    const faq = await seededFaq(ENTRIES.slice(0, 2));
+    const generate = async (prompt: string) =>
+      readPrompt(prompt)
+        .passages.map((passage) => passage.answer)
+        .join(' ');
+    const result = await scoreModel(faq, await faq.entries(), generate, { ...MODEL_PATH, heldOutQuestions: 0 }, 120, countWords);
+    assert.deepEqual(result.originals, tally(0, 0, 2));
   });
 
   it('gives the model the retrieved passages and fits the prompt into the budget', async () => {
@@ -86,37 +154,45 @@ describe('scoreModel', () => {
       prompts.push(prompt);
       return '';
     };
-    const settings = { ...MODEL_PATH, heldOutVariants: 0 };
+    const settings = { ...MODEL_PATH, heldOutQuestions: 0 };
     const passage = (index: number) => `Q: ${ENTRIES[index].question}\nA: ${ENTRIES[index].answer}`;
     const roomy = await scoreModel(faq, await faq.entries(), generate, settings, 1000, countWords);
-    assert.deepEqual(roomy, { questions: 4, correct: 0, heldOut: 0, heldOutCorrect: 0, score: 0 });
+    assert.deepEqual(roomy.originals, tally(0, 0, 5));
     assert.ok(prompts[0].includes(passage(0)), prompts[0]);
 
     prompts.length = 0;
-    const budget = countWords(formatPrompt({ instructions: settings.instructions, faq: [ENTRIES[1]], history: [], message: ENTRIES[1].question }));
-    await scoreModel(faq, [(await faq.entries())[1]], generate, settings, budget, countWords);
+    const budget = countWords(formatPrompt({ instructions: settings.instructions, faq: [ENTRIES[3]], history: [], message: ENTRIES[3].question }));
+    await scoreModel(faq, [(await faq.entries())[3]], generate, settings, budget, countWords);
     assert.equal(prompts.length, 1);
     assert.ok(countWords(prompts[0]) <= budget, prompts[0]);
-    assert.ok(prompts[0].includes(passage(1)), prompts[0]);
+    assert.ok(prompts[0].includes(passage(3)), prompts[0]);
   });
 
-  it('takes a confident match from the FAQ without asking the model', async () => {
+  it('takes a confident match from the FAQ without asking the model, and asks held-out alternates of an FAQ that does not know them', async () => {
     const faq = await seededFaq();
-    const generate = async (prompt: string): Promise<string> => assert.fail(`the model was asked:\n${prompt}`);
-    const result = await scoreModel(faq, await faq.entries(), generate, { ...MODEL_PATH, confidentMatch: 0.99, heldOutVariants: 0 }, 120, countWords);
-    assert.deepEqual(result, { questions: 4, correct: 4, heldOut: 0, heldOutCorrect: 0, score: 1 });
+    const asked: string[] = [];
+    const generate = async (prompt: string) => {
+      asked.push(readPrompt(prompt).message);
+      return '';
+    };
+    const result = await scoreModel(faq, await faq.entries(), generate, { ...MODEL_PATH, confidentMatch: 0.99, heldOutQuestions: 0 }, 120, countWords);
+    // The FAQ questions are certain; the held-out alternates, were retrieval to know them, would be too.
+    assert.deepEqual(result, { originals: tally(5, 0, 0), heldOut: tally(0, 0, 2) });
+    assert.deepEqual(asked, ['lost my password', 'which floor are you on']);
+    assert.equal((await faq.search('lost my password', 1))[0].confidence, 1, 'the engine knows them word for word');
   });
 
-  it('counts a question with nothing relevant in the FAQ as wrong', async () => {
+  it('counts a question that retrieval finds nothing for as abstained', async () => {
     const faq = await seededFaq();
     const stranger = { id: 'x1', question: 'Quantum chromodynamics lattice?', answer: 'Gluons.', tags: [], alternates: [], updatedAt: new Date(0).toISOString() };
     const generate = async (): Promise<string> => 'Gluons.';
-    const result = await scoreModel(faq, [stranger], generate, { ...MODEL_PATH, relevantMatch: 0.1, heldOutVariants: 0 }, 120, countWords);
-    assert.deepEqual(result, { questions: 1, correct: 0, heldOut: 0, heldOutCorrect: 0, score: 0 });
+    const result = await scoreModel(faq, [stranger], generate, { ...MODEL_PATH, relevantMatch: 0.1, heldOutQuestions: 0 }, 120, countWords);
+    assert.deepEqual(result, { originals: tally(0, 0, 1), heldOut: tally(0, 0, 0) });
   });
 
-  it('scores an empty FAQ as 1, so an empty gate never blocks', async () => {
-    const faq = FaqStore.forScope(new MapStore(), 'empty');
-    assert.deepEqual(await scoreModel(faq, [], async () => '', MODEL_PATH, 120, countWords), { questions: 0, correct: 0, heldOut: 0, heldOutCorrect: 0, score: 1 });
+  it('scores an empty FAQ as nothing asked', async () => {
+    const faq = FaqStore.forScope(new MapStore(), 'empty', { wordnet: null });
+    assert.deepEqual(await scoreModel(faq, [], async () => '', MODEL_PATH, 120, countWords), { originals: tally(0, 0, 0), heldOut: tally(0, 0, 0) });
+    assert.equal(describeScore({ originals: tally(0, 0, 0), heldOut: tally(0, 0, 0) }), '0 right, 0 wrong, 0 abstained of 0 held-out questions and 0 right, 0 wrong, 0 abstained of 0 FAQ questions');
   });
 });

@@ -8,6 +8,8 @@ export const CHAT_PAGE = `<!doctype html>
 <style>
   body { font: 15px/1.45 system-ui, sans-serif; margin: 0; display: flex; flex-direction: column; height: 100vh; background: #f6f7f9; }
   header { padding: 10px 16px; background: #1f6feb; color: white; font-weight: 600; }
+  #model { padding: 4px 16px; background: #eef3fb; color: #345; font-size: 13px; border-bottom: 1px solid #dde; }
+  #model:empty { display: none; }
   #log { flex: 1; overflow-y: auto; padding: 16px; }
   .turn { max-width: 75%; margin: 6px 0; padding: 8px 12px; border-radius: 10px; white-space: pre-wrap; }
   .user { background: #dbe9ff; margin-left: auto; }
@@ -22,6 +24,7 @@ export const CHAT_PAGE = `<!doctype html>
 </head>
 <body>
 <header>tunebot: local chat <small>(/help lists the commands)</small></header>
+<div id="model" aria-live="polite"></div>
 <div id="log" aria-live="polite"></div>
 <form id="form">
   <input id="text" autocomplete="off" placeholder="Ask a question, or /faq list, /model status ..." autofocus>
@@ -83,6 +86,18 @@ function attachment(file) {
   return box;
 }
 
+/** The live model's last evaluation (GET /api/model), on load and after each reply, which may have changed it. */
+async function showModel() {
+  const line = document.getElementById('model');
+  try {
+    const response = await fetch('/api/model');
+    line.textContent = response.ok ? (await response.json()).summary : '';
+  } catch (error) {
+    line.textContent = '[could not read the model figures: ' + error.message + ']';
+  }
+}
+showModel();
+
 document.getElementById('form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const input = document.getElementById('text');
@@ -103,6 +118,7 @@ async function send(reply, request) {
     reply.textContent = '[could not reach tunebot: ' + error.message + ']';
   }
   reply.dataset.done = 'true';
+  showModel();
 }
 
 document.getElementById('file').addEventListener('change', async (event) => {

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage as HttpRequest, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../../log.js';
 import type { Attachment, IncomingMessage } from '../../core/message.js';
+import { describeLiveEvaluation, type LiveEvaluation } from '../../core/model-scorer.js';
 import { fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
 import { readBody } from '../http-body.js';
 import { listen, type OpsEndpoints, serveOps, serverUrl } from '../ops-server.js';
@@ -16,6 +17,8 @@ import { FileShelf, type FileShelfOptions } from './file-shelf.js';
  *                          then `event: done`
  *   POST /api/upload?userId=U&name=faq.csv  (raw body) -> same stream, as "/faq import" with the file
  *   GET  /api/files/<id>/<name>  a file a reply carried (kept for a while, see file-shelf.ts)
+ *   GET  /api/model        {"version", "evaluation", "summary"}: the live version's last figures
+ *                          (model-scorer.ts), when the server was given `modelFigures`
  *   GET  /healthz          "ok" (the server is up); with `ops`, readiness, and GET /metrics
  * Everyone here is the local admin: on any address but loopback, the port must stay private.
  */
@@ -34,13 +37,15 @@ export interface LocalServerOptions {
   readonly ops?: OpsEndpoints;
   /** How long, and how many bytes of, the files replies carry are kept for download. */
   readonly files?: FileShelfOptions;
+  /** The live version and its last evaluation, for GET /api/model and the page's model line. */
+  readonly modelFigures?: () => Promise<LiveEvaluation>;
 }
 
 export async function startLocalServer(engine: ChatEngine, options: LocalServerOptions): Promise<{ server: Server; url: string }> {
   const host = options.host ?? '127.0.0.1';
   const shelf = new FileShelf(options.files);
   const server = createServer((request, response) => {
-    route(engine, shelf, options.ops, request, response).catch((error: unknown) => {
+    route(engine, shelf, options, request, response).catch((error: unknown) => {
       options.logger.error({ err: error }, 'local chat request failed');
       if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
       response.end();
@@ -57,13 +62,16 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-async function route(engine: ChatEngine, shelf: FileShelf, ops: OpsEndpoints | undefined, request: HttpRequest, response: ServerResponse): Promise<void> {
-  if (ops && serveOps(ops, request, response)) return;
+async function route(engine: ChatEngine, shelf: FileShelf, options: LocalServerOptions, request: HttpRequest, response: ServerResponse): Promise<void> {
+  if (options.ops && serveOps(options.ops, request, response)) return;
   const url = new URL(request.url ?? '/', 'http://127.0.0.1');
   if (request.method === 'GET' && url.pathname === '/') {
     response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(CHAT_PAGE);
   } else if (request.method === 'GET' && url.pathname === '/healthz') {
     response.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+  } else if (request.method === 'GET' && url.pathname === '/api/model' && options.modelFigures) {
+    const live = await options.modelFigures();
+    sendJson(response, 200, { ...live, summary: describeLiveEvaluation(live) });
   } else if (request.method === 'POST' && url.pathname === '/api/messages') {
     const body = await readBody(request, MAX_JSON_BYTES);
     if (!body) return sendJson(response, 413, { error: `a message body is limited to ${MAX_JSON_BYTES} bytes` });

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parameterCount } from '../../model/config.js';
 import { JobBusyError, type JobRecord } from '../fine-tune-jobs.js';
-import { percent } from '../regression-gate.js';
+import { describeLiveEvaluation } from '../model-scorer.js';
 import type { ReplyFile } from '../reply.js';
 import type { IncomingMessage } from '../message.js';
 import { type Command, CommandUsageError } from './command.js';
@@ -139,10 +139,8 @@ const evaluate: Command = {
   summary: "the regression gate's figures for the live version",
   admin: true,
   async run({ message, services }) {
-    const live = await services.scorer.scoreLive(services.faqFor(message));
-    if (!live) return 'No model is live yet.';
-    const { version, score } = live;
-    return `${version}: ${score.correct}/${score.questions} FAQ questions and ${score.heldOutCorrect}/${score.heldOut} held-out rewordings answered right (${percent(score.score)}).`;
+    const evaluation = await services.scorer.scoreLive(services.faqFor(message));
+    return describeLiveEvaluation({ version: evaluation?.version ?? null, evaluation });
   },
 };
 

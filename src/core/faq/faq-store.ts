@@ -92,6 +92,11 @@ export interface FaqStoreOptions {
   wordnet?: WordNet | null;
 }
 
+/** What the answer policy asks of an FAQ: FaqStore, or a view of it (searchView). */
+export interface FaqSearch {
+  search(query: string, k: number): Promise<SearchHit[]>;
+}
+
 /** The FAQ of one scope. */
 export class FaqStore {
   readonly scope: string;
@@ -227,6 +232,18 @@ export class FaqStore {
       this.state.index = { version: document.version, index: new Bm25Index(document.entries, lexicon) };
     }
     return this.state.index.index.search(query, k);
+  }
+
+  /**
+   * Search, as search() does it, over this FAQ with each entry's alternates chosen by
+   * `alternatesOf`: the regression gate asks held-out alternates of an FAQ that does not know
+   * them. The view's index is built once, here, and not kept.
+   */
+  async searchView(alternatesOf: (entry: FaqEntry) => string[]): Promise<FaqSearch> {
+    const document = await this.load();
+    const entries = document.entries.map((entry) => ({ ...entry, alternates: alternatesOf(entry) }));
+    const index = new Bm25Index(entries, new Lexicon({ synonyms: document.synonyms, wordnet: this.wordnet() }));
+    return { search: async (query, k) => index.search(query, k) };
   }
 
   /**
