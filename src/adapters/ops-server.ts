@@ -11,7 +11,7 @@ import type { Logger } from '../log.js';
  */
 export interface OpsEndpoints {
   readonly readiness: Readiness;
-  readonly metrics: { render(): string };
+  readonly metrics: { render(): Promise<string> };
 }
 
 export type Health = { readonly ready: true } | { readonly ready: false; readonly reason: string };
@@ -38,7 +38,10 @@ export class Readiness {
   }
 }
 
-/** Answers /healthz and /metrics; false for any other request, which is the caller's to route. */
+/**
+ * Answers /healthz and /metrics; false for any other request, which is the caller's to route.
+ * /metrics is written once its figures are gathered (prom-client collects them asynchronously).
+ */
 export function serveOps(ops: OpsEndpoints, request: HttpRequest, response: ServerResponse): boolean {
   if (request.method !== 'GET' && request.method !== 'HEAD') return false;
   const { pathname } = new URL(request.url ?? '/', 'http://localhost');
@@ -49,7 +52,10 @@ export function serveOps(ops: OpsEndpoints, request: HttpRequest, response: Serv
     return true;
   }
   if (pathname === '/metrics') {
-    response.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' }).end(ops.metrics.render());
+    ops.metrics.render().then(
+      (text) => response.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' }).end(text),
+      (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`cannot gather the metrics: ${error instanceof Error ? error.message : String(error)}`),
+    );
     return true;
   }
   return false;

@@ -61,12 +61,12 @@ export class ModelHost implements LiveModel {
     const loaded = this.loaded;
     if (!loaded) return null;
     loaded.inFlight++;
-    this.metrics.modelRequestsInFlight.add(1);
+    this.metrics.modelRequestsInFlight.inc();
     const started = performance.now();
     const stream = loaded.model.generate(prompt, options);
     const release = () => {
       loaded.inFlight--;
-      this.metrics.modelRequestsInFlight.add(-1);
+      this.metrics.modelRequestsInFlight.dec();
       if (loaded.retiring && loaded.inFlight === 0) void loaded.model.close();
     };
     stream.result.then((result) => {

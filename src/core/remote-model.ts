@@ -91,7 +91,7 @@ export class RemoteModel implements LiveModel {
     if (signal?.aborted) cancel.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     this.running.add(cancel);
-    this.metrics.modelRequestsInFlight.add(1);
+    this.metrics.modelRequestsInFlight.inc();
     const started = performance.now();
 
     const pieces = new PieceQueue();
@@ -106,7 +106,7 @@ export class RemoteModel implements LiveModel {
       .finally(() => {
         this.running.delete(cancel);
         signal?.removeEventListener('abort', onAbort);
-        this.metrics.modelRequestsInFlight.add(-1);
+        this.metrics.modelRequestsInFlight.dec();
         pieces.end();
       });
     return {

@@ -481,10 +481,19 @@ describe('Discord adapter: a Discord-compatible server that refuses a field of t
 });
 
 /** tunebot_feedback_total{kind} as /metrics shows it. */
-function feedbackCounted(kind: 'up' | 'down'): number {
-  const found = new RegExp(`^tunebot_feedback_total\\{kind="${kind}"\\} (\\d+)$`, 'mu').exec(scratch.app.services.metrics.render());
+async function feedbackCounted(kind: 'up' | 'down'): Promise<number> {
+  const found = new RegExp(`^tunebot_feedback_total\\{kind="${kind}"\\} (\\d+)$`, 'mu').exec(await scratch.app.services.metrics.render());
   assert.ok(found, `tunebot_feedback_total{kind="${kind}"} is in /metrics`);
   return Number(found[1]);
+}
+
+/** Waits until /metrics counts `count` reactions of `kind`. */
+async function untilCounted(kind: 'up' | 'down', count: number, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while ((await feedbackCounted(kind)) !== count) {
+    if (Date.now() > deadline) assert.fail(`timed out after 10 s waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 describe('Discord adapter: 👍 and 👎 on answers', () => {
@@ -521,18 +530,18 @@ describe('Discord adapter: 👍 and 👎 on answers', () => {
     answer = await replyTo(discord, question);
     assert.equal(answer.content, CANCEL_ANSWER);
     assert.doesNotMatch((await inboxListing()).content, /How do I cancel/u, 'an FAQ answer is not in the inbox by itself');
-    const downs = feedbackCounted('down');
+    const downs = await feedbackCounted('down');
     assert.equal(discord.react({ message: answer, user: uma, emoji: '👎' }), true);
-    await discord.waitFor(() => feedbackCounted('down') === downs + 1, 'the thumbs-down counted');
+    await untilCounted('down', downs + 1, 'the thumbs-down counted');
     const today = new Date().toISOString().slice(0, 10);
     assert.match((await inboxListing()).content, new RegExp(`^\\d+\\. How do I cancel my subscription\\? \\(thumbs-down on my answer from ${entryId} ${today}\\)$`, 'mu'));
   });
 
   it("counts a 👍, and a user's 👎 once when taken back and given again; ignores the bot's reactions, other emoji and other messages", async () => {
-    const [ups, downs] = [feedbackCounted('up'), feedbackCounted('down')];
+    const [ups, downs] = [await feedbackCounted('up'), await feedbackCounted('down')];
     const vic = discord.user('vic');
     discord.react({ message: answer, user: vic, emoji: '👍' });
-    await discord.waitFor(() => feedbackCounted('up') === ups + 1, 'the thumbs-up counted');
+    await untilCounted('up', ups + 1, 'the thumbs-up counted');
 
     const listing = await inboxListing();
     assert.equal(discord.react({ message: answer, user: uma, emoji: '👎', remove: true }), true);
@@ -543,26 +552,26 @@ describe('Discord adapter: 👍 and 👎 on answers', () => {
     discord.react({ message: answer, user: vic, emoji: '😀' });
     // Reactions are handled in the order they come: once the last is counted, all of these were seen.
     discord.react({ message: answer, user: discord.user('wes'), emoji: '👎🏽' });
-    await discord.waitFor(() => feedbackCounted('down') === downs + 1, "wes's thumbs-down (with a skin tone) counted");
-    assert.deepEqual([feedbackCounted('up'), feedbackCounted('down')], [ups + 1, downs + 1], 'nothing else was counted');
+    await untilCounted('down', downs + 1, "wes's thumbs-down (with a skin tone) counted");
+    assert.deepEqual([await feedbackCounted('up'), await feedbackCounted('down')], [ups + 1, downs + 1], 'nothing else was counted');
     assert.deepEqual((await scratch.app.services.feedback.tallies('discord', discord.guilds[0].id)).get(entryId), { up: 1, down: 2 }, "uma's 👎 stands again, beside wes's");
   });
 
   it('takes back a vote when the reaction is removed, and counts reactions on answers posted before a restart (no longer cached) and in DMs', async () => {
-    const ups = feedbackCounted('up');
+    const ups = await feedbackCounted('up');
     await adapter.stop();
     adapter = await start();
     discord.react({ message: answer, user: uma, emoji: '👎', remove: true });
     discord.react({ message: answer, user: discord.user('xia'), emoji: '👍' });
-    await discord.waitFor(() => feedbackCounted('up') === ups + 1, 'the thumbs-up on an uncached message counted');
+    await untilCounted('up', ups + 1, 'the thumbs-up on an uncached message counted');
     assert.deepEqual((await scratch.app.services.feedback.tallies('discord', discord.guilds[0].id)).get(entryId), { up: 2, down: 1 });
 
-    const downs = feedbackCounted('down');
+    const downs = await feedbackCounted('down');
     const yan = discord.user('yan');
     const asked = discord.sendDirectMessage(yan, CANCEL_QUESTION);
     const reply = await discord.waitFor(() => discord.botMessages(asked.channel_id)[0], 'the DM answer');
     discord.react({ message: reply, user: yan, emoji: '👎' });
-    await discord.waitFor(() => feedbackCounted('down') === downs + 1, 'the thumbs-down in a DM counted');
+    await untilCounted('down', downs + 1, 'the thumbs-down in a DM counted');
   });
 
   it('counts a 👎 on the first part of a long answer given while the other parts are still being posted', async () => {
@@ -571,13 +580,13 @@ describe('Discord adapter: 👍 and 👎 on answers', () => {
     const slow = await LoopbackDiscord.start({ postDelayMs: 300 });
     const slowAdapter = await startAdapter(scratch.app.engine, slow, { feedback: scratch.app.services.feedback });
     try {
-      const downs = feedbackCounted('down');
+      const downs = await feedbackCounted('down');
       const zed = slow.user('zed');
       const asked = slow.sendMessage({ channelId: slow.guilds[0].general.id, author: zed, content: 'What does the privacy policy say?', mention: true });
       const first = await replyTo(slow, asked);
       slow.react({ message: first, user: zed, emoji: '👎' });
       const partsThen = slow.botMessages(asked.channel_id).length;
-      await slow.waitFor(() => feedbackCounted('down') === downs + 1, 'the thumbs-down counted');
+      await untilCounted('down', downs + 1, 'the thumbs-down counted');
       const parts = slow.botMessages(asked.channel_id).length;
       assert.ok(parts >= 3 && partsThen < parts, `the answer was still being posted (${partsThen} of ${parts} parts) when the reaction came`);
     } finally {

@@ -249,6 +249,13 @@ describe('tunebot serve-model: the server and RemoteModel', () => {
     assert.equal(health.status, 200);
     assert.equal(await health.text(), 'ok');
     assert.ok((await metricOf(server.url, 'tunebot_model_server_generations_total{outcome="done"}')) > 0);
+    // The server's registry and the model's, merged by prom-client: each metric once, the process's among them.
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const declared = text.split('\n').flatMap((line) => /^# TYPE (\S+) /u.exec(line)?.[1] ?? []);
+    assert.equal(new Set(declared).size, declared.length, 'no metric is declared twice');
+    for (const name of ['tunebot_model_server_generations_total', 'tunebot_generated_tokens_total', 'process_cpu_seconds_total', 'nodejs_eventloop_lag_seconds', 'nodejs_gc_duration_seconds']) {
+      assert.ok(declared.includes(name), `${name} is in /metrics`);
+    }
   });
   it('swaps the server to another version through the client; other clients see it on their next reply', async () => {
     const other = await RemoteModel.connect(server.url);

@@ -10,7 +10,7 @@ import { type App, createApp, SAMPLE_FAQ } from '../../src/core/app.js';
 import { scratchConfig } from '../helpers/scratch-config.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
 import type { IncomingMessage } from '../../src/core/message.js';
-import { MetricsRegistry } from '../../src/core/metrics.js';
+import { BotMetrics } from '../../src/core/metrics.js';
 import { ModelRegistry } from '../../src/core/model-registry.js';
 import { silentLogger } from '../../src/log.js';
 import { initModel } from '../../src/model/model-dir.js';
@@ -23,16 +23,17 @@ interface Exposition {
   readonly types: Map<string, string>;
   /** Metric name -> its # HELP text. */
   readonly help: Map<string, string>;
-  /** `name{labels}` as written -> value. */
+  /** `name{labels}`, the labels in name order -> value. */
   readonly samples: Map<string, number>;
 }
 
-const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*",?)*\})? (-?[0-9.e+-]+|\+Inf|-Inf|NaN)$/u;
+const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*",?)*\})? (-?[0-9.e+-]+|\+Inf|-Inf|NaN|Nan|nan)$/u;
 
 /**
- * Reads Prometheus's text format strictly: every line is a HELP, a TYPE or a sample; a
- * metric's HELP and TYPE come before its samples, and each sample belongs to a declared metric
- * (a histogram's through its _bucket, _sum and _count series).
+ * Reads Prometheus's text format strictly: every line is a HELP, a TYPE, a sample or empty; a
+ * metric's HELP and TYPE come before its samples, each metric is declared once, and each
+ * sample belongs to a declared metric (a histogram's through its _bucket, _sum and _count
+ * series). Samples are keyed with their labels sorted by name, whatever order they came in.
  */
 function parseExposition(text: string): Exposition {
   assert.ok(text.endsWith('\n'), 'the exposition ends with a newline');
@@ -40,11 +41,14 @@ function parseExposition(text: string): Exposition {
   const help = new Map<string, string>();
   const samples = new Map<string, number>();
   for (const line of text.slice(0, -1).split('\n')) {
+    if (line === '') continue;
     const comment = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/u.exec(line);
     if (comment) {
       const [, kind, name, rest] = comment;
-      if (kind === 'HELP') help.set(name, rest);
-      else {
+      if (kind === 'HELP') {
+        assert.ok(!help.has(name), `${name} is declared once`);
+        help.set(name, rest);
+      } else {
         assert.ok(['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(rest), `a known type: ${line}`);
         assert.ok(help.has(name), `HELP comes before TYPE for ${name}`);
         types.set(name, rest);
@@ -57,51 +61,54 @@ function parseExposition(text: string): Exposition {
     const family = types.has(name) ? name : name.replace(/_(bucket|sum|count)$/u, '');
     assert.ok(types.has(family), `${name} belongs to a declared metric`);
     if (family !== name) assert.equal(types.get(family), 'histogram', `${name} is a histogram series`);
-    samples.set(`${name}${labels}`, value === '+Inf' ? Infinity : value === '-Inf' ? -Infinity : Number(value));
+    samples.set(`${name}${sortedLabels(labels)}`, value === '+Inf' ? Infinity : value === '-Inf' ? -Infinity : Number(value));
   }
   return { types, help, samples };
 }
 
-describe('metrics registry', () => {
-  it('writes counters, gauges and histograms in the text format, labels escaped', () => {
-    const registry = new MetricsRegistry();
-    const requests = registry.counter('demo_requests_total', 'Requests.\nBy route, with a \\ in the help.', ['route']);
-    const depth = registry.gauge('demo_depth', 'Queue depth.');
-    const latency = registry.histogram('demo_seconds', 'Latency.', [0.1, 1], ['route']);
-    registry.counter('demo_idle_total', 'Never counted.');
-    requests.inc({ route: 'a "quoted"\\path\n' });
-    requests.inc({ route: 'b' }, 2.5);
-    depth.add(3);
-    depth.add(-1);
-    for (const value of [0.05, 0.1, 0.5, 7]) latency.observe({ route: 'b' }, value);
+/** `{b="1",a="2"}` as `{a="2",b="1"}`. */
+function sortedLabels(labels: string): string {
+  if (!labels) return '';
+  const pairs = labels.slice(1, -1).match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/gu) ?? [];
+  const name = (pair: string) => pair.slice(0, pair.indexOf('='));
+  return `{${pairs.sort((a, b) => (name(a) < name(b) ? -1 : 1)).join(',')}}`;
+}
 
-    const text = registry.render();
-    assert.ok(text.includes('# HELP demo_requests_total Requests.\\nBy route, with a \\\\ in the help.\n'), text);
-    const { types, samples } = parseExposition(text);
-    assert.deepEqual([...types], [['demo_requests_total', 'counter'], ['demo_depth', 'gauge'], ['demo_seconds', 'histogram'], ['demo_idle_total', 'counter']]);
-    assert.equal(samples.get('demo_idle_total'), 0);
-    assert.equal(samples.get('demo_requests_total{route="a \\"quoted\\"\\\\path\\n"}'), 1);
-    assert.equal(samples.get('demo_requests_total{route="b"}'), 2.5);
-    assert.equal(samples.get('demo_depth'), 2);
-    // Buckets are cumulative; a value on a bound falls in that bound's bucket.
-    assert.equal(samples.get('demo_seconds_bucket{route="b",le="0.1"}'), 2);
-    assert.equal(samples.get('demo_seconds_bucket{route="b",le="1"}'), 3);
-    assert.equal(samples.get('demo_seconds_bucket{route="b",le="+Inf"}'), 4);
-    assert.equal(samples.get('demo_seconds_count{route="b"}'), 4);
-    assert.equal(samples.get('demo_seconds_sum{route="b"}'), 0.05 + 0.1 + 0.5 + 7);
+describe('BotMetrics through prom-client', () => {
+  it("writes tunebot's figures beside the process's own (CPU, memory, heap, event-loop lag, GC), each declared once", async () => {
+    const metrics = new BotMetrics();
+    metrics.messageHandled('faq', 0.02);
+    metrics.messageHandled('faq', 0.5);
+    metrics.feedbackCounted('down');
+    metrics.generationFinished(10, 0.5);
+    metrics.fineTuneJobsFinished.inc({ status: 'promoted' });
+    const { types, samples } = parseExposition(await metrics.render());
+    const expectedTypes: [string, string][] = [
+      ['process_cpu_seconds_total', 'counter'],
+      ['process_resident_memory_bytes', 'gauge'],
+      ['nodejs_heap_size_used_bytes', 'gauge'],
+      ['nodejs_eventloop_lag_seconds', 'gauge'],
+      ['nodejs_gc_duration_seconds', 'histogram'],
+      ['tunebot_messages_total', 'counter'],
+      ['tunebot_reply_seconds', 'histogram'],
+      ['tunebot_model_requests_in_flight', 'gauge'],
+    ];
+    for (const [name, type] of expectedTypes) assert.equal(types.get(name), type, name);
+    assert.ok((samples.get('process_resident_memory_bytes') ?? 0) > 0);
+    assert.ok((samples.get('nodejs_heap_size_used_bytes') ?? 0) > 0);
+    assert.equal(samples.get('tunebot_messages_total{path="faq"}'), 2);
+    assert.equal(samples.get('tunebot_messages_total{path="model"}'), 0, 'every path reads 0 from the start');
+    // Buckets are cumulative; 0.02 s falls in the 0.025 bucket, 0.5 s on the 0.5 bound.
+    assert.equal(samples.get('tunebot_reply_seconds_bucket{le="0.01",path="faq"}'), 0);
+    assert.equal(samples.get('tunebot_reply_seconds_bucket{le="0.025",path="faq"}'), 1);
+    assert.equal(samples.get('tunebot_reply_seconds_bucket{le="0.5",path="faq"}'), 2);
+    assert.equal(samples.get('tunebot_reply_seconds_bucket{le="+Inf",path="faq"}'), 2);
+    assert.equal(samples.get('tunebot_reply_seconds_sum{path="faq"}'), 0.52);
+    assert.equal(samples.get('tunebot_generation_tokens_per_second'), 20);
+    assert.equal(samples.get('tunebot_feedback_total{kind="down"}'), 1);
+    assert.equal(samples.get('tunebot_fine_tune_jobs_finished_total{status="promoted"}'), 1);
   });
 
-  it('refuses bad names, wrong labels, a counter going down and unordered buckets', () => {
-    const registry = new MetricsRegistry();
-    const counter = registry.counter('ok_total', 'A counter.', ['path']);
-    assert.throws(() => registry.counter('ok_total', 'Again.'), /already registered/);
-    assert.throws(() => registry.counter('bad-name', 'Dash.'), /not a valid metric name/);
-    assert.throws(() => registry.gauge('g', 'Label.', ['__reserved']), /not a valid label name/);
-    assert.throws(() => registry.histogram('h', 'Buckets.', [1, 1]), /finite and increasing/);
-    assert.throws(() => registry.histogram('h2', 'Le.', [1], ['le']), /bucket label/);
-    assert.throws(() => counter.inc({ path: 'x' }, -1), /only goes up/);
-    assert.throws(() => counter.inc({ route: 'x' } as unknown as { path: string }), /takes the labels path/);
-  });
 });
 
 describe('ops endpoints', () => {
@@ -184,7 +191,7 @@ describe('ops endpoints', () => {
       for (const path of ['command', 'faq', 'model']) assert.equal(samples.get(`tunebot_messages_total{path="${path}"}`), 1, `${url} ${path}`);
       assert.equal(samples.get('tunebot_messages_total{path="fallback"}'), 0);
       assert.equal(samples.get('tunebot_reply_seconds_count{path="model"}'), 1);
-      assert.equal(samples.get('tunebot_reply_seconds_bucket{path="model",le="+Inf"}'), 1);
+      assert.equal(samples.get('tunebot_reply_seconds_bucket{le="+Inf",path="model"}'), 1);
       assert.ok((samples.get('tunebot_reply_seconds_sum{path="model"}') ?? 0) > 0);
       const tokens = samples.get('tunebot_generated_tokens_total') ?? 0;
       assert.ok(tokens >= 1 && tokens <= 8, `tokens generated: ${tokens}`);

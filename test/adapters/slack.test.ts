@@ -335,7 +335,7 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
     assert.equal((await postSigned(eventsUrl, eventCallback(event, `Ev-reaction-${events}`), { signingSecret: SIGNING_SECRET })).status, 200);
     await adapter.idle();
   };
-  const counted = (kind: 'up' | 'down') => Number(new RegExp(`^tunebot_feedback_total\\{kind="${kind}"\\} (\\d+)$`, 'mu').exec(workspace.scratch.app.services.metrics.render())?.[1]);
+  const counted = async (kind: 'up' | 'down') => Number(new RegExp(`^tunebot_feedback_total\\{kind="${kind}"\\} (\\d+)$`, 'mu').exec(await workspace.scratch.app.services.metrics.render())?.[1]);
   /** The question `user` asks in DM `channel`, and the ts of the answer. */
   const askInDm = async (channel: string, user: string, text: string) => {
     const question = directMessage(channel, user, text);
@@ -374,7 +374,7 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
     const { answer } = await askInDm('D-MIA', 'UMIA', CANCEL_QUESTION);
     assert.doesNotMatch(await inboxListing(), /cancel/u, 'an FAQ answer is not in the inbox by itself');
     await deliver(reaction('UMIA', '-1', { channel: 'D-MIA', ts: answer }));
-    assert.equal(counted('down'), 1);
+    assert.equal(await counted('down'), 1);
     const today = new Date().toISOString().slice(0, 10);
     assert.match(await inboxListing(), new RegExp(`^1\\. How do I cancel my subscription\\? \\(thumbs-down on my answer from ${await entryIdOf(CANCEL_QUESTION)} ${today}\\)$`, 'mu'));
   });
@@ -390,7 +390,7 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
     await deliver(reaction('UBEN', 'tada', onAnswer));
     await deliver(reaction('UBEN', '-1', { channel: 'D-BEN', ts: question, author: 'UBEN' }));
     await deliver({ ...reaction('UBEN', '-1', onAnswer), item: { type: 'file', file: 'F123' } });
-    assert.deepEqual([counted('up'), counted('down')], [1, 2]);
+    assert.deepEqual([await counted('up'), await counted('down')], [1, 2]);
     const entryId = (await entryIdOf(APP_QUESTION)) ?? assert.fail(`the FAQ has "${APP_QUESTION}"`);
     assert.deepEqual((await workspace.scratch.app.services.feedback.tallies('slack', TEAM)).get(entryId), { up: 1, down: 1 });
   });
@@ -401,9 +401,9 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
     await replyInOf(workspace.slack, adapter, 'C-THANKS');
     const answer = [...workspace.slack.messages.values()].find((message) => message.channel === 'C-THANKS');
     assert.equal(answer?.threadTs, mention.ts);
-    const ups = counted('up');
+    const ups = await counted('up');
     await deliver(reaction('UZOE', '+1', { channel: 'C-THANKS', ts: answer?.ts ?? '' }));
-    assert.equal(counted('up'), ups + 1);
+    assert.equal(await counted('up'), ups + 1);
     const entryId = (await entryIdOf(INVOICE_QUESTION)) ?? assert.fail(`the FAQ has "${INVOICE_QUESTION}"`);
     const tally = async () => (await workspace.scratch.app.services.feedback.tallies('slack', TEAM)).get(entryId)?.up;
     assert.equal(await tally(), 1);

@@ -20,7 +20,7 @@ function feedbackOn(storage: Storage, scope: 'shared' | 'per-scope', limits = DE
   const metrics = new BotMetrics();
   const scopes = { scopeKeyOf: (platform: string, workspace: string) => faqScopeKey(scope, platform, workspace), inboxOf: (key: string) => new Inbox(storage.documents, key) };
   const feedback = new AnswerFeedback(storage.documents, scopes, metrics, limits, () => clock.now);
-  const counted = (kind: 'up' | 'down') => Number(new RegExp(`^tunebot_feedback_total\\{kind="${kind}"\\} (\\d+)$`, 'mu').exec(metrics.render())?.[1]);
+  const counted = async (kind: 'up' | 'down') => Number(new RegExp(`^tunebot_feedback_total\\{kind="${kind}"\\} (\\d+)$`, 'mu').exec(await metrics.render())?.[1]);
   const inbox = (platform: string, workspace: string) => scopes.inboxOf(scopes.scopeKeyOf(platform, workspace)).items();
   return { feedback, clock, counted, inbox };
 }
@@ -48,7 +48,7 @@ for (const makeBackend of backendFactories) {
       assert.equal(await feedback.react(inC1('1.1'), 'down', 'UAMY'), 'counted', 'a user may give both');
       assert.equal(await feedback.react(inC1('1.1'), 'down', 'UBOB'), 'counted');
       assert.equal(await feedback.withdraw(inC1('1.1'), 'down', 'UBOB'), 'withdrawn');
-      assert.deepEqual([counted('up'), counted('down')], [1, 2]);
+      assert.deepEqual([await counted('up'), await counted('down')], [1, 2]);
       assert.deepEqual(await feedback.tallies('slack', 'T1'), new Map([['hours', { up: 1, down: 1 }]]));
       const items = await inbox('slack', 'T1');
       assert.equal(items.length, 1, 'the question is in the inbox once');
@@ -63,7 +63,7 @@ for (const makeBackend of backendFactories) {
       assert.equal(await feedback.react(inC1('2.1', 'T2'), 'down', 'UAMY'), 'unknown', 'the same message id in another workspace');
       assert.equal(await feedback.react({ ...inC1('2.1'), channel: 'C2' }, 'down', 'UAMY'), 'unknown');
       assert.equal(await feedback.react({ ...inC1('2.1'), platform: 'discord' }, 'down', 'UAMY'), 'unknown');
-      assert.deepEqual([counted('up'), counted('down')], [0, 0]);
+      assert.deepEqual([await counted('up'), await counted('down')], [0, 0]);
       assert.deepEqual(await inbox('slack', 'T1'), []);
     });
 
@@ -85,7 +85,7 @@ for (const makeBackend of backendFactories) {
       assert.equal(await feedback.react(inC1('4.3'), 'up', 'UAMY'), 'counted', 'a moment before its lifetime ends');
       clock.now += 1;
       assert.equal(await feedback.react(inC1('4.4'), 'up', 'UAMY'), 'unknown', 'once its lifetime has ended');
-      assert.equal(counted('up'), 2);
+      assert.equal(await counted('up'), 2);
       await feedback.remember([inC1('4.5')], HOURS_ANSWER);
       const stored = (await store.documents.get('feedback:slack:T1')) as { messages: string[] }[];
       assert.deepEqual(stored.map((answer) => answer.messages), [['slack/T1/C1/4.5']], 'expired answers are dropped from storage on the next write');
@@ -99,7 +99,7 @@ for (const makeBackend of backendFactories) {
       assert.equal(await feedback.react(inC1('5.1'), 'up', 'U3'), 'unchanged');
       assert.equal(await feedback.withdraw(inC1('5.1'), 'up', 'U1'), 'withdrawn');
       assert.equal(await feedback.react(inC1('5.1'), 'up', 'U1'), 'restored');
-      assert.equal(counted('up'), 2);
+      assert.equal(await counted('up'), 2);
     });
 
     it('counts a vote once when two instances get the same reaction at the same time', async () => {
@@ -110,7 +110,7 @@ for (const makeBackend of backendFactories) {
       await first.feedback.remember([inC1('6.1')], HOURS_ANSWER);
       const outcomes = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? first : second).feedback.react(inC1('6.1'), 'down', 'UAMY')));
       assert.deepEqual(outcomes.toSorted(), ['counted', ...Array<string>(7).fill('unchanged')]);
-      assert.equal(first.counted('down') + second.counted('down'), 1);
+      assert.equal(await first.counted('down') + await second.counted('down'), 1);
       assert.equal((await first.inbox('slack', 'T1')).length, 1);
     });
 

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { LiveModel } from '../../core/live-model.js';
-import { type BotMetrics, MetricsRegistry } from '../../core/metrics.js';
+import { Counter, Registry } from 'prom-client';
+import type { BotMetrics } from '../../core/metrics.js';
 import {
   type ErrorBody,
   type GenerateBody,
@@ -53,10 +54,16 @@ const OUTCOMES = ['done', 'failed', 'cancelled'] as const;
 
 export async function startModelServer(model: LiveModel, options: ModelServerOptions): Promise<ModelServer> {
   const readiness = new Readiness(model);
-  const own = new MetricsRegistry();
-  const generations = own.counter('tunebot_model_server_generations_total', 'Generations the model server answered, by how they ended (cancelled: the client went away).', ['outcome']);
+  const own = new Registry();
+  const generations = new Counter({
+    name: 'tunebot_model_server_generations_total',
+    help: 'Generations the model server answered, by how they ended (cancelled: the client went away).',
+    labelNames: ['outcome'] as const,
+    registers: [own],
+  });
   for (const outcome of OUTCOMES) generations.inc({ outcome }, 0);
-  const ops = { readiness, metrics: { render: () => `${options.metrics.render()}${own.render()}` } };
+  const served = Registry.merge([options.metrics.registry, own]);
+  const ops = { readiness, metrics: { render: () => served.metrics() } };
   const api = new ModelApi(model, options, (outcome) => generations.inc({ outcome }));
 
   const server = createServer((request, response) => {
