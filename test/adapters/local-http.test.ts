@@ -4,12 +4,15 @@ import { type ClientRequest, type IncomingMessage, request as httpRequest, type 
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
 import { type ChatEngine, startLocalServer } from '../../src/adapters/local/http-server.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { loadConfig } from '../../src/core/config.js';
 import { heldOutQuestions } from '../../src/core/held-out-questions.js';
 import type { LiveEvaluation } from '../../src/core/model-scorer.js';
 import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { SOMETHING_WENT_WRONG } from '../../src/core/error-reply.js';
+import { StorageError } from '../../src/core/storage/storage-error.js';
 import { silentLogger } from '../../src/log.js';
 import { ModelError } from '../../src/model/errors.js';
 import type { GenerationStream } from '../../src/model/language-model.js';
@@ -383,6 +386,35 @@ describe('local HTTP server: a client that goes away, and one that reads slowly'
       assert.ok(events.every((event) => (event.data as { text: string }).text === piece));
     } finally {
       await local.close();
+    }
+  });
+});
+
+describe('local HTTP server: an engine failure', () => {
+  it("ends the stream with an error event: a coded error's message, or the generic reply for a bug, whose message is logged only", async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const engine: ChatEngine = {
+      async *handle(message) {
+        yield 'Let me check.';
+        if (message.text === 'coded') throw new StorageError('STORAGE_UNAVAILABLE', 'cannot reach Redis storage redis://127.0.0.1:1');
+        throw new TypeError("Cannot read properties of undefined (reading 'entries')");
+      },
+    };
+    const { server, url } = await startLocalServer(engine, { port: 0, logger });
+    try {
+      const eventsOf = async (text: string) => parseEvents(await (await fetch(`${url}/api/messages`, { method: 'POST', body: JSON.stringify({ userId: 'alice', text }) })).text());
+      assert.deepEqual(await eventsOf('coded'), [
+        { event: 'message', data: { text: 'Let me check.' } },
+        { event: 'error', data: { error: 'Could not do that: cannot reach Redis storage redis://127.0.0.1:1' } },
+      ]);
+      assert.deepEqual(await eventsOf('anything'), [
+        { event: 'message', data: { text: 'Let me check.' } },
+        { event: 'error', data: { error: SOMETHING_WENT_WRONG } },
+      ]);
+      assert.ok(lines.some((line) => line.includes("reading 'entries'")), 'the bug is logged');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage as HttpRequest, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../../log.js';
+import { errorReply } from '../../core/error-reply.js';
 import type { Attachment, IncomingMessage } from '../../core/message.js';
 import { describeLiveEvaluation, type LiveEvaluation } from '../../core/model-scorer.js';
 import { fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
@@ -84,7 +85,7 @@ async function route(engine: ChatEngine, shelf: FileShelf, options: LocalServerO
     if (typeof parsed.userId !== 'string' || !parsed.userId || typeof parsed.text !== 'string') {
       return sendJson(response, 400, { error: 'userId (a non-empty string) and text (a string) are required' });
     }
-    await streamReply(engine, shelf, response, localMessage(parsed.userId, typeof parsed.displayName === 'string' ? parsed.displayName : parsed.userId, parsed.text, []));
+    await streamReply(engine, shelf, response, localMessage(parsed.userId, typeof parsed.displayName === 'string' ? parsed.displayName : parsed.userId, parsed.text, []), options.logger);
   } else if (request.method === 'POST' && url.pathname === '/api/upload') {
     const userId = url.searchParams.get('userId');
     const name = url.searchParams.get('name');
@@ -92,7 +93,7 @@ async function route(engine: ChatEngine, shelf: FileShelf, options: LocalServerO
     const body = await readBody(request, MAX_UPLOAD_BYTES);
     if (!body) return sendJson(response, 413, { error: `an upload is limited to ${MAX_UPLOAD_BYTES} bytes` });
     const attachment: Attachment = { name, size: body.length, bytes: async () => new Uint8Array(body) };
-    await streamReply(engine, shelf, response, localMessage(userId, userId, '/faq import', [attachment]));
+    await streamReply(engine, shelf, response, localMessage(userId, userId, '/faq import', [attachment]), options.logger);
   } else if (request.method === 'GET' && url.pathname.startsWith(FILES_PATH)) {
     const id = url.pathname.slice(FILES_PATH.length).split('/')[0];
     const file = shelf.get(id);
@@ -113,7 +114,7 @@ function localMessage(userId: string, displayName: string, text: string, attachm
  * closes the connection stops the reply, and with it the model's generation: return() on the
  * engine's generator takes effect once the part it is producing is ready.
  */
-async function streamReply(engine: ChatEngine, shelf: FileShelf, response: ServerResponse, message: IncomingMessage): Promise<void> {
+async function streamReply(engine: ChatEngine, shelf: FileShelf, response: ServerResponse, message: IncomingMessage, logger: Logger): Promise<void> {
   response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
   // The client sees the stream open while the reply is still being worked out.
   response.flushHeaders();
@@ -131,7 +132,8 @@ async function streamReply(engine: ChatEngine, shelf: FileShelf, response: Serve
     }
     await writeEvent(response, 'event: done\ndata: {}\n\n');
   } catch (error) {
-    await writeEvent(response, `event: error\ndata: ${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n\n`);
+    logger.error({ err: error, user: `local:${message.user.id}` }, 'the engine failed on a local chat message');
+    await writeEvent(response, `event: error\ndata: ${JSON.stringify({ error: errorReply(error) })}\n\n`);
   }
   response.end();
 }
