@@ -12,7 +12,7 @@ import { ConversationEngine } from './engine.js';
 import type { EngineSettings } from './engine-settings.js';
 import { AnswerFeedback } from './feedback.js';
 import { faqScopeKey, FaqStore } from './faq/faq-store.js';
-import { parseFaqFile } from './faq/formats.js';
+import { parseFaqDocument } from './faq/formats.js';
 import { FineTuneError, FineTuneJobs, type FineTunes, type JobRecord } from './fine-tune-jobs.js';
 import { QueuedFineTunes } from './fine-tune-queue.js';
 import { Inbox } from './inbox.js';
@@ -211,8 +211,8 @@ export async function prepareFirstStart(
   const local: IncomingMessage = { platform: 'local', scope: { workspace: 'local', channel: 'start' }, user: { id: 'local', displayName: 'local' }, text: '', attachments: [], platformAdmin: true };
   const faq = app.services.faqFor(local);
   if ((await faq.entries()).length === 0) {
-    const records = parseFaqFile(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown');
-    await faq.applyImport(records, 'merge');
+    const { records, synonyms } = parseFaqDocument(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown');
+    await faq.applyImport(records, 'merge', { synonyms });
     logger.info({ entries: records.length }, 'first start: imported the sample FAQ');
   }
   const versions = await registry.versions();

@@ -10,7 +10,7 @@ import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { loadConfig } from '../../src/core/config.js';
 import { heldOutQuestions } from '../../src/core/held-out-questions.js';
 import type { LiveEvaluation } from '../../src/core/model-scorer.js';
-import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import { SOMETHING_WENT_WRONG } from '../../src/core/error-reply.js';
 import { StorageError } from '../../src/core/storage/storage-error.js';
 import { silentLogger } from '../../src/log.js';
@@ -144,7 +144,7 @@ describe('local HTTP server', () => {
 
   it('imports an uploaded markdown FAQ and answers its questions from it', async () => {
     const bytes = await readFile(SAMPLE_FAQ);
-    const records = parseFaqFile(bytes, 'markdown');
+    const records = parseFaqDocument(bytes, 'markdown').records;
     const imported = await streamedReply(await upload('sample-faq.md', bytes));
     assert.match(imported.text, /^Imported sample-faq\.md \(merge\):/);
     assert.ok(imported.text.includes(`+ ${records.length} new`), imported.text);

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { startLocalServer } from '../../src/adapters/local/http-server.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
-import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { ReplyPart } from '../../src/core/reply.js';
 import { silentLogger } from '../../src/log.js';
 import { encodePngRgb } from '../../src/model/training/png.js';
@@ -50,7 +50,7 @@ describe('the local chat page in headless Chromium', () => {
   }
 
   it('imports an FAQ file chosen with the Import FAQ button', async () => {
-    const records = parseFaqFile(await readFile(SAMPLE_FAQ), 'markdown');
+    const records = parseFaqDocument(await readFile(SAMPLE_FAQ), 'markdown').records;
     await page.setInputFiles('#file', SAMPLE_FAQ);
     assert.equal(await page.locator('.turn.user').last().innerText(), '/faq import sample-faq.md');
     const reply = await botReply(0);
@@ -60,7 +60,7 @@ describe('the local chat page in headless Chromium', () => {
   });
 
   it('answers a question typed and sent with the Send button, from the FAQ', async () => {
-    const records = parseFaqFile(await readFile(SAMPLE_FAQ), 'markdown');
+    const records = parseFaqDocument(await readFile(SAMPLE_FAQ), 'markdown').records;
     await page.fill('#text', 'What is tunebot?');
     await page.click('#send');
     assert.equal(await page.inputValue('#text'), '', 'the input is cleared once sent');

@@ -8,7 +8,7 @@ import { startLocalServer } from '../../src/adapters/local/http-server.js';
 import { type OpsEndpoints, Readiness, startOpsServer } from '../../src/adapters/ops-server.js';
 import { type App, createApp, SAMPLE_FAQ } from '../../src/core/app.js';
 import { scratchConfig } from '../helpers/scratch-config.js';
-import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { IncomingMessage } from '../../src/core/message.js';
 import { BotMetrics } from '../../src/core/metrics.js';
 import { ModelRegistry } from '../../src/core/model-registry.js';
@@ -179,7 +179,7 @@ describe('ops endpoints', () => {
     assert.equal(before.types.get('tunebot_model_requests_in_flight'), 'gauge');
     for (const path of ['command', 'faq', 'model', 'fallback']) assert.equal(before.samples.get(`tunebot_messages_total{path="${path}"}`), 0, path);
 
-    await app.services.faqFor(LOCAL).applyImport(parseFaqFile(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown'), 'replace');
+    await app.services.faqFor(LOCAL).applyImport(parseFaqDocument(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown').records, 'replace');
     await ask('/help');
     await ask('What is tunebot?');
     // Partly like an FAQ question: relevant, not a confident match, so the model answers.

@@ -7,7 +7,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { runTerminalChat, type TerminalChatOptions } from '../../src/adapters/local/terminal-chat.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
-import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { FaqRecord } from '../../src/core/faq/entry.js';
 import type { IncomingMessage } from '../../src/core/message.js';
 import { collectReply } from '../../src/core/reply.js';
@@ -43,7 +43,7 @@ describe('terminal chat', () => {
 
   before(async () => {
     scratch = await createScratchApp();
-    records = parseFaqFile(await readFile(SAMPLE_FAQ), 'markdown');
+    records = parseFaqDocument(await readFile(SAMPLE_FAQ), 'markdown').records;
     await scratch.app.services.faqFor(localMessage('')).applyImport(records, 'merge');
   });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { FAQ_FILE_EXTENSIONS, FAQ_FORMATS, MAX_FAQ_FILE_BYTES, toFaqFormat } from '../../src/core/faq/formats.js';
+import { FAQ_FILE_EXTENSIONS, FAQ_FORMATS, MAX_FAQ_FILE_BYTES, parseFaqDocument, toFaqFormat } from '../../src/core/faq/formats.js';
 import type { Attachment } from '../../src/core/message.js';
 import { exportedEntries, faqEntries, PNG_SIGNATURE } from '../helpers/reply-files.js';
 import { ask, askForFiles, attachment, type EngineFixture, localMessage, startEngineFixture } from './engine-fixture.js';
@@ -32,7 +32,9 @@ describe('commands', () => {
     const { token } = await fixture.faq.requestClear();
     await fixture.faq.clear(token);
     if (pairs.length > 0) await fixture.faq.applyImport(pairs.map(([question, answer]) => ({ question, answer })), 'merge');
+    await fixture.faq.setSynonyms([], 'replace');
   };
+  const idOf = async (question: string) => (await fixture.faq.entries()).find((entry) => entry.question === question)?.id;
 
   before(async () => {
     fixture = await startEngineFixture({
@@ -258,6 +260,120 @@ describe('commands', () => {
       assert.equal(await admin('/faq synonyms remove 2'), 'Could not do that: there is no synonym group 2; the list has 1');
       assert.equal(await admin('/faq synonyms remove 1'), 'Removed the synonyms money back = reimbursed.');
       await faq.remove(entry.id);
+    });
+  });
+
+  describe('faq synonyms and overlaps in files', () => {
+    /** Four entries that all mention the account, so that "account" cannot be a synonym here. */
+    const ACCOUNT_FAQ = [
+      { question: 'How do I delete my account?', answer: 'Under Settings, then Delete.' },
+      { question: 'How do I rename my account?', answer: 'Under Settings, then Name.' },
+      { question: 'Can I share my account?', answer: 'No, one person per account.' },
+      { question: 'Do you offer refunds?', answer: 'Within 30 days, to the account you paid from.' },
+    ];
+
+    it('imports the synonym list with the entries, in one write, and says so; preview changes nothing', async () => {
+      await fixture.faq.setSynonyms([['sign in', 'log in']], 'replace');
+      const version = await fixture.faq.version();
+      const file = attachment('faq.json', JSON.stringify({ synonyms: [['money back', 'refund'], ['bill', 'invoice']], entries: ACCOUNT_FAQ }));
+      const preview = await admin('/faq import preview', [file]);
+      assert.match(preview, /^Preview of faq\.json \(merge; nothing changed yet\):\n\+ 4 new\n/);
+      assert.ok(preview.split('\n').includes('* 2 synonym groups from the file replace the synonym list (1 synonym group before)'), preview);
+      assert.deepEqual(await fixture.faq.synonyms(), [['sign in', 'log in']]);
+      assert.equal(await fixture.faq.version(), version);
+
+      const imported = await admin('/faq import', [file]);
+      assert.match(imported, /^Imported faq\.json \(merge\):\n\+ 4 new\n[^]*\n\* 2 synonym groups from the file replace the synonym list \(1 synonym group before\)$/);
+      assert.deepEqual(await fixture.faq.synonyms(), [['money back', 'refund'], ['bill', 'invoice']]);
+      assert.equal(await fixture.faq.version(), version + 1, 'entries and synonyms in one write');
+      const refunds = await idOf('Do you offer refunds?');
+      assert.equal((await fixture.faq.search('can I have my money back', 1))[0]?.entry.id, refunds);
+
+      // The same file again changes nothing, and a Markdown file carries a list too.
+      assert.equal(await admin('/faq import', [file]), 'Imported faq.json (merge):\n+ 0 new\n~ 0 changed\n= 4 unchanged\n(2 not in the file, kept)\n* 2 synonym groups from the file replace the synonym list (2 synonym groups before)');
+      assert.equal(await fixture.faq.version(), version + 1);
+      const markdown = attachment('faq.md', '<!-- faq-synonyms: [["money back", "refund", "repayment"]] -->\n\n## Do you offer refunds?\n\nWithin 30 days, to the account you paid from.\n');
+      assert.match(await admin('/faq import', [markdown]), /\n\* 1 synonym group from the file replace the synonym list \(2 synonym groups before\)$/);
+      assert.deepEqual(await fixture.faq.synonyms(), [['money back', 'refund', 'repayment']]);
+    });
+
+    it('refuses a synonym list that would match most entries, and the whole import with it: nothing changes', async () => {
+      await fixture.faq.setSynonyms([['sign in', 'log in']], 'replace');
+      const before = await fixture.faq.export('json');
+      const version = await fixture.faq.version();
+      const file = attachment('faq.yaml', [
+        'synonyms:',
+        '  - [money back, refund]',
+        '  - [account, profile]',
+        'entries:',
+        ...ACCOUNT_FAQ.flatMap(({ question, answer }) => [`  - question: ${question}`, `    answer: ${answer}`]),
+        '',
+      ].join('\n'));
+      // Checked against the entries the import would leave: the file's and the FAQ's two in merge, the file's alone in replace.
+      for (const [command, entries] of [['/faq import preview', 6], ['/faq import', 6], ['/faq import replace', 4]] as const) {
+        assert.equal(
+          await admin(command, [file]),
+          `Could not do that: the synonym group "account, profile" matches 4 of the FAQ's ${entries} entries; words that common cannot tell entries apart, so they would map every question to every answer`,
+          command,
+        );
+      }
+      assert.equal(await fixture.faq.export('json'), before);
+      assert.equal(await fixture.faq.version(), version);
+      // A list the file gets wrong on its own is refused naming the line, with nothing changed either.
+      const bad = attachment('faq.jsonl', '{"question": "Refund?", "answer": "Yes."}\n{"synonyms": [["refund"]]}\n');
+      assert.equal(await admin('/faq import', [bad]), 'Could not do that: line 2: the synonym group "refund" has one phrase; a group needs two or more');
+      assert.equal(await fixture.faq.export('json'), before);
+    });
+
+    it('a CSV import leaves the synonym list as it is, in merge and in replace', async () => {
+      await fixture.faq.setSynonyms([['money back', 'refund']], 'replace');
+      const file = attachment('faq.csv', 'question,answer\nDo you offer refunds?,Within 30 days.\n');
+      for (const mode of ['merge', 'replace']) {
+        assert.doesNotMatch(await admin(`/faq import ${mode}`, [file]), /synonym/);
+        assert.deepEqual(await fixture.faq.synonyms(), [['money back', 'refund']], mode);
+      }
+    });
+
+    it('exports the synonym list in every format that holds one, and says CSV cannot; the export imports back', async () => {
+      await fixture.faq.setSynonyms([['money back', 'refund'], ['bill', 'invoice']], 'replace');
+      const expected = await faqEntries(fixture.faq);
+      for (const format of FAQ_FORMATS) {
+        const [file] = (await askForFiles(fixture.engine, localMessage('bob', `/faq export ${format}`))).files;
+        const { records, synonyms } = parseFaqDocument(file.data, format);
+        assert.deepEqual(records.map((record) => [record.question, record.answer]), expected, format);
+        if (format === 'csv') {
+          assert.equal(file.title, 'The FAQ (2 entries) as csv. CSV cannot hold its 2 synonym groups: export as json, jsonl, yaml, markdown to keep them.');
+          assert.equal(synonyms, undefined);
+        } else {
+          assert.equal(file.title, `The FAQ (2 entries) as ${format}.`);
+          assert.deepEqual(synonyms, [['money back', 'refund'], ['bill', 'invoice']], format);
+        }
+      }
+      const [markdown] = (await askForFiles(fixture.engine, localMessage('bob', '/faq export markdown'))).files;
+      await fixture.faq.setSynonyms([], 'replace');
+      assert.match(await admin('/faq import replace', [attachment('faq.md', markdown.data)]), /\n\* 2 synonym groups from the file replace the synonym list \(0 synonym groups before\)$/);
+      assert.deepEqual(await fixture.faq.synonyms(), [['money back', 'refund'], ['bill', 'invoice']]);
+    });
+
+    it('reports entries that ask nearly the same thing with different answers, at import and on add, without refusing them', async () => {
+      const file = attachment('faq.csv', 'question,answer\nHow can I reset my password?,Write to support.\nHow do I cancel?,Under Plan.\nHow can I cancel?,Under Plan.\n');
+      const preview = await admin('/faq import preview', [file]);
+      const reset = await idOf('How do I reset my password?');
+      const warning = '! these entries ask nearly the same thing with different answers:';
+      assert.match(preview, new RegExp(`\\n${warning}\\n  ${reset} "How do I reset my password\\?" / q\\d+ "How can I reset my password\\?"$`));
+      assert.equal((await fixture.faq.entries()).length, 2, 'the preview changed nothing');
+
+      const imported = await admin('/faq import', [file]);
+      const resetAgain = await idOf('How can I reset my password?');
+      // The two ways of asking to cancel share one answer: no overlap to report.
+      assert.ok(imported.endsWith(`\n${warning}\n  ${reset} "How do I reset my password?" / ${resetAgain} "How can I reset my password?"`), imported);
+      assert.equal((await fixture.faq.entries()).length, 5, 'the import went ahead');
+
+      const added = await admin('/faq add "Where can I find the invoices?" "Ask the office."');
+      const invoices = await idOf('Where are the invoices?');
+      const find = await idOf('Where can I find the invoices?');
+      assert.equal(added, `Added ${find}: "Where can I find the invoices?"\n${warning}\n  ${invoices} "Where are the invoices?" / ${find} "Where can I find the invoices?"`);
+      assert.match(await admin('/faq add "Is there an API?" "Yes."'), /^Added q\d+: "Is there an API\?"$/);
     });
   });
 

@@ -6,7 +6,7 @@ import type { TunebotConfig } from '../../src/core/config.js';
 import { scratchConfig } from '../helpers/scratch-config.js';
 import type { ConversationEngine } from '../../src/core/engine.js';
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
-import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { Attachment, IncomingMessage } from '../../src/core/message.js';
 import { collectReply, isReplyFile, type ReplyFile, type ReplyPart } from '../../src/core/reply.js';
 import { silentLogger } from '../../src/log.js';
@@ -59,7 +59,7 @@ export async function startEngineFixture(env: Record<string, string> = {}): Prom
 }
 
 export async function importSampleFaq(faq: FaqStore): Promise<void> {
-  await faq.applyImport(parseFaqFile(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown'), 'replace');
+  await faq.applyImport(parseFaqDocument(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown').records, 'replace');
 }
 
 export function localMessage(

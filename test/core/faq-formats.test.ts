@@ -5,8 +5,9 @@ import {
   detectFormat,
   FAQ_FORMATS,
   MAX_FAQ_FILE_BYTES,
-  parseFaqFile,
+  parseFaqDocument,
   serializeFaq,
+  SYNONYM_FORMATS,
   toFaqFormat,
   type FaqFormat,
 } from '../../src/core/faq/formats.js';
@@ -14,7 +15,7 @@ import {
 const utf8 = (text: string): Uint8Array => Buffer.from(text, 'utf8');
 
 function parse(text: string, format: FaqFormat): FaqRecord[] {
-  return parseFaqFile(utf8(text), format).map(({ line: _line, ...record }) => record);
+  return parseFaqDocument(utf8(text), format).records.map(({ line: _line, ...record }) => record);
 }
 
 /** Asserts a FaqError with this code whose message matches, and returns it for more checks. */
@@ -76,6 +77,113 @@ describe('FAQ formats: round trip', () => {
   });
 });
 
+/** Synonym groups as checkSynonyms leaves them, with characters each format must escape. */
+const SYNONYMS = [
+  ['money back', 'refund', 'reimbursement'],
+  ['2fa', 'two-factor auth', 'say "hi" --> now'],
+  ['null', 'yes', '1.10'],
+  ['日本語', 'にほんご'],
+  ['c# [x], {y}: z', '- dash # hash'],
+];
+
+describe('synonyms in FAQ files', () => {
+  const parsed = (text: string, format: FaqFormat) => {
+    const { records, synonyms } = parseFaqDocument(utf8(text), format);
+    return { records: records.map(({ line: _line, ...record }) => record), synonyms };
+  };
+
+  for (const format of SYNONYM_FORMATS) {
+    it(`${format}: the synonym list travels with the entries`, () => {
+      assert.deepEqual(parsed(serializeFaq(TRICKY, format, SYNONYMS), format), { records: TRICKY, synonyms: SYNONYMS });
+    });
+  }
+
+  it('CSV has no place for them: an export leaves them out and an import states none', () => {
+    const text = serializeFaq(TRICKY, 'csv', SYNONYMS);
+    assert.equal(text, serializeFaq(TRICKY, 'csv'));
+    assert.deepEqual(parsed(text, 'csv'), { records: TRICKY, synonyms: undefined });
+  });
+
+  it('an FAQ without synonyms is written as before, and reads back as stating none', () => {
+    const plain: FaqRecord[] = [{ question: 'Where?', answer: 'Here.' }];
+    assert.equal(serializeFaq(plain, 'json'), '[\n  {\n    "question": "Where?",\n    "answer": "Here."\n  }\n]\n');
+    assert.equal(serializeFaq(plain, 'yaml'), '- question: Where?\n  answer: Here.\n');
+    assert.equal(serializeFaq(plain, 'jsonl'), '{"question":"Where?","answer":"Here."}\n');
+    assert.equal(serializeFaq(plain, 'markdown'), '## Where?\n\nHere.\n');
+    for (const format of FAQ_FORMATS) assert.deepEqual(parsed(serializeFaq(plain, format, []), format), { records: plain, synonyms: undefined }, format);
+  });
+
+  it('writes each format the way a person would: a group per line, the list first', () => {
+    const entry: FaqRecord[] = [{ question: 'Refund?', answer: 'Yes.' }];
+    const groups = [['money back', 'refund']];
+    assert.equal(serializeFaq(entry, 'json', groups), '{\n  "synonyms": [\n    ["money back","refund"]\n  ],\n  "entries": [\n    {\n      "question": "Refund?",\n      "answer": "Yes."\n    }\n  ]\n}\n');
+    assert.equal(serializeFaq(entry, 'jsonl', groups), '{"synonyms":[["money back","refund"]]}\n{"question":"Refund?","answer":"Yes."}\n');
+    assert.equal(serializeFaq(entry, 'yaml', groups), 'synonyms:\n  - [ money back, refund ]\nentries:\n  - question: Refund?\n    answer: Yes.\n');
+    assert.equal(serializeFaq(entry, 'markdown', groups), '<!-- faq-synonyms: [["money back","refund"]] -->\n\n## Refund?\n\nYes.\n');
+  });
+
+  it('reads hand-written lists, cleaned and joined as the synonym list keeps them', () => {
+    const json = '{"entries": [{"question": "Refund?", "answer": "Yes."}], "synonyms": [["Money  Back", "refund"], ["refund", "repayment"], ["2FA", "two-factor"]]}';
+    assert.deepEqual(parsed(json, 'json').synonyms, [['money back', 'refund', 'repayment'], ['2fa', 'two-factor']]);
+    const yaml = 'synonyms:\n  - - money back\n    - refund\nentries:\n  - question: Refund?\n    answer: Yes.\n';
+    assert.deepEqual(parsed(yaml, 'yaml'), { records: [{ question: 'Refund?', answer: 'Yes.' }], synonyms: [['money back', 'refund']] });
+    const jsonl = '{"question": "Refund?", "answer": "Yes."}\n{"synonyms": [["money back", "refund"]]}\n';
+    assert.deepEqual(parsed(jsonl, 'jsonl').synonyms, [['money back', 'refund']]);
+    const markdown = 'Our FAQ.\n<!--faq-synonyms:[["money back", "refund"]]-->\n# Refund?\nYes.\n';
+    assert.deepEqual(parsed(markdown, 'markdown'), { records: [{ question: 'Refund?', answer: 'Yes.' }], synonyms: [['money back', 'refund']] });
+  });
+
+  it('an explicit empty list states that the FAQ has none', () => {
+    assert.deepEqual(parsed('{"synonyms": [], "entries": [{"question": "A?", "answer": "B"}]}', 'json').synonyms, []);
+    assert.deepEqual(parsed('synonyms: []\nentries:\n  - question: A?\n    answer: B\n', 'yaml').synonyms, []);
+  });
+
+  it('Markdown: a faq-synonyms comment under a heading, or in a code block, is text, not the list', () => {
+    const text = '```\n<!-- faq-synonyms: [["a b", "c d"]] -->\n```\n## A?\n<!-- faq-synonyms: [["a b", "c d"]] -->\nB\n';
+    assert.deepEqual(parsed(text, 'markdown'), { records: [{ question: 'A?', answer: '<!-- faq-synonyms: [["a b", "c d"]] -->\nB' }], synonyms: undefined });
+  });
+
+  it('JSON: names the line of a bad group, a bad phrase, a refused list, an unknown or repeated key, and a bad entry', () => {
+    const file = (synonyms: string, entries = '[\n    {"question": "A?", "answer": "B"}\n  ]') => `{\n  "synonyms": [\n${synonyms}\n  ],\n  "entries": ${entries}\n}`;
+    let error = rejects(() => parseFaqDocument(utf8(file('    ["refund", "money back"],\n    "refund"')), 'json'), 'FAQ_INVALID', /^line 4: synonym group 2 must be a list of words or phrases, such as \["money back", "refund"\]; got string "refund"$/);
+    assert.equal(error.line, 4);
+    rejects(() => parseFaqDocument(utf8(file('    ["refund", 7]')), 'json'), 'FAQ_INVALID', /^line 3: synonym group 1: each word or phrase must be text, got number 7$/);
+    error = rejects(() => parseFaqDocument(utf8(file('    ["refund", "money back"],\n    ["the", "a"]')), 'json'), 'FAQ_INVALID', /^line 2: synonym group 2: "the" has no word that is not a stopword/);
+    assert.equal(error.line, 2);
+    rejects(() => parseFaqDocument(utf8(file('    ["refund", "Refund"]')), 'json'), 'FAQ_INVALID', /^line 2: the synonym group "refund" has one phrase; a group needs two or more$/);
+    rejects(() => parseFaqDocument(utf8('{\n  "synonyms": {"refund": "money back"},\n  "entries": []\n}'), 'json'), 'FAQ_INVALID', /^line 2: synonyms must be a list of groups of words or phrases, such as \[\["money back", "refund"\], \["2fa", "two-factor"\]\]; got an object$/);
+    rejects(() => parseFaqDocument(utf8('{\n  "entries": [],\n  "topics": []\n}'), 'json'), 'FAQ_INVALID', /^line 3: expected a JSON array of \{"question": \.\.\., "answer": \.\.\.\} objects, or an object with "synonyms" and "entries"; found the key "topics"$/);
+    rejects(() => parseFaqDocument(utf8('{\n  "entries": [],\n  "entries": []\n}'), 'json'), 'FAQ_INVALID', /^line 3: "entries" again; it is already on line 2$/);
+    rejects(() => parseFaqDocument(utf8('{\n  "synonyms": [["a b", "c d"]]\n}'), 'json'), 'FAQ_INVALID', /^line 1: "entries" must be the list of/);
+    rejects(() => parseFaqDocument(utf8('{\n  "synonyms": [["a b", "c d"]],\n  "entries": {"question": "A?"}\n}'), 'json'), 'FAQ_INVALID', /^line 3: "entries" must be the list of/);
+    error = rejects(() => parseFaqDocument(utf8(file('    ["refund", "money back"]', '[\n    {"question": "A?", "answer": "B"},\n\n    {"question": "Where?"}\n  ]')), 'json'), 'FAQ_INVALID', /^line 8: "Where\?" has no answer$/);
+    assert.equal(error.line, 8);
+    rejects(() => parseFaqDocument(utf8('{"synonyms": [["a b", "c d"]], "entries": []}'), 'json'), 'FAQ_EMPTY', /no FAQ entries/);
+  });
+
+  it('JSON Lines: one synonyms line, holding nothing else, errors naming its line', () => {
+    const entry = '{"question": "A?", "answer": "B"}';
+    rejects(() => parseFaqDocument(utf8(`${entry}\n{"synonyms": [["a b", "c d"]], "question": "C?"}\n`), 'jsonl'), 'FAQ_INVALID', /^line 2: a synonyms line holds only \{"synonyms": .*\}; found "question" beside it$/);
+    rejects(() => parseFaqDocument(utf8(`{"synonyms": [["a b", "c d"]]}\n${entry}\n\n{"synonyms": [["e f", "g h"]]}\n`), 'jsonl'), 'FAQ_INVALID', /^line 4: a second synonyms line; the first is line 1$/);
+    rejects(() => parseFaqDocument(utf8(`${entry}\n\n{"synonyms": [["refund"], ["a b", "c d"]]}\n`), 'jsonl'), 'FAQ_INVALID', /^line 3: the synonym group "refund" has one phrase/);
+  });
+
+  it('YAML: names the line of a bad group, an unknown key and a bad entry', () => {
+    rejects(() => parseFaqDocument(utf8('synonyms:\n  - [money back, refund]\n  - refund\nentries:\n  - question: A?\n    answer: B\n'), 'yaml'), 'FAQ_INVALID', /^line 3: synonym group 2 must be a list/);
+    rejects(() => parseFaqDocument(utf8('synonyms:\n  - [money back, refund]\n  - [the, a]\nentries:\n  - question: A?\n    answer: B\n'), 'yaml'), 'FAQ_INVALID', /^line 2: synonym group 2: "the" has no word/);
+    rejects(() => parseFaqDocument(utf8('synonyms: refund\nentries:\n  - question: A?\n    answer: B\n'), 'yaml'), 'FAQ_INVALID', /^line 1: synonyms must be a list of groups/);
+    rejects(() => parseFaqDocument(utf8('synonyms: []\nentries:\n  - question: A?\n    answer: B\ntopics: []\n'), 'yaml'), 'FAQ_INVALID', /^line 5: expected a list of entries .*; found the key "topics"$/);
+    rejects(() => parseFaqDocument(utf8('synonyms: [[a b, c d]]\n'), 'yaml'), 'FAQ_INVALID', /^line 1: "entries" must be the list of entries/);
+    rejects(() => parseFaqDocument(utf8('synonyms: [[a b, c d]]\nentries:\n  - question: A?\n    answer: B\n  - question: C?\n'), 'yaml'), 'FAQ_INVALID', /^line 5: "C\?" has no answer$/);
+  });
+
+  it('Markdown: names the line of a comment that is not a list, a bad list, and a second comment', () => {
+    rejects(() => parseFaqDocument(utf8('Intro.\n<!-- faq-synonyms: [["money back", "refund"] -->\n## A?\nB\n'), 'markdown'), 'FAQ_INVALID', /^line 2: the faq-synonyms comment must hold a JSON list of groups such as /);
+    rejects(() => parseFaqDocument(utf8('<!-- faq-synonyms: [["refund", "the"]] -->\n## A?\nB\n'), 'markdown'), 'FAQ_INVALID', /^line 1: synonym group 1: "the" has no word/);
+    rejects(() => parseFaqDocument(utf8('<!-- faq-synonyms: [["a b", "c d"]] -->\n\n<!-- faq-synonyms: [["e f", "g h"]] -->\n## A?\nB\n'), 'markdown'), 'FAQ_INVALID', /^line 3: a second faq-synonyms comment; the first is on line 1$/);
+  });
+});
+
 describe('CSV', () => {
   it('reads RFC 4180: header in any order and case, quoted commas, quotes and line breaks, CRLF', () => {
     const text = 'Answer,QUESTION,Tags\r\n"Yes, ""really"",\r\non two lines",Is it free?,a; b ;;a\r\nNo.,Is it slow?,\r\n';
@@ -87,53 +195,54 @@ describe('CSV', () => {
 
   it('names the starting line of each row, counting lines inside quoted fields', () => {
     const text = 'question,answer\nOne?,"a\nb\nc"\nTwo?,\n';
-    const error = rejects(() => parseFaqFile(utf8(text), 'csv'), 'FAQ_INVALID', /^line 5: the answer to "Two\?" is empty/);
+    const error = rejects(() => parseFaqDocument(utf8(text), 'csv'), 'FAQ_INVALID', /^line 5: the answer to "Two\?" is empty/);
     assert.equal(error.line, 5);
   });
 
   it('refuses a quote inside an unquoted field, naming line and column', () => {
-    const error = rejects(() => parseFaqFile(utf8('question,answer\nWhy?,say "hi"\n'), 'csv'), 'FAQ_INVALID', /^line 2, column 10: a quote inside an unquoted field/);
+    const error = rejects(() => parseFaqDocument(utf8('question,answer\nWhy?,say "hi"\n'), 'csv'), 'FAQ_INVALID', /^line 2, column 10: a quote inside an unquoted field/);
     assert.equal(error.column, 10);
   });
 
   it('refuses text after a closing quote', () => {
-    rejects(() => parseFaqFile(utf8('question,answer\nWhy?,"say "hi" now"\n'), 'csv'), 'FAQ_INVALID', /^line 2, column 12: unexpected "h" after a closing quote/);
+    rejects(() => parseFaqDocument(utf8('question,answer\nWhy?,"say "hi" now"\n'), 'csv'), 'FAQ_INVALID', /^line 2, column 12: unexpected "h" after a closing quote/);
   });
 
   it('refuses a quoted field that is never closed, naming the line it opens on', () => {
-    rejects(() => parseFaqFile(utf8('question,answer\nA?,B\nWhy?,"open\nand on\n'), 'csv'), 'FAQ_INVALID', /^line 3: a quoted field starts here and is never closed/);
+    rejects(() => parseFaqDocument(utf8('question,answer\nA?,B\nWhy?,"open\nand on\n'), 'csv'), 'FAQ_INVALID', /^line 3: a quoted field starts here and is never closed/);
   });
 
   it('refuses a header without question or answer, unknown columns and rows of the wrong width', () => {
-    rejects(() => parseFaqFile(utf8('question,reply\nA?,B\n'), 'csv'), 'FAQ_INVALID', /^line 1: unknown column "reply"; the columns are id, question, answer, tags/);
-    rejects(() => parseFaqFile(utf8('id,question\n1,A?\n'), 'csv'), 'FAQ_INVALID', /^line 1: the header row has no "answer" column/);
-    rejects(() => parseFaqFile(utf8('question;answer\nA?;B\n'), 'csv'), 'FAQ_INVALID', /separate columns with commas/);
-    rejects(() => parseFaqFile(utf8('question,answer\nA?,B,C\n'), 'csv'), 'FAQ_INVALID', /^line 2: expected 2 fields \(question, answer\), found 3/);
+    rejects(() => parseFaqDocument(utf8('question,reply\nA?,B\n'), 'csv'), 'FAQ_INVALID', /^line 1: unknown column "reply"; the columns are id, question, answer, tags/);
+    rejects(() => parseFaqDocument(utf8('id,question\n1,A?\n'), 'csv'), 'FAQ_INVALID', /^line 1: the header row has no "answer" column/);
+    rejects(() => parseFaqDocument(utf8('question;answer\nA?;B\n'), 'csv'), 'FAQ_INVALID', /separate columns with commas/);
+    rejects(() => parseFaqDocument(utf8('question,answer\nA?,B,C\n'), 'csv'), 'FAQ_INVALID', /^line 2: expected 2 fields \(question, answer\), found 3/);
   });
 
   it('skips blank lines and rows of empty fields; a header alone is an empty FAQ', () => {
     assert.deepEqual(parse('question,answer\n\n,\nA?,B\n\n', 'csv'), [{ question: 'A?', answer: 'B' }]);
-    rejects(() => parseFaqFile(utf8('question,answer\n'), 'csv'), 'FAQ_EMPTY', /no FAQ entries/);
+    rejects(() => parseFaqDocument(utf8('question,answer\n'), 'csv'), 'FAQ_EMPTY', /no FAQ entries/);
   });
 });
 
 describe('JSON and JSON Lines', () => {
   it('names the line of an entry with no answer', () => {
     const text = '[\n  {"question": "A?", "answer": "B"},\n  {\n    "question": "Where?"\n  }\n]';
-    const error = rejects(() => parseFaqFile(utf8(text), 'json'), 'FAQ_INVALID', /^line 3: "Where\?" has no answer/);
+    const error = rejects(() => parseFaqDocument(utf8(text), 'json'), 'FAQ_INVALID', /^line 3: "Where\?" has no answer/);
     assert.equal(error.line, 3);
   });
 
   it('names line and column of a syntax error', () => {
-    const error = rejects(() => parseFaqFile(utf8('[\n  {"question": "A?", "answer": "B",}\n]'), 'json'), 'FAQ_INVALID', /^line 2, column 36: Expected double-quoted property name/);
+    const error = rejects(() => parseFaqDocument(utf8('[\n  {"question": "A?", "answer": "B",}\n]'), 'json'), 'FAQ_INVALID', /^line 2, column 36: Expected double-quoted property name/);
     assert.deepEqual([error.line, error.column], [2, 36]);
   });
 
   it('refuses a non-array document, non-object entries, unknown keys and non-text answers', () => {
-    rejects(() => parseFaqFile(utf8('{"question": "A?", "answer": "B"}'), 'json'), 'FAQ_INVALID', /^line 1: expected a JSON array/);
-    rejects(() => parseFaqFile(utf8('[\n"A?"\n]'), 'json'), 'FAQ_INVALID', /^line 2: expected an object/);
-    rejects(() => parseFaqFile(utf8('[{"question": "A?", "answer": "B", "category": "x"}]'), 'json'), 'FAQ_INVALID', /unknown key "category"; an entry has id, question, answer, tags/);
-    rejects(() => parseFaqFile(utf8('[{"question": "A?", "answer": 42}]'), 'json'), 'FAQ_INVALID', /the answer must be text, got number 42/);
+    rejects(() => parseFaqDocument(utf8('{"question": "A?", "answer": "B"}'), 'json'), 'FAQ_INVALID', /^line 1: expected a JSON array .*; found the key "question"$/);
+    rejects(() => parseFaqDocument(utf8('\n "A?"'), 'json'), 'FAQ_INVALID', /^line 2: expected a JSON array .*, found string "A\?"$/);
+    rejects(() => parseFaqDocument(utf8('[\n"A?"\n]'), 'json'), 'FAQ_INVALID', /^line 2: expected an object/);
+    rejects(() => parseFaqDocument(utf8('[{"question": "A?", "answer": "B", "category": "x"}]'), 'json'), 'FAQ_INVALID', /unknown key "category"; an entry has id, question, answer, tags/);
+    rejects(() => parseFaqDocument(utf8('[{"question": "A?", "answer": 42}]'), 'json'), 'FAQ_INVALID', /the answer must be text, got number 42/);
   });
 
   it('takes numeric ids and ;-separated tag strings', () => {
@@ -144,7 +253,7 @@ describe('JSON and JSON Lines', () => {
 
   it('JSON Lines: skips blank lines and names the bad line', () => {
     const text = '{"question": "A?", "answer": "B"}\n\n{"question": "C?", "answer": "D"}\n{"question": "E?" "answer": "F"}\n';
-    const error = rejects(() => parseFaqFile(utf8(text), 'jsonl'), 'FAQ_INVALID', /^line 4, column 19: /);
+    const error = rejects(() => parseFaqDocument(utf8(text), 'jsonl'), 'FAQ_INVALID', /^line 4, column 19: /);
     assert.equal(error.line, 4);
     assert.equal(parse(text.split('\n').slice(0, 3).join('\n'), 'jsonl').length, 2);
   });
@@ -160,10 +269,10 @@ describe('YAML', () => {
   });
 
   it('names the line of a syntax error, a missing answer and an unknown key', () => {
-    rejects(() => parseFaqFile(utf8('- question: A?\n  answer: B\n- question: "C?\n  answer: D\n'), 'yaml'), 'FAQ_INVALID', /^line \d+, column \d+: Missing closing "quote/);
-    rejects(() => parseFaqFile(utf8('- question: A?\n  answer: B\n- question: C?\n'), 'yaml'), 'FAQ_INVALID', /^line 3: "C\?" has no answer/);
-    rejects(() => parseFaqFile(utf8('- question: A?\n  answer: B\n  topic: x\n'), 'yaml'), 'FAQ_INVALID', /^line 1: unknown key "topic"/);
-    rejects(() => parseFaqFile(utf8('question: A?\nanswer: B\n'), 'yaml'), 'FAQ_INVALID', /^line 1: expected a list of entries/);
+    rejects(() => parseFaqDocument(utf8('- question: A?\n  answer: B\n- question: "C?\n  answer: D\n'), 'yaml'), 'FAQ_INVALID', /^line \d+, column \d+: Missing closing "quote/);
+    rejects(() => parseFaqDocument(utf8('- question: A?\n  answer: B\n- question: C?\n'), 'yaml'), 'FAQ_INVALID', /^line 3: "C\?" has no answer/);
+    rejects(() => parseFaqDocument(utf8('- question: A?\n  answer: B\n  topic: x\n'), 'yaml'), 'FAQ_INVALID', /^line 1: unknown key "topic"/);
+    rejects(() => parseFaqDocument(utf8('question: A?\nanswer: B\n'), 'yaml'), 'FAQ_INVALID', /^line 1: expected a list of entries/);
   });
 });
 
@@ -184,7 +293,7 @@ describe('Markdown', () => {
       '# Can I cancel?',
       'Yes.',
     ].join('\n');
-    const records = parseFaqFile(utf8(text), 'markdown');
+    const { records } = parseFaqDocument(utf8(text), 'markdown');
     assert.deepEqual(
       records.map((record) => [record.line, record.question, record.answer]),
       [
@@ -204,9 +313,9 @@ describe('Markdown', () => {
   });
 
   it('refuses a question with no answer, and an empty heading, naming the line', () => {
-    rejects(() => parseFaqFile(utf8('## A?\nB\n## C?\n\n## D?\nE'), 'markdown'), 'FAQ_INVALID', /^line 3: the question "C\?" has no answer/);
-    rejects(() => parseFaqFile(utf8('## A?\nB\n##\nE'), 'markdown'), 'FAQ_INVALID', /^line 3: a heading with no question/);
-    rejects(() => parseFaqFile(utf8('Just prose, no headings.\n'), 'markdown'), 'FAQ_EMPTY', /heading/);
+    rejects(() => parseFaqDocument(utf8('## A?\nB\n## C?\n\n## D?\nE'), 'markdown'), 'FAQ_INVALID', /^line 3: the question "C\?" has no answer/);
+    rejects(() => parseFaqDocument(utf8('## A?\nB\n##\nE'), 'markdown'), 'FAQ_INVALID', /^line 3: a heading with no question/);
+    rejects(() => parseFaqDocument(utf8('Just prose, no headings.\n'), 'markdown'), 'FAQ_EMPTY', /heading/);
   });
 });
 
@@ -222,7 +331,7 @@ describe('duplicates', () => {
   it('reports two questions that are the same after normalization, naming both lines', () => {
     const text = 'question,answer\nHow do I reset my password?,One\nOther?,Two\nhow do i reset my  PASSWORD,Three\n';
     const error = rejects(
-      () => parseFaqFile(utf8(text), 'csv'),
+      () => parseFaqDocument(utf8(text), 'csv'),
       'FAQ_DUPLICATE',
       /^line 4: "how do i reset my PASSWORD" repeats the question "How do I reset my password\?" of line 2/,
     );
@@ -232,7 +341,7 @@ describe('duplicates', () => {
   it('reports an alternate phrasing that repeats another entry\'s question, naming both', () => {
     const text = 'question,answer,alternates\nHow do I cancel?,Settings.,"stop paying\nend my sub"\nHow do I pause?,Pause it.,"End my sub"\n';
     const error = rejects(
-      () => parseFaqFile(utf8(text), 'csv'),
+      () => parseFaqDocument(utf8(text), 'csv'),
       'FAQ_DUPLICATE',
       /^line 4: the alternate "End my sub" of "How do I pause\?" repeats the alternate "end my sub" of "How do I cancel\?" of line 2/,
     );
@@ -242,34 +351,34 @@ describe('duplicates', () => {
   it('drops blank and repeated alternates and the question itself; refuses alternates that are not text', () => {
     const [record] = parse(JSON.stringify([{ question: 'How do I cancel?', answer: 'A.', alternates: ['how do i cancel', ' stop  paying ', '', 'Stop paying?'] }]), 'json');
     assert.deepEqual(record.alternates, ['stop paying']);
-    rejects(() => parseFaqFile(utf8(JSON.stringify([{ question: 'Q?', answer: 'A.', alternates: [3] }])), 'json'), 'FAQ_INVALID', /alternates must be a list of text/);
+    rejects(() => parseFaqDocument(utf8(JSON.stringify([{ question: 'Q?', answer: 'A.', alternates: [3] }])), 'json'), 'FAQ_INVALID', /alternates must be a list of text/);
   });
 
   it('reports two entries with one id', () => {
-    rejects(() => parseFaqFile(utf8('id,question,answer\nx,A?,B\nx,C?,D\n'), 'csv'), 'FAQ_DUPLICATE', /^line 3: the id "x" is already used by "A\?" on line 2/);
+    rejects(() => parseFaqDocument(utf8('id,question,answer\nx,A?,B\nx,C?,D\n'), 'csv'), 'FAQ_DUPLICATE', /^line 3: the id "x" is already used by "A\?" on line 2/);
   });
 });
 
 describe('files that are not FAQ text', () => {
   it('refuses an empty file and a blank one', () => {
     for (const format of FAQ_FORMATS) {
-      rejects(() => parseFaqFile(new Uint8Array(0), format), 'FAQ_EMPTY', /^the file is empty$/);
-      rejects(() => parseFaqFile(utf8(' \n\t\r\n'), format), 'FAQ_EMPTY', /blank/);
+      rejects(() => parseFaqDocument(new Uint8Array(0), format), 'FAQ_EMPTY', /^the file is empty$/);
+      rejects(() => parseFaqDocument(utf8(' \n\t\r\n'), format), 'FAQ_EMPTY', /blank/);
     }
   });
 
   it('refuses a binary file', () => {
     const png = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d]);
-    rejects(() => parseFaqFile(png, 'csv'), 'FAQ_NOT_TEXT', /looks binary \(a NUL byte at byte 8\)/);
+    rejects(() => parseFaqDocument(png, 'csv'), 'FAQ_NOT_TEXT', /looks binary \(a NUL byte at byte 8\)/);
   });
 
   it('refuses text that is not UTF-8, naming the line', () => {
     const latin1 = Buffer.from('question,answer\nCaf\xe9?,Yes\n', 'latin1');
-    const error = rejects(() => parseFaqFile(latin1, 'csv'), 'FAQ_NOT_TEXT', /^line 2: the file is not UTF-8 text \(byte 0xe9 at byte 19\)/);
+    const error = rejects(() => parseFaqDocument(latin1, 'csv'), 'FAQ_NOT_TEXT', /^line 2: the file is not UTF-8 text \(byte 0xe9 at byte 19\)/);
     assert.equal(error.line, 2);
-    rejects(() => parseFaqFile(Uint8Array.from([0x41, 0xc0, 0xaf]), 'csv'), 'FAQ_NOT_TEXT', /byte 0xc0 at byte 1/);
-    rejects(() => parseFaqFile(Uint8Array.from([0x41, 0xed, 0xa0, 0x80]), 'csv'), 'FAQ_NOT_TEXT', /byte 0xed at byte 1/);
-    rejects(() => parseFaqFile(Buffer.from('\ufeffquestion,answer', 'utf16le'), 'csv'), 'FAQ_NOT_TEXT', /UTF-16/);
+    rejects(() => parseFaqDocument(Uint8Array.from([0x41, 0xc0, 0xaf]), 'csv'), 'FAQ_NOT_TEXT', /byte 0xc0 at byte 1/);
+    rejects(() => parseFaqDocument(Uint8Array.from([0x41, 0xed, 0xa0, 0x80]), 'csv'), 'FAQ_NOT_TEXT', /byte 0xed at byte 1/);
+    rejects(() => parseFaqDocument(Buffer.from('\ufeffquestion,answer', 'utf16le'), 'csv'), 'FAQ_NOT_TEXT', /UTF-16/);
   });
 
   it('reads a UTF-8 byte order mark as nothing', () => {
@@ -278,7 +387,7 @@ describe('files that are not FAQ text', () => {
 
   it('refuses a file one byte over the limit before looking at its bytes', () => {
     const tooLarge = new Uint8Array(MAX_FAQ_FILE_BYTES + 1).fill(0xff);
-    rejects(() => parseFaqFile(tooLarge, 'json'), 'FAQ_TOO_LARGE', /^the file is 50\.00 MB; FAQ files can be at most 50 MB$/);
+    rejects(() => parseFaqDocument(tooLarge, 'json'), 'FAQ_TOO_LARGE', /^the file is 50\.00 MB; FAQ files can be at most 50 MB$/);
   });
 });
 

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { FaqError, type FaqRecord } from '../../src/core/faq/entry.js';
 import { CLEAR_TOKEN_TTL_MS, FaqStore, faqScopeKey } from '../../src/core/faq/faq-store.js';
 import type { KeyValueStore } from '../../src/core/storage/document-store.js';
-import { FAQ_FORMATS, parseFaqFile } from '../../src/core/faq/formats.js';
+import { FAQ_FORMATS, parseFaqDocument } from '../../src/core/faq/formats.js';
 import { MapStore } from '../helpers/map-store.js';
 
 /** A store whose writes of FAQ documents fail, as a full disk or a dropped connection would. */
@@ -253,7 +253,7 @@ describe('FaqStore: export and search', () => {
       await source.add('Comma, "quote"?', 'Line 1\n## Line 2, with "quotes"\n```\n# code\n```', ['a', 'b c']);
       const text = await source.export(format);
       const copy = FaqStore.forScope(store, 'slack:T1');
-      await copy.applyImport(parseFaqFile(Buffer.from(text), format), 'replace');
+      await copy.applyImport(parseFaqDocument(Buffer.from(text), format).records, 'replace');
       const strip = (entries: { updatedAt: string }[]): unknown[] => entries.map(({ updatedAt: _updatedAt, ...rest }) => rest);
       assert.deepEqual(strip(await copy.entries()), strip(await source.entries()));
     });

@@ -1,5 +1,5 @@
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
-import { type FaqFormat, parseFaqFile } from '../../src/core/faq/formats.js';
+import { type FaqFormat, parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { IncomingMessage } from '../../src/core/message.js';
 import type { ReplyPart } from '../../src/core/reply.js';
 
@@ -24,7 +24,7 @@ export const PNG_SIGNATURE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a,
 
 /** The questions and answers an exported FAQ file reads back as. */
 export function exportedEntries(bytes: Uint8Array, format: FaqFormat): [string, string][] {
-  return parseFaqFile(bytes, format).map((record) => [record.question, record.answer]);
+  return parseFaqDocument(bytes, format).records.map((record) => [record.question, record.answer]);
 }
 
 /** The questions and answers an FAQ holds, to compare an export with. */

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { SlackAdapter } from '../../src/adapters/slack/slack-adapter.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
-import { parseFaqFile } from '../../src/core/faq/formats.js';
+import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import { createScratchApp, type ScratchApp } from './local-app.js';
 import { type ApiCall, type LoopbackSlack, startLoopbackSlack, waitFor } from './loopback-slack.js';
 
@@ -81,7 +81,7 @@ export interface SlackScratchApp {
 /** A scratch app (a bot instance's engine) whose FAQ for the workspace holds the sample FAQ. */
 export async function createSlackScratchApp(): Promise<SlackScratchApp> {
   const scratch = await createScratchApp();
-  const records = parseFaqFile(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown');
+  const records = parseFaqDocument(new Uint8Array(await readFile(SAMPLE_FAQ)), 'markdown').records;
   const faq = scratch.app.services.faqFor({ platform: 'slack', scope: { workspace: TEAM, channel: 'C0' }, user: { id: 'UADA', displayName: 'ada' }, text: '', attachments: [], platformAdmin: true });
   await faq.applyImport(records, 'merge');
   return { scratch, faq, sampleAnswers: new Map(records.map((record) => [record.question, record.answer])) };

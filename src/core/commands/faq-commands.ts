@@ -1,5 +1,7 @@
-import { detectFormat, FAQ_FILE_EXTENSIONS, FAQ_FORMATS, type FaqFormat, parseFaqFile, serializeFaq, toFaqFormat } from '../faq/formats.js';
-import type { ImportPreview } from '../faq/faq-store.js';
+import type { FaqEntry } from '../faq/entry.js';
+import type { FaqStore, ImportPreview } from '../faq/faq-store.js';
+import { detectFormat, FAQ_FILE_EXTENSIONS, FAQ_FORMATS, type FaqFormat, parseFaqDocument, serializeFaq, SYNONYM_FORMATS, toFaqFormat } from '../faq/formats.js';
+import type { Overlap } from '../faq/overlaps.js';
 import { type Command, CommandUsageError } from './command.js';
 
 const add: Command = {
@@ -9,10 +11,15 @@ const add: Command = {
   admin: true,
   async run({ message, args, services }) {
     if (args.length < 2) throw new CommandUsageError('Give the question and the answer, each in quotes.');
-    const entry = await services.faqFor(message).add(args[0], args[1], args.slice(2));
-    return `Added ${entry.id}: "${entry.question}"`;
+    const faq = services.faqFor(message);
+    return describeAdded(faq, await faq.add(args[0], args[1], args.slice(2)));
   },
 };
+
+/** "Added q5: ...", and the entries it nearly repeats with another answer. */
+async function describeAdded(faq: FaqStore, entry: FaqEntry): Promise<string> {
+  return [`Added ${entry.id}: "${entry.question}"`, ...describeOverlaps(await faq.overlapsWith([entry.id]))].join('\n');
+}
 
 const importCommand: Command = {
   words: ['faq', 'import'],
@@ -24,10 +31,10 @@ const importCommand: Command = {
     if (!file) throw new CommandUsageError('Attach the FAQ file to the command.');
     const mode = args.includes('replace') ? 'replace' : 'merge';
     const previewOnly = args.includes('preview');
-    const records = parseFaqFile(await file.bytes(), detectFormat(file.name));
+    const { records, synonyms } = parseFaqDocument(await file.bytes(), detectFormat(file.name));
     const faq = services.faqFor(message);
-    if (previewOnly) return `Preview of ${file.name} (${mode}; nothing changed yet):\n${describe(await faq.previewImport(records), mode)}`;
-    const result = await faq.applyImport(records, mode);
+    if (previewOnly) return `Preview of ${file.name} (${mode}; nothing changed yet):\n${describe(await faq.previewImport(records, { synonyms }), mode)}`;
+    const result = await faq.applyImport(records, mode, { synonyms });
     return `Imported ${file.name} (${mode}):\n${describe(result, mode)}`;
   },
 };
@@ -38,7 +45,26 @@ function describe(preview: ImportPreview, mode: 'merge' | 'replace'): string {
   for (const entry of preview.add.slice(0, 5)) lines.push(`  + ${entry.question}`);
   for (const { after } of preview.change.slice(0, 5)) lines.push(`  ~ ${after.question}`);
   if (mode === 'replace') for (const entry of preview.remove.slice(0, 5)) lines.push(`  - ${entry.question}`);
+  if (preview.synonyms) {
+    const { before, after } = preview.synonyms;
+    lines.push(`* ${groups(after.length)} from the file replace the synonym list (${groups(before.length)} before)`);
+  }
+  lines.push(...describeOverlaps(preview.overlaps));
   return lines.join('\n');
+}
+
+const SHOWN_OVERLAPS = 5;
+
+function describeOverlaps(overlaps: readonly Overlap[]): string[] {
+  if (overlaps.length === 0) return [];
+  const lines = ['! these entries ask nearly the same thing with different answers:'];
+  for (const { first, second } of overlaps.slice(0, SHOWN_OVERLAPS)) lines.push(`  ${first.id} "${first.phrasing}" / ${second.id} "${second.phrasing}"`);
+  if (overlaps.length > SHOWN_OVERLAPS) lines.push(`  and ${overlaps.length - SHOWN_OVERLAPS} more`);
+  return lines;
+}
+
+function groups(count: number): string {
+  return `${count} synonym group${count === 1 ? '' : 's'}`;
 }
 
 const list: Command = {
@@ -84,14 +110,19 @@ const exportFaq: Command = {
   admin: false,
   async run({ message, args, services }) {
     const format = toFaqFormat(args[0] ?? 'markdown');
-    const entries = await services.faqFor(message).entries();
+    const { entries, synonyms } = await services.faqFor(message).contents();
     if (entries.length === 0) return 'The FAQ is empty: there is nothing to export.';
+    const title = `The FAQ (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}) as ${format}.`;
+    const lost =
+      synonyms.length > 0 && !SYNONYM_FORMATS.includes(format)
+        ? ` ${format.toUpperCase()} cannot hold its ${groups(synonyms.length)}: export as ${SYNONYM_FORMATS.join(', ')} to keep them.`
+        : '';
     return {
       kind: 'file',
       name: `faq${FAQ_FILE_EXTENSIONS[format]}`,
       contentType: FAQ_CONTENT_TYPES[format],
-      data: new TextEncoder().encode(serializeFaq(entries, format)),
-      title: `The FAQ (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}) as ${format}.`,
+      data: new TextEncoder().encode(serializeFaq(entries, format, synonyms)),
+      title: title + lost,
     };
   },
 };
@@ -133,8 +164,8 @@ const inboxAnswer: Command = {
   async run({ message, args, services }) {
     if (args.length !== 2) throw new CommandUsageError('Give the inbox number and the answer in quotes.');
     const item = await services.inboxFor(message).take(position(args[0], 'inbox number'));
-    const entry = await services.faqFor(message).add(item.question, args[1]);
-    return `Added ${entry.id}: "${entry.question}"`;
+    const faq = services.faqFor(message);
+    return describeAdded(faq, await faq.add(item.question, args[1]));
   },
 };
 

@@ -208,7 +208,8 @@ function place(record: FaqRecord): string {
   return record.line === undefined ? '' : `line ${record.line}: `;
 }
 
-function describe(value: unknown): string {
+/** What a value is, for messages: "a list", "an object", "number 42". */
+export function describe(value: unknown): string {
   if (Array.isArray(value)) return 'a list';
   if (value === null) return 'null';
   return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)}`;

@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { Bm25Index, type SearchHit } from '../retrieval/bm25.js';
 import { Lexicon } from '../retrieval/lexicon.js';
-import { checkSynonyms } from '../retrieval/synonym-list.js';
+import { checkSynonyms, type SynonymGroups } from '../retrieval/synonym-list.js';
 import { WordNet } from '../retrieval/wordnet.js';
 import type { KeyValueStore } from '../storage/document-store.js';
 import { checkUnique, FaqError, normalizeQuestion, toRecord, type FaqEntry, type FaqRecord } from './entry.js';
 import { serializeFaq, type FaqFormat } from './formats.js';
+import { findOverlaps, type Overlap } from './overlaps.js';
 
 
 /** From config: each Discord server and Slack workspace has its own FAQ, or all share one. */
@@ -38,6 +39,16 @@ export interface ImportPreview {
   remove: FaqEntry[];
   /** The FAQ version the preview was made against; applyImport can insist on it. */
   version: number;
+  /** When the file states a synonym list: the FAQ's list, and the file's that replaces it. */
+  synonyms?: { before: string[][]; after: string[][] };
+  /** Entries that ask nearly the same thing with different answers, at least one of them from the file (overlaps.ts). */
+  overlaps: Overlap[];
+}
+
+/** What an import takes besides its entries. */
+export interface ImportOptions {
+  /** The file's synonym list, which replaces the FAQ's; absent leaves the FAQ's as it is. */
+  synonyms?: SynonymGroups;
 }
 
 export interface ImportResult extends ImportPreview {
@@ -193,18 +204,24 @@ export class FaqStore {
     return result;
   }
 
-  /** What applyImport would do, without doing it. Throws as applyImport would on bad records. */
-  async previewImport(records: readonly FaqRecord[]): Promise<ImportPreview> {
+  /** What applyImport would do, without doing it. Throws as applyImport would on bad records or synonyms. */
+  async previewImport(records: readonly FaqRecord[], options: ImportOptions = {}): Promise<ImportPreview> {
     const document = await this.load();
-    return planImport(document, checkRecords(records), 'merge', this.timestamp()).preview;
+    return planImport(document, checkRecords(records), 'merge', this.timestamp(), options.synonyms).preview;
   }
 
   /**
-   * Adds and changes the entries of a file, and with 'replace' removes the rest. Every record is
-   * checked first and the FAQ is written once, so a bad record or a failed write changes nothing.
-   * With expectedVersion (from a preview) it refuses when the FAQ changed since.
+   * Adds and changes the entries of a file, and with 'replace' removes the rest; a synonym list
+   * replaces the FAQ's, checked against the entries the import leaves (checkSynonyms). Everything
+   * is checked first and the FAQ is written once, so a bad record, a refused synonym list or a
+   * failed write changes nothing. With expectedVersion (from a preview) it refuses when the FAQ
+   * changed since.
    */
-  async applyImport(records: readonly FaqRecord[], mode: ImportMode, options: { expectedVersion?: number } = {}): Promise<ImportResult> {
+  async applyImport(
+    records: readonly FaqRecord[],
+    mode: ImportMode,
+    options: ImportOptions & { expectedVersion?: number } = {},
+  ): Promise<ImportResult> {
     const checked = checkRecords(records);
     const { result, version } = await this.write((document) => {
       if (options.expectedVersion !== undefined && options.expectedVersion !== document.version) {
@@ -213,15 +230,29 @@ export class FaqStore {
           `the FAQ changed since the preview (version ${options.expectedVersion}, now ${document.version}); preview the import again`,
         );
       }
-      const plan = planImport(document, checked, mode, this.timestamp());
-      const changed = plan.preview.add.length > 0 || plan.preview.change.length > 0 || (mode === 'replace' && plan.preview.remove.length > 0);
+      const plan = planImport(document, checked, mode, this.timestamp(), options.synonyms);
+      const { add, change, remove, synonyms } = plan.preview;
+      const changed =
+        add.length > 0 || change.length > 0 || (mode === 'replace' && remove.length > 0) || (synonyms !== undefined && !sameGroups(synonyms.before, synonyms.after));
       return { next: changed ? plan.document : document, result: plan.preview };
     });
     return { ...result, version, mode };
   }
 
+  /** The entries and the synonym list, read together. */
+  async contents(): Promise<{ entries: FaqEntry[]; synonyms: string[][] }> {
+    const { entries, synonyms } = await this.load();
+    return { entries, synonyms };
+  }
+
   async export(format: FaqFormat): Promise<string> {
-    return serializeFaq(await this.entries(), format);
+    const { entries, synonyms } = await this.load();
+    return serializeFaq(entries, format, synonyms);
+  }
+
+  /** The overlaps (overlaps.ts) between these entries and the rest of the FAQ, or among them. */
+  async overlapsWith(ids: readonly string[]): Promise<Overlap[]> {
+    return findOverlaps(await this.entries(), new Set(ids));
   }
 
   /** BM25 over the current entries and their alternates; the index is rebuilt when the FAQ's version moves. */
@@ -277,9 +308,7 @@ export class FaqStore {
    */
   async setSynonyms(groups: readonly (readonly string[])[], mode: 'add' | 'replace'): Promise<string[][]> {
     const { result } = await this.write((document) => {
-      const wanted = mode === 'add' ? [...document.synonyms, ...groups] : groups;
-      const index = new Bm25Index(document.entries, new Lexicon({ wordnet: null }));
-      const synonyms = checkSynonyms(wanted, index.entryTerms());
+      const synonyms = checkSynonymsFor(document.entries, mode === 'add' ? [...document.synonyms, ...groups] : groups);
       return { next: { ...document, synonyms }, result: synonyms };
     });
     return result;
@@ -337,6 +366,11 @@ export class FaqStore {
   }
 }
 
+/** checkSynonyms against these entries' words: a list that would match most of them is refused. */
+function checkSynonymsFor(entries: readonly FaqEntry[], groups: SynonymGroups): string[][] {
+  return checkSynonyms(groups, new Bm25Index(entries, new Lexicon({ wordnet: null })).entryTerms());
+}
+
 /** Records from a caller are checked again: every field, and no two alike. */
 function checkRecords(records: readonly FaqRecord[]): FaqRecord[] {
   if (records.length === 0) throw new FaqError('FAQ_EMPTY', 'the import has no entries (to empty the FAQ, clear it)');
@@ -348,12 +382,14 @@ function checkRecords(records: readonly FaqRecord[]): FaqRecord[] {
 /**
  * Matches each record to an entry by id, else by normalized question; a matched entry takes the
  * record's fields (tags only when the record says them), an unmatched record is a new entry.
+ * Synonyms, when given, replace the document's once checked against the entries it ends with.
  */
 function planImport(
   document: FaqDocument,
   records: readonly FaqRecord[],
   mode: ImportMode,
   now: string,
+  synonyms: SynonymGroups | undefined,
 ): { preview: ImportPreview; document: FaqDocument } {
   const byId = new Map(document.entries.map((entry) => [entry.id, entry]));
   const byQuestion = new Map(document.entries.map((entry) => [normalizeQuestion(entry.question), entry]));
@@ -361,7 +397,7 @@ function planImport(
   let nextId = document.nextId;
   const matchedBy = new Map<string, FaqRecord>();
   const after = new Map<string, FaqEntry>();
-  const preview: ImportPreview = { add: [], change: [], unchanged: 0, remove: [], version: document.version };
+  const preview: ImportPreview = { add: [], change: [], unchanged: 0, remove: [], version: document.version, overlaps: [] };
   const inFileOrder: FaqEntry[] = [];
   for (const record of records) {
     const existing = (record.id === undefined ? undefined : byId.get(record.id)) ?? byQuestion.get(normalizeQuestion(record.question));
@@ -405,7 +441,10 @@ function planImport(
   const entries = mode === 'replace' ? inFileOrder : [...document.entries.map((entry) => after.get(entry.id) ?? entry), ...preview.add];
   // A changed question or id can still collide with an entry the file did not mention.
   checkUnique(entries);
-  return { preview, document: { ...document, nextId, entries } };
+  preview.overlaps = findOverlaps(entries, new Set(inFileOrder.map((entry) => entry.id)));
+  if (synonyms === undefined) return { preview, document: { ...document, nextId, entries } };
+  preview.synonyms = { before: document.synonyms, after: checkSynonymsFor(entries, synonyms) };
+  return { preview, document: { ...document, nextId, entries, synonyms: preview.synonyms.after } };
 }
 
 function allocateId(used: Set<string>, nextId: number): [string, number] {
@@ -445,6 +484,10 @@ function sameEntry(a: FaqEntry, b: FaqEntry): boolean {
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((item, i) => item === b[i]);
+}
+
+function sameGroups(a: readonly (readonly string[])[], b: readonly (readonly string[])[]): boolean {
+  return a.length === b.length && a.every((group, i) => sameList(group, b[i]));
 }
 
 function at(record: FaqRecord): string {

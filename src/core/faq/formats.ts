@@ -1,3 +1,4 @@
+import type { SynonymGroups } from '../retrieval/synonym-list.js';
 import { parseCsv, serializeCsv } from './csv.js';
 import { checkUnique, FaqError, type FaqRecord } from './entry.js';
 import { parseJson, parseJsonLines, serializeJson, serializeJsonLines } from './json.js';
@@ -48,46 +49,57 @@ export function toFaqFormat(name: string): FaqFormat {
   return format;
 }
 
-/**
- * The entries of an FAQ file, checked: every entry has a question and an answer, and no two
- * questions are the same after normalizeQuestion. Throws FaqError, naming the line, on the first
- * problem, so that a file is taken whole or not at all.
- */
-export function parseFaqFile(bytes: Uint8Array, format: FaqFormat): FaqRecord[] {
-  const text = decodeFaqText(bytes);
-  const records = parseText(text, format);
-  if (records.length === 0) throw new FaqError('FAQ_EMPTY', `the file has no FAQ entries (${FORMAT_HINTS[format]})`);
-  checkUnique(records);
-  return records;
+/** What an FAQ file holds: its entries, and its synonym list (synonym-list.ts) when it states one. */
+export interface FaqFileContents {
+  records: FaqRecord[];
+  /** Absent when the file says nothing of synonyms (CSV cannot), which leaves the FAQ's list as it is. */
+  synonyms?: string[][];
 }
 
-export function serializeFaq(entries: readonly FaqRecord[], format: FaqFormat): string {
+/** The formats that carry an FAQ's synonym list; CSV has no place for it. */
+export const SYNONYM_FORMATS: readonly FaqFormat[] = ['json', 'jsonl', 'yaml', 'markdown'];
+
+/**
+ * The entries and synonyms of an FAQ file, checked: every entry has a question and an answer, no
+ * two questions are the same after normalizeQuestion, and the synonym list is well formed. Throws
+ * FaqError, naming the line, on the first problem, so that a file is taken whole or not at all.
+ */
+export function parseFaqDocument(bytes: Uint8Array, format: FaqFormat): FaqFileContents {
+  const text = decodeFaqText(bytes);
+  const contents = parseText(text, format);
+  if (contents.records.length === 0) throw new FaqError('FAQ_EMPTY', `the file has no FAQ entries (${FORMAT_HINTS[format]})`);
+  checkUnique(contents.records);
+  return contents;
+}
+
+/** The entries, and the synonym list in every format but CSV (see SYNONYM_FORMATS). */
+export function serializeFaq(entries: readonly FaqRecord[], format: FaqFormat, synonyms: SynonymGroups = []): string {
   switch (format) {
     case 'csv':
       return serializeCsv(entries);
     case 'json':
-      return serializeJson(entries);
+      return serializeJson(entries, synonyms);
     case 'jsonl':
-      return serializeJsonLines(entries);
+      return serializeJsonLines(entries, synonyms);
     case 'yaml':
-      return serializeYaml(entries);
+      return serializeYaml(entries, synonyms);
     case 'markdown':
-      return serializeMarkdown(entries);
+      return serializeMarkdown(entries, synonyms);
   }
 }
 
 const FORMAT_HINTS: Readonly<Record<FaqFormat, string>> = {
   csv: 'CSV expects a header row with question and answer columns, then one row per entry',
-  json: 'JSON expects an array of {"question": ..., "answer": ...} objects',
+  json: 'JSON expects an array of {"question": ..., "answer": ...} objects, or {"synonyms": [...], "entries": [...]}',
   jsonl: 'JSON Lines expects one {"question": ..., "answer": ...} object per line',
-  yaml: 'YAML expects a list of entries with question and answer keys',
+  yaml: 'YAML expects a list of entries with question and answer keys, or a mapping with synonyms and entries',
   markdown: 'Markdown expects a heading (#, ## or ###) per question with the answer below it',
 };
 
-function parseText(text: string, format: FaqFormat): FaqRecord[] {
+function parseText(text: string, format: FaqFormat): FaqFileContents {
   switch (format) {
     case 'csv':
-      return parseCsv(text);
+      return { records: parseCsv(text) };
     case 'json':
       return parseJson(text);
     case 'jsonl':

@@ -1,35 +1,93 @@
+import type { SynonymGroups } from '../retrieval/synonym-list.js';
 import { FaqError, toRecord, type FaqRecord, type RawRecord } from './entry.js';
+import { readFileSynonyms, SYNONYMS_EXAMPLE } from './file-synonyms.js';
+import type { FaqFileContents } from './formats.js';
 
-/** JSON (an array of entries) and JSON Lines (an entry per line): {question, answer, id?, tags?, alternates?}. */
+/**
+ * JSON: an array of entries, or, to carry the FAQ's synonym list too, an object
+ * {"synonyms": [[...], ...], "entries": [...]}. JSON Lines: an entry per line, and at most one
+ * line {"synonyms": [[...], ...]}. An entry is {question, answer, id?, tags?, alternates?}.
+ */
 const KEYS = ['id', 'question', 'answer', 'tags', 'alternates'];
+const DOCUMENT_KEYS = ['synonyms', 'entries'];
+const DOCUMENT_SHAPE = 'a JSON array of {"question": ..., "answer": ...} objects, or an object with "synonyms" and "entries"';
 
-export function parseJson(text: string): FaqRecord[] {
+export function parseJson(text: string): FaqFileContents {
   const value = parseJsonText(text, 1);
-  if (!Array.isArray(value)) {
-    const { line } = lineAndColumn(text, firstNonBlank(text));
-    throw new FaqError('FAQ_INVALID', `line ${line}: expected a JSON array of {"question": ..., "answer": ...} objects, found ${kind(value)}`, { line });
+  const start = skipSpace(text, 0);
+  if (Array.isArray(value)) return { records: readEntries(text, value, start) };
+  if (typeof value !== 'object' || value === null) {
+    const { line } = lineAndColumn(text, start);
+    throw new FaqError('FAQ_INVALID', `line ${line}: expected ${DOCUMENT_SHAPE}, found ${kind(value)}`, { line });
   }
-  const lines = linesAt(text, arrayElementStarts(text));
-  return value.map((item, i) => toRecord(toRawRecord(item, lines[i]), lines[i]));
+  const members = objectMembers(text, start);
+  const lineOf = (offset: number): number => lineAndColumn(text, offset).line;
+  const seen = new Map<string, number>();
+  for (const member of members) {
+    const line = lineOf(member.keyOffset);
+    if (!DOCUMENT_KEYS.includes(member.key)) {
+      throw new FaqError('FAQ_INVALID', `line ${line}: expected ${DOCUMENT_SHAPE}; found the key "${member.key}"`, { line });
+    }
+    const first = seen.get(member.key);
+    if (first !== undefined) throw new FaqError('FAQ_INVALID', `line ${line}: "${member.key}" again; it is already on line ${first}`, { line });
+    seen.set(member.key, line);
+  }
+  const object = value as { synonyms?: unknown; entries?: unknown };
+  const entries = members.find((member) => member.key === 'entries');
+  if (entries === undefined || !Array.isArray(object.entries)) {
+    const line = lineOf(entries?.valueOffset ?? start);
+    throw new FaqError('FAQ_INVALID', `line ${line}: "entries" must be the list of {"question": ..., "answer": ...} objects`, { line });
+  }
+  const synonyms = members.find((member) => member.key === 'synonyms');
+  const contents: FaqFileContents = { records: [] };
+  if (synonyms !== undefined) {
+    const groupLines = text[synonyms.valueOffset] === '[' ? linesAt(text, arrayElementStarts(text, synonyms.valueOffset)) : [];
+    contents.synonyms = readFileSynonyms(object.synonyms, lineOf(synonyms.valueOffset), groupLines);
+  }
+  contents.records = readEntries(text, object.entries, entries.valueOffset);
+  return contents;
 }
 
-export function parseJsonLines(text: string): FaqRecord[] {
-  const records: FaqRecord[] = [];
+export function parseJsonLines(text: string): FaqFileContents {
+  const contents: FaqFileContents = { records: [] };
+  let synonymsLine: number | undefined;
   text.split(/\r?\n/).forEach((lineText, index) => {
     if (lineText.trim() === '') return;
     const line = index + 1;
     const value = parseJsonText(lineText, line);
-    records.push(toRecord(toRawRecord(value, line), line));
+    if (typeof value === 'object' && value !== null && 'synonyms' in value) {
+      const other = Object.keys(value).find((key) => key !== 'synonyms');
+      if (other !== undefined) {
+        throw new FaqError('FAQ_INVALID', `line ${line}: a synonyms line holds only {"synonyms": ${SYNONYMS_EXAMPLE}}; found "${other}" beside it`, { line });
+      }
+      if (synonymsLine !== undefined) throw new FaqError('FAQ_INVALID', `line ${line}: a second synonyms line; the first is line ${synonymsLine}`, { line });
+      synonymsLine = line;
+      contents.synonyms = readFileSynonyms(value.synonyms, line);
+      return;
+    }
+    contents.records.push(toRecord(toRawRecord(value, line), line));
   });
-  return records;
+  return contents;
 }
 
-export function serializeJson(entries: readonly FaqRecord[]): string {
-  return `${JSON.stringify(entries.map(plainEntry), null, 2)}\n`;
+export function serializeJson(entries: readonly FaqRecord[], synonyms: SynonymGroups = []): string {
+  const list = JSON.stringify(entries.map(plainEntry), null, 2);
+  if (synonyms.length === 0) return `${list}\n`;
+  // A group per line, so that the list reads as the admins wrote it.
+  const groups = synonyms.map((group) => `    ${JSON.stringify(group)}`).join(',\n');
+  return `{\n  "synonyms": [\n${groups}\n  ],\n  "entries": ${list.replace(/\n/g, '\n  ')}\n}\n`;
 }
 
-export function serializeJsonLines(entries: readonly FaqRecord[]): string {
-  return entries.map((entry) => `${JSON.stringify(plainEntry(entry))}\n`).join('');
+export function serializeJsonLines(entries: readonly FaqRecord[], synonyms: SynonymGroups = []): string {
+  const lines = entries.map((entry) => `${JSON.stringify(plainEntry(entry))}\n`);
+  if (synonyms.length > 0) lines.unshift(`${JSON.stringify({ synonyms })}\n`);
+  return lines.join('');
+}
+
+/** The entries of the array at `offset`, each error naming its element's line. */
+function readEntries(text: string, items: readonly unknown[], offset: number): FaqRecord[] {
+  const lines = linesAt(text, arrayElementStarts(text, offset));
+  return items.map((item, i) => toRecord(toRawRecord(item, lines[i]), lines[i]));
 }
 
 /** Only the fields a file carries, in a stable order. */
@@ -74,26 +132,66 @@ function parseJsonText(text: string, firstLine: number): unknown {
   }
 }
 
-/** Offsets where each element of the top-level array begins; the text is known to be valid JSON. */
-function arrayElementStarts(text: string): number[] {
+/*
+ * Where things are in a text that JSON.parse has accepted, for messages that name lines: a small
+ * scanner that skips whole values, so that it needs no checks of its own.
+ */
+
+/** Offsets where each element of the array that opens at `start` begins. */
+function arrayElementStarts(text: string, start: number): number[] {
   const starts: number[] = [];
+  let i = skipSpace(text, start + 1);
+  while (text[i] !== ']') {
+    starts.push(i);
+    i = skipSpace(text, skipValue(text, i));
+    if (text[i] === ',') i = skipSpace(text, i + 1);
+  }
+  return starts;
+}
+
+/** The keys of the object that opens at `start`, with where each key and its value begin. */
+function objectMembers(text: string, start: number): { key: string; keyOffset: number; valueOffset: number }[] {
+  const members: { key: string; keyOffset: number; valueOffset: number }[] = [];
+  let i = skipSpace(text, start + 1);
+  while (text[i] !== '}') {
+    const keyEnd = skipValue(text, i);
+    const key = JSON.parse(text.slice(i, keyEnd)) as string;
+    const valueOffset = skipSpace(text, skipSpace(text, keyEnd) + 1);
+    members.push({ key, keyOffset: i, valueOffset });
+    i = skipSpace(text, skipValue(text, valueOffset));
+    if (text[i] === ',') i = skipSpace(text, i + 1);
+  }
+  return members;
+}
+
+/** The offset just past the value that starts at `start`. */
+function skipValue(text: string, start: number): number {
   let depth = 0;
-  let expectElement = false;
-  for (let i = 0; i < text.length; i++) {
+  let i = start;
+  do {
     const char = text[i];
-    if (char === ' ' || char === '\t' || char === '\n' || char === '\r') continue;
-    if (depth === 1 && expectElement && char !== ']') starts.push(i);
-    expectElement = false;
     if (char === '"') {
       i++;
       while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+      i++;
     } else if (char === '[' || char === '{') {
       depth++;
-      if (depth === 1) expectElement = true;
-    } else if (char === ']' || char === '}') depth--;
-    else if (char === ',' && depth === 1) expectElement = true;
-  }
-  return starts;
+      i++;
+    } else if (char === ']' || char === '}') {
+      depth--;
+      i++;
+    } else if (depth === 0) {
+      // A number, true, false or null on its own.
+      while (i < text.length && !/[\s,\]}]/.test(text[i])) i++;
+    } else i++;
+  } while (depth > 0);
+  return i;
+}
+
+function skipSpace(text: string, start: number): number {
+  let i = start;
+  while (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r') i++;
+  return i;
 }
 
 function lineAndColumn(text: string, offset: number): { line: number; column: number } {
@@ -117,11 +215,6 @@ function linesAt(text: string, offsets: readonly number[]): number[] {
     lines.push(line);
   }
   return lines;
-}
-
-function firstNonBlank(text: string): number {
-  const match = /\S/.exec(text);
-  return match ? match.index : 0;
 }
 
 function kind(value: unknown): string {

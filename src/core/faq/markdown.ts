@@ -1,15 +1,21 @@
+import type { SynonymGroups } from '../retrieval/synonym-list.js';
 import { FaqError, toRecord, type FaqRecord } from './entry.js';
+import { readFileSynonyms, SYNONYMS_EXAMPLE } from './file-synonyms.js';
+import type { FaqFileContents } from './formats.js';
 
 /**
  * Markdown: a heading (level 1 to 3) per question, the answer the text under it up to the next
  * such heading. A heading with nothing under it but a deeper heading is a section title
  * ("# Billing" above "## How do I pay?") and is skipped; text before the first heading is an
- * introduction and is skipped too. Lines in fenced code blocks are never headings. An export
- * keeps id and tags in an HTML comment under the heading, which renders as nothing.
+ * introduction and is skipped too, but for the FAQ's synonym list, which an HTML comment there
+ * carries (`<!-- faq-synonyms: [["money back", "refund"]] -->`). Lines in fenced code blocks are
+ * never headings. An export keeps id, tags and alternates in an HTML comment under the heading;
+ * comments render as nothing.
  */
 const HEADING = /^ {0,3}(#{1,3})(?:[ \t]+(.*))?$/;
 const FENCE = /^ {0,3}(`{3,}|~{3,})(.*)$/;
 const META = /^<!--\s*faq:(.*)-->\s*$/;
+const SYNONYMS = /^ {0,3}<!--\s*faq-synonyms:(.*)-->\s*$/;
 /** A line that an export escaped with one more backslash, so that it does not read as a heading or fence. */
 const ESCAPED = /^( {0,3})\\(\\*(?:#|`{3}|~{3}))/;
 
@@ -20,9 +26,10 @@ interface Section {
   body: string[];
 }
 
-export function parseMarkdown(text: string): FaqRecord[] {
+export function parseMarkdown(text: string): FaqFileContents {
   const sections: Section[] = [];
   const fence = new FenceTracker();
+  let synonyms: { value: string; line: number } | undefined;
   text.split(/\r\n|\r|\n/).forEach((line, index) => {
     const inFence = fence.inside;
     fence.next(line);
@@ -33,7 +40,32 @@ export function parseMarkdown(text: string): FaqRecord[] {
     }
     const section = sections[sections.length - 1];
     if (section) section.body.push(inFence || fence.inside ? line : line.replace(ESCAPED, '$1$2'));
+    const comment = section || inFence ? null : SYNONYMS.exec(line);
+    if (comment) {
+      if (synonyms) {
+        throw new FaqError('FAQ_INVALID', `line ${index + 1}: a second faq-synonyms comment; the first is on line ${synonyms.line}`, { line: index + 1 });
+      }
+      synonyms = { value: comment[1], line: index + 1 };
+    }
   });
+  // Read in file order, so that the first problem is the one reported.
+  const contents: FaqFileContents = { records: [] };
+  if (synonyms) contents.synonyms = readSynonymsComment(synonyms.value, synonyms.line);
+  contents.records = sectionRecords(sections);
+  return contents;
+}
+
+function readSynonymsComment(json: string, line: number): string[][] {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    throw new FaqError('FAQ_INVALID', `line ${line}: the faq-synonyms comment must hold a JSON list of groups such as ${SYNONYMS_EXAMPLE}`, { line, cause: error });
+  }
+  return readFileSynonyms(value, line);
+}
+
+function sectionRecords(sections: readonly Section[]): FaqRecord[] {
   const records: FaqRecord[] = [];
   sections.forEach((section, i) => {
     if (section.question === '') {
@@ -103,7 +135,7 @@ class FenceTracker {
   }
 }
 
-export function serializeMarkdown(entries: readonly FaqRecord[]): string {
+export function serializeMarkdown(entries: readonly FaqRecord[], synonyms: SynonymGroups = []): string {
   const blocks = entries.map((entry) => {
     const lines = [`## ${entry.question}${entry.question.endsWith('#') ? ' #' : ''}`];
     const meta: { id?: string; tags?: string[]; alternates?: string[] } = {};
@@ -111,13 +143,18 @@ export function serializeMarkdown(entries: readonly FaqRecord[]): string {
     if (entry.tags !== undefined) meta.tags = entry.tags;
     if (entry.alternates?.length) meta.alternates = entry.alternates;
     if (Object.keys(meta).length > 0 || META.test(entry.answer.split('\n')[0].trim())) {
-      // '>' escaped, so that no value can end the comment early.
-      lines.push(`<!-- faq: ${JSON.stringify(meta).replace(/>/g, '\\u003e')} -->`);
+      lines.push(`<!-- faq: ${commentJson(meta)} -->`);
     }
     lines.push('', escapeAnswer(entry.answer));
     return lines.join('\n');
   });
+  if (synonyms.length > 0) blocks.unshift(`<!-- faq-synonyms: ${commentJson(synonyms)} -->`);
   return `${blocks.join('\n\n')}\n`;
+}
+
+/** JSON with '>' escaped, so that no value can end the comment early. */
+function commentJson(value: unknown): string {
+  return JSON.stringify(value).replace(/>/g, '\\u003e');
 }
 
 /**
