@@ -6,18 +6,22 @@ import { type FaqEntry, phrasings } from './entry.js';
  * and retrieval picks one by a hair. Reported at import and on /faq add, never refused (exact
  * repeats are: checkUnique). Two phrasings are near-identical when, as retrieval sees them
  * (terms.ts: stems, stopwords dropped), their term sets have a Jaccard similarity of at least
- * NEAR_JACCARD, or one holds all of the other's terms and at most one more ("cancel?" and
- * "cancel my subscription?").
+ * NEAR_JACCARD, or one holds all of the other's terms, at least MIN_CONTAINED of them, and at most
+ * one more ("reset my password?" and "reset my password by email?"; a single word is in too many
+ * questions to tell: "What is tunebot?" and "What does tunebot remember?" ask different things).
  */
 export const NEAR_JACCARD = 0.8;
+export const MIN_CONTAINED = 2;
 
 /**
  * The least Jaccard similarity that a phrasing of `size` terms has with any phrasing it is
- * reported with: NEAR_JACCARD, or less under the containment rule, whose smallest case against
- * `size` terms is `size` - 1 terms ((size - 1) / size), or 2 terms for 1 (1 / 2).
+ * reported with: NEAR_JACCARD, or less under the containment rule, with a partner of `size` - 1
+ * terms ((size - 1) / size) or of `size` + 1 (size / (size + 1)).
  */
 function leastJaccard(size: number): number {
-  return size === 1 ? 0.5 : Math.min(NEAR_JACCARD, (size - 1) / size);
+  const smaller = size - 1 >= MIN_CONTAINED ? (size - 1) / size : 1;
+  const larger = size >= MIN_CONTAINED ? size / (size + 1) : 1;
+  return Math.min(NEAR_JACCARD, smaller, larger);
 }
 
 export interface OverlapSide {
@@ -95,7 +99,7 @@ export function findOverlaps(entries: readonly FaqEntry[], among?: ReadonlySet<s
 function neededOverlap(a: number, b: number): number {
   // o / (a + b - o) >= J  <=>  o >= J (a + b) / (1 + J)
   const byJaccard = Math.ceil((NEAR_JACCARD * (a + b)) / (1 + NEAR_JACCARD) - 1e-9);
-  return Math.abs(a - b) <= 1 ? Math.min(byJaccard, Math.min(a, b)) : byJaccard;
+  return Math.abs(a - b) <= 1 && Math.min(a, b) >= MIN_CONTAINED ? Math.min(byJaccard, Math.min(a, b)) : byJaccard;
 }
 
 /** The rule in this file's comment, on two sets of distinct terms. */
@@ -105,5 +109,5 @@ export function nearlyTheSame(a: readonly string[], b: readonly string[]): boole
   const smaller = Math.min(a.length, b.length);
   const larger = Math.max(a.length, b.length);
   if (smaller === 0) return false;
-  return shared / (a.length + b.length - shared) >= NEAR_JACCARD || (shared === smaller && larger - smaller <= 1);
+  return shared / (a.length + b.length - shared) >= NEAR_JACCARD || (shared === smaller && smaller >= MIN_CONTAINED && larger - smaller <= 1);
 }
