@@ -4,11 +4,7 @@ import { join } from 'node:path';
 import { CodedError } from '../coded-error.js';
 import { readConfig } from '../model/model-files.js';
 
-/**
- * Model versions on disk (DESIGN.md): `<root>/<version>/` folders and a `current` file naming
- * the live one. A version is published by renaming a finished folder into place and is never
- * modified; switching and rolling back only rewrite the pointer, atomically.
- */
+/** A version name that is not one, or a version that is not published. */
 export class RegistryError extends CodedError<'REGISTRY'> {
   constructor(message: string) {
     super('REGISTRY', message);
@@ -26,6 +22,11 @@ export interface ModelVersion {
 const POINTER = 'current';
 const VERSION_PATTERN = /^v(\d+)$/;
 
+/**
+ * Model versions on disk (docs/architecture.md): `<root>/<version>/` folders and a `current`
+ * file naming the live one. A version is published by renaming a finished folder into place and
+ * is never modified; switching and rolling back only rewrite the pointer, atomically.
+ */
 export class ModelRegistry {
   constructor(readonly root: string) {}
 

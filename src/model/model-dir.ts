@@ -11,8 +11,8 @@ import { initWeights } from './weights.js';
 export const ONNX_MODEL_PATH = join('onnx', 'model.onnx');
 
 /**
- * Writes a complete model directory (DESIGN.md): config, generation config, weights, the
- * GPT-2 tokenizer files and onnx/model.onnx generated from the weights, atomically.
+ * Writes a complete model directory (docs/architecture.md): config, generation config,
+ * weights, the GPT-2 tokenizer files and onnx/model.onnx generated from the weights, atomically.
  */
 export async function saveModel(
   dir: string,
