@@ -40,66 +40,94 @@ describe('fuseConfidence', () => {
 });
 
 describe('fuseRankings', () => {
-  it('ranks the union of both rankings by fused confidence, a missing entry counting 0, and drops what fuses to 0', () => {
+  it('orders by 1 / (5 + place) summed over both rankings, fuses the confidences, and drops what fuses to 0', () => {
+    // s is the surface match: BM25 is sure of it, the dense ranking puts it third. m is second
+    // in BM25 and first by meaning: it goes first, though s is the more confident.
     const fused = fuseRankings(
       [
-        { entryId: 'a', confidence: 0.9 },
-        { entryId: 'b', confidence: 0.6 },
-        { entryId: 'c', confidence: 0.2 },
+        { entryId: 's', confidence: 1 },
+        { entryId: 'm', confidence: 0.3 },
       ],
       [
-        { entryId: 'a', confidence: 0 },
-        { entryId: 'b', confidence: 0.84 },
-        { entryId: 'd', confidence: 0.75 },
-        { entryId: 'e', confidence: 0 },
+        { entryId: 'm', confidence: 0.6 },
+        { entryId: 'x', confidence: 0.2 },
+        { entryId: 's', confidence: 0 },
+        { entryId: 'z', confidence: 0 },
       ],
     );
     assert.deepEqual(
       fused.map((hit) => hit.entryId),
-      ['b', 'a', 'd', 'c'],
+      ['m', 's', 'x'],
+      'z fuses to 0 and is left out',
     );
-    // b: 1 - sqrt(0.4 * 0.16); a: 1 - sqrt(0.1); d: 1 - sqrt(0.25); c: 1 - sqrt(0.8)
-    const expected = { b: 1 - Math.sqrt(0.064), a: 1 - Math.sqrt(0.1), d: 0.5, c: 1 - Math.sqrt(0.8) };
-    for (const hit of fused) close(hit.confidence, expected[hit.entryId as keyof typeof expected], hit.entryId);
+    const expected = {
+      m: { rankScore: 1 / 7 + 1 / 6, confidence: 1 - Math.sqrt(0.7 * 0.4) },
+      s: { rankScore: 1 / 6 + 1 / 8, confidence: 1 },
+      x: { rankScore: 1 / 7, confidence: 1 - Math.sqrt(0.8) },
+    };
+    for (const hit of fused) {
+      const want = expected[hit.entryId as keyof typeof expected];
+      close(hit.rankScore, want.rankScore, `${hit.entryId} rank score`);
+      close(hit.confidence, want.confidence, `${hit.entryId} confidence`);
+    }
     assert.deepEqual(
       fused.map((hit) => [hit.lexical, hit.dense]),
       [
-        [0.6, 0.84],
-        [0.9, 0],
-        [0, 0.75],
-        [0.2, 0],
+        [0.3, 0.6],
+        [1, 0],
+        [0, 0.2],
       ],
     );
   });
 
-  it('breaks ties by the stronger input, then by the order entries came in', () => {
-    // w = 0: the fused confidence is the dense one, 0.5 for both; x has the stronger lexical input.
+  it('takes k and the lexical weight from the options', () => {
+    // p: places 1 and 4; q: 2 and 2; x: dense 1; y: dense 3.
+    const lexical = [
+      { entryId: 'p', confidence: 0.5 },
+      { entryId: 'q', confidence: 0.4 },
+    ];
+    const dense = [
+      { entryId: 'x', confidence: 0.3 },
+      { entryId: 'q', confidence: 0.6 },
+      { entryId: 'y', confidence: 0.2 },
+      { entryId: 'p', confidence: 0.1 },
+    ];
+    const order = (rankOffset?: number) => fuseRankings(lexical, dense, rankOffset === undefined ? {} : { rankOffset }).map((hit) => hit.entryId);
+    // k = 0: p 1 + 1/4 = 1.25; q 1/2 + 1/2 = 1 and x 1, tied: q's confidence 1 - sqrt(0.24) = 0.51 beats x's 1 - sqrt(0.7) = 0.16.
+    assert.deepEqual(order(0), ['p', 'q', 'x', 'y']);
+    // k = 5: p 1/6 + 1/9 = 0.278 < q 2/7 = 0.286. k = 60: p 1/61 + 1/64 = 0.0310 < q 2/62 = 0.0323.
+    assert.deepEqual(order(), ['q', 'p', 'x', 'y']);
+    assert.deepEqual(order(60), ['q', 'p', 'x', 'y']);
+    // w = 1: the confidence is BM25's alone; x and y, unlisted there, fuse to 0.
+    const lexicalOnly = fuseRankings(lexical, dense, { lexicalWeight: 1 });
     assert.deepEqual(
-      fuseRankings(
-        [
-          { entryId: 'y', confidence: 0.2 },
-          { entryId: 'x', confidence: 0.9 },
-        ],
-        [
-          { entryId: 'y', confidence: 0.5 },
-          { entryId: 'x', confidence: 0.5 },
-        ],
-        0,
-      ).map((hit) => hit.entryId),
-      ['x', 'y'],
+      lexicalOnly.map((hit) => [hit.entryId, hit.confidence]),
+      [
+        ['q', 0.4],
+        ['p', 0.5],
+      ],
     );
-    // 1 - sqrt(0.64) both ways, and 0.36 the stronger input of each: first come, first ranked.
+  });
+
+  it('breaks a tie in rank score by the higher confidence, then by the order entries came in', () => {
+    // 1/6 each; 1 - sqrt(0.64) = 0.2 each: first come, first ranked.
     assert.deepEqual(
       fuseRankings([{ entryId: 'p', confidence: 0.36 }], [{ entryId: 'q', confidence: 0.36 }]).map((hit) => hit.entryId),
       ['p', 'q'],
     );
+    assert.deepEqual(
+      fuseRankings([{ entryId: 'p', confidence: 0.36 }], [{ entryId: 'q', confidence: 0.51 }]).map((hit) => hit.entryId),
+      ['q', 'p'],
+    );
   });
 
-  it('refuses an entry listed twice and a confidence outside 0..1', () => {
+  it('refuses an entry listed twice, a confidence outside 0..1 and a negative k', () => {
     assert.throws(
       () => fuseRankings([{ entryId: 'a', confidence: 0.1 }, { entryId: 'a', confidence: 0.2 }], []),
       /the lexical ranking lists a twice/,
     );
     assert.throws(() => fuseRankings([], [{ entryId: 'a', confidence: 1.5 }]), /the dense confidence of a must be in 0\.\.1, got 1\.5/);
+    assert.throws(() => fuseRankings([], [], { rankOffset: -1 }), /the rank offset must be a number >= 0, got -1/);
+    assert.throws(() => fuseRankings([{ entryId: 'a', confidence: 0.5 }], [], { lexicalWeight: 2 }), /the lexical weight must be in 0\.\.1, got 2/);
   });
 });

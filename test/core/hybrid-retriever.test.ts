@@ -76,7 +76,7 @@ describe('HybridRetriever with the tiny BERT', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('fuses BM25 confidence with the best phrasing cosine as 1 - sqrt((1 - l)(1 - d)), best first, k at most, scored by the fused confidence', async () => {
+  it('orders by 1 / (5 + BM25 place) + 1 / (5 + cosine place), k at most, each hit scored by its fused confidence 1 - sqrt((1 - l)(1 - d))', async () => {
     // unrelated 0, paraphrase 1: the dense confidence is the cosine itself (clamped at 0).
     const retriever = new HybridRetriever(embedder, { calibration: { unrelated: 0, paraphrase: 1 }, logger: silentLogger });
     const query = 'reset password please';
@@ -94,7 +94,13 @@ describe('HybridRetriever with the tiny BERT', () => {
       const closest = phrasingVectors[i].findIndex((vector) => dot(queryVector, vector) === similarity);
       const phrasing = lexical.find((hit) => hit.entry.id === entry.id)?.phrasing ?? closest;
       return { id: entry.id, similarity, lexical: l, dense: d, confidence: 1 - Math.sqrt((1 - l) * (1 - d)), phrasing };
-    }).sort((a, b) => b.confidence - a.confidence);
+    });
+    const byCosine = [...expected].sort((a, b) => b.similarity - a.similarity);
+    const rankScore = (id: string) => {
+      const lexicalPlace = lexical.findIndex((hit) => hit.entry.id === id) + 1;
+      return (lexicalPlace > 0 ? 1 / (5 + lexicalPlace) : 0) + 1 / (5 + byCosine.findIndex((hit) => hit.id === id) + 1);
+    };
+    expected.sort((a, b) => rankScore(b.id) - rankScore(a.id) || b.confidence - a.confidence);
 
     assert.deepEqual(
       hits.map((hit) => hit.entry.id),

@@ -4,7 +4,7 @@ import { BoundedMap } from '../bounded-map.js';
 import { type FaqEntry, phrasings } from '../faq/entry.js';
 import { type DenseCalibration, calibrateFromIndex, calibratedSimilarity } from './dense-calibration.js';
 import { DenseIndex } from './dense-index.js';
-import { DEFAULT_LEXICAL_WEIGHT, fuseRankings } from './fusion.js';
+import { type FusionOptions, fuseRankings } from './fusion.js';
 
 /** What the retriever needs of an entry: its id and its phrasings. */
 export type RetrievableEntry = Pick<FaqEntry, 'id' | 'question' | 'alternates'>;
@@ -25,7 +25,8 @@ export interface RetrievalHit<E> {
   readonly confidence: number;
   /**
    * What hits are compared by (the answer policy's lead of the first over the second): the fused
-   * confidence; BM25's own score when the dense side failed.
+   * confidence; BM25's own score when the dense side failed. The hits are in fusion order (ranks),
+   * so a first hit less confident than the second has no lead: the two rankings disagree.
    */
   readonly score: number;
   /** Which phrasing matched best: BM25's when it listed the entry, else the closest by cosine. */
@@ -38,8 +39,8 @@ export interface RetrievalHit<E> {
 }
 
 export interface HybridRetrieverOptions {
-  /** fusion.ts's w: the lexical signal's share; default 0.5. */
-  readonly lexicalWeight?: number;
+  /** fusion.ts's weights; its defaults when left out. */
+  readonly fusion?: FusionOptions;
   /** A fixed calibration; default: measured on each FAQ version (dense-calibration.ts). */
   readonly calibration?: DenseCalibration;
   /** Phrasing vectors kept across FAQ versions, so an edit embeds only what changed; default 20,000. */
@@ -59,12 +60,12 @@ const DEFAULT_CACHED_PHRASINGS = 20_000;
 /**
  * BM25 + dense retrieval, fused. The caller (FaqStore.search) passes the query, the FAQ's
  * entries and BM25's hits; the retriever embeds the query, ranks every entry by its best
- * phrasing's cosine, calibrates that to 0..1 and fuses it with BM25's confidence. The dense
+ * phrasing's cosine, calibrates that to 0..1, and fuses the two rankings (fusion.ts: ordered by
+ * reciprocal rank fusion, each hit's confidence fused from BM25's and the dense one). The dense
  * index of an FAQ version is built once and kept. When embedding fails, BM25's hits come back
  * as they were (logged), so retrieval never fails for the dense side.
  */
 export class HybridRetriever {
-  private readonly lexicalWeight: number;
   private readonly logger: Logger;
   private readonly indexes = new BoundedMap<string, Promise<IndexedFaq>>(CACHED_INDEXES);
   private readonly phrasingVectors: BoundedMap<string, Float32Array>;
@@ -73,7 +74,6 @@ export class HybridRetriever {
     private readonly embedder: TextEmbedder,
     private readonly options: HybridRetrieverOptions,
   ) {
-    this.lexicalWeight = options.lexicalWeight ?? DEFAULT_LEXICAL_WEIGHT;
     this.logger = options.logger;
     this.phrasingVectors = new BoundedMap(options.cachedPhrasings ?? DEFAULT_CACHED_PHRASINGS);
   }
@@ -96,10 +96,12 @@ export class HybridRetriever {
     }
     const positions = new Map(entries.map((entry, i) => [entry.id, i]));
     const lexicalPhrasing = new Map(lexical.map((hit) => [hit.entry.id, hit.phrasing]));
+    // Most similar first; equal similarities keep the entries' order.
+    const denseOrder = entries.map((_, i) => i).sort((a, b) => dense[b].similarity - dense[a].similarity || a - b);
     const fused = fuseRankings(
       lexical.map((hit) => ({ entryId: hit.entry.id, confidence: hit.confidence })),
-      entries.map((entry, i) => ({ entryId: entry.id, confidence: dense[i].confidence })),
-      this.lexicalWeight,
+      denseOrder.map((i) => ({ entryId: entries[i].id, confidence: dense[i].confidence })),
+      this.options.fusion,
     );
     return fused.slice(0, k).map((hit) => {
       const position = positions.get(hit.entryId) as number;
