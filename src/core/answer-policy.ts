@@ -1,7 +1,6 @@
 import { type FaqEntry, normalizeQuestion, phrasings } from './faq/entry.js';
-import type { FaqSearch } from './faq/faq-store.js';
+import type { FaqSearch, RankedHit } from './faq/faq-store.js';
 import { groundedEntry } from './grounding.js';
-import type { SearchHit } from './retrieval/bm25.js';
 
 /**
  * DESIGN.md's answer policy, on how certain retrieval is of its best hit: certain enough answers
@@ -17,7 +16,7 @@ export type AnswerPath = 'faq' | 'model' | 'fallback';
 export interface AnswerDecision {
   readonly path: AnswerPath;
   /** Retrieval hits, best first: for the model path, only the relevant ones. */
-  readonly ranked: readonly SearchHit[];
+  readonly ranked: readonly RankedHit[];
   /** In [0, 1]: the best hit's confidence times the square root of its lead. */
   readonly certainty: number;
 }
@@ -70,7 +69,7 @@ export async function answerQuestion(
 }
 
 /** The best hit's confidence times the square root of its score's lead over the second's (1 with no second). */
-export function certaintyOf(ranked: readonly Pick<SearchHit, 'score' | 'confidence'>[]): number {
+export function certaintyOf(ranked: readonly Pick<RankedHit, 'score' | 'confidence'>[]): number {
   const [best, second] = ranked;
   if (!best || best.score <= 0) return 0;
   const lead = second ? Math.max(0, best.score - second.score) / best.score : 1;

@@ -2,6 +2,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
+import type { TextEmbedder } from '../model/embedding/sentence-embedder.js';
 import { pullFromHub } from '../model/hub.js';
 import { importModel, initModel } from '../model/model-dir.js';
 import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from '../model/tokenizer.js';
@@ -25,7 +26,7 @@ import { ModelRegistry } from './model-registry.js';
 import { ModelRollout } from './model-rollout.js';
 import { ModelScorer } from './model-scorer.js';
 import { RemoteModel } from './remote-model.js';
-import type { HybridRetriever } from './retrieval/hybrid-retriever.js';
+import { HybridRetriever } from './retrieval/hybrid-retriever.js';
 import { openRetrieval } from './retrieval/open-retrieval.js';
 import type { EngineServices } from './services.js';
 import { openStorage, type Storage } from './storage/open-storage.js';
@@ -48,10 +49,15 @@ export const SAMPLE_FAQ = fileURLToPath(new URL('../../config/sample-faq.md', im
 export interface AppOptions {
   /** Train in this process even when config sends fine-tunes to the queue: `tunebot worker`. */
   readonly trainHere?: boolean;
+  /**
+   * Hybrid retrieval on this embedder whatever retrieval.embeddingModel says: bench:answers
+   * measures encoders the bot does not ship. The app closes it.
+   */
+  readonly embedder?: TextEmbedder;
 }
 
 export async function createApp(config: TunebotConfig, logger: Logger, options: AppOptions = {}): Promise<App> {
-  const retriever = await openRetrieval(config, logger);
+  const retriever = options.embedder ? new HybridRetriever(options.embedder, { logger }) : await openRetrieval(config, logger);
   const storage = await openStorage(config.storage.url, { logger, namespace: config.storage.namespace });
   const registry = new ModelRegistry(config.model.dir);
   const metrics = new BotMetrics();
@@ -109,7 +115,7 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
     faqFor: (message) => {
       const key = scopeOf(message);
       let store = faqStores.get(key);
-      if (!store) faqStores.set(key, (store = FaqStore.forScope(storage.documents, key)));
+      if (!store) faqStores.set(key, (store = FaqStore.forScope(storage.documents, key, { retriever })));
       return store;
     },
     inboxFor: (message) => inboxOf(scopeOf(message)),

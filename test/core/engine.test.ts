@@ -36,7 +36,7 @@ describe('ConversationEngine', () => {
     });
 
     it("sends a doubtful question to the model, gives the fallback when its reply is no FAQ passage's answer, and puts the question in the inbox", async () => {
-      const question = 'Can I use a GPU with the bot?';
+      const question = 'How do I export my data?';
       const outcomes: AnswerOutcome[] = [];
       const unsubscribe = fixture.engine.onAnswer((outcome) => outcomes.push(outcome));
       const { pieces } = await collect(fixture.engine.handle(localMessage('model-1', question)));

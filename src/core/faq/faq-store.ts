@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { Bm25Index, type SearchHit } from '../retrieval/bm25.js';
+import type { HybridRetriever } from '../retrieval/hybrid-retriever.js';
 import { Lexicon } from '../retrieval/lexicon.js';
 import { checkSynonyms, type SynonymGroups } from '../retrieval/synonym-list.js';
 import { WordNet } from '../retrieval/wordnet.js';
@@ -101,12 +102,20 @@ export interface FaqStoreOptions {
   now?: () => number;
   /** WordNet's synonyms in retrieval (the default), or none (null). */
   wordnet?: WordNet | null;
+  /** Dense retrieval fused with BM25, when a sentence-embedding model is configured. */
+  retriever?: HybridRetriever | null;
 }
+
+/** A retrieval hit as the answer policy reads it, from BM25 alone or fused with dense retrieval. */
+export type RankedHit = Pick<SearchHit, 'entry' | 'score' | 'confidence' | 'phrasing'>;
 
 /** What the answer policy asks of an FAQ: FaqStore, or a view of it (searchView). */
 export interface FaqSearch {
-  search(query: string, k: number): Promise<SearchHit[]>;
+  search(query: string, k: number): Promise<RankedHit[]>;
 }
+
+/** BM25 hits given to the fusion: it can promote any of them. */
+const FUSED_CANDIDATES = 20;
 
 /** The FAQ of one scope. */
 export class FaqStore {
@@ -116,6 +125,7 @@ export class FaqStore {
   private readonly now: () => number;
   private readonly state: ScopeState;
   private readonly wordnet: () => WordNet | null;
+  private readonly retriever: HybridRetriever | null;
 
   private constructor(store: KeyValueStore, scope: string, options: FaqStoreOptions) {
     this.store = store;
@@ -124,6 +134,7 @@ export class FaqStore {
     this.now = options.now ?? Date.now;
     // Loaded on the first search, not at start-up.
     this.wordnet = () => (options.wordnet === undefined ? WordNet.shared() : options.wordnet);
+    this.retriever = options.retriever ?? null;
     let states = scopeStates.get(store);
     if (!states) scopeStates.set(store, (states = new Map()));
     let state = states.get(scope);
@@ -255,14 +266,16 @@ export class FaqStore {
     return findOverlaps(await this.entries(), new Set(ids));
   }
 
-  /** BM25 over the current entries and their alternates; the index is rebuilt when the FAQ's version moves. */
-  async search(query: string, k: number): Promise<SearchHit[]> {
+  /**
+   * BM25 over the current entries and their alternates (the index is rebuilt when the FAQ's
+   * version moves), fused with dense retrieval when there is a retriever.
+   */
+  async search(query: string, k: number): Promise<RankedHit[]> {
     const document = await this.load();
     if (this.state.index?.version !== document.version) {
-      const lexicon = new Lexicon({ synonyms: document.synonyms, wordnet: this.wordnet() });
-      this.state.index = { version: document.version, index: new Bm25Index(document.entries, lexicon) };
+      this.state.index = { version: document.version, index: new Bm25Index(document.entries, new Lexicon({ synonyms: document.synonyms, wordnet: this.wordnet() })) };
     }
-    return this.state.index.index.search(query, k);
+    return this.rank(this.state.index.index, document.entries, query, k);
   }
 
   /**
@@ -274,7 +287,12 @@ export class FaqStore {
     const document = await this.load();
     const entries = document.entries.map((entry) => ({ ...entry, alternates: alternatesOf(entry) }));
     const index = new Bm25Index(entries, new Lexicon({ synonyms: document.synonyms, wordnet: this.wordnet() }));
-    return { search: async (query, k) => index.search(query, k) };
+    return { search: (query, k) => this.rank(index, entries, query, k) };
+  }
+
+  private async rank(index: Bm25Index, entries: readonly FaqEntry[], query: string, k: number): Promise<RankedHit[]> {
+    if (!this.retriever) return index.search(query, k);
+    return this.retriever.search(query, entries, index.search(query, Math.max(k, FUSED_CANDIDATES)), k);
   }
 
   /**
