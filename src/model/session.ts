@@ -55,12 +55,16 @@ export async function createModelSession(model: Uint8Array | string, options: Se
 
 /**
  * onnxruntime-node ships its CUDA provider only when its install script fetched it
- * (ONNXRUNTIME_NODE_INSTALL=cuda12): the library sits beside the binding. Returns its path
- * when it is missing, else null.
+ * (ONNXRUNTIME_NODE_INSTALL=cuda12): the library sits beside the binding, here.
  */
-function missingCudaLibrary(): string | null {
+export function cudaProviderLibrary(): string {
   const packageRoot = dirname(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')));
-  const library = join(packageRoot, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so');
+  return join(packageRoot, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so');
+}
+
+/** The CUDA provider library's path when it is missing, else null. */
+function missingCudaLibrary(): string | null {
+  const library = cudaProviderLibrary();
   return existsSync(library) ? null : library;
 }
 
