@@ -30,8 +30,8 @@ describe('Discord slash commands from the engine commands', () => {
       ['help', 'ask', 'forget', 'export', 'faq', 'faq-admin', 'model', 'model-admin'],
     );
     const names = (name: string) => subcommandsOf(name).map((option) => option.name);
-    assert.deepEqual(names('faq'), ['list', 'export']);
-    assert.deepEqual(names('faq-admin'), ['add', 'import', 'remove', 'clear', 'inbox', 'inbox-answer']);
+    assert.deepEqual(names('faq'), ['list', 'export', 'synonyms']);
+    assert.deepEqual(names('faq-admin'), ['add', 'import', 'remove', 'clear', 'inbox', 'inbox-answer', 'inbox-link', 'synonyms-add', 'synonyms-remove']);
     assert.deepEqual(names('model'), ['status', 'versions']);
     assert.deepEqual(names('model-admin'), ['finetune', 'cancel', 'use', 'eval']);
     for (const name of ['faq', 'faq-admin', 'model', 'model-admin']) for (const option of subcommandsOf(name)) assert.equal(option.type, ApplicationCommandOptionType.Subcommand);
