@@ -46,10 +46,10 @@ describe('DenseIndex', () => {
     assert.throws(() => index.search(v(1, 0, 0), -1), /k must be a whole number >= 0/);
   });
 
-  it('measures entry-to-entry and question-to-alternate similarity', () => {
-    close(index.entrySimilarity(0, 2), Math.SQRT1_2, 'e1 and e3');
-    close(index.entrySimilarity(0, 1), 0, 'e1 and e2');
-    assert.deepEqual(index.questionToAlternateSimilarities(), [0]);
+  it("measures two entries' questions' similarity, not their alternates'", () => {
+    close(index.questionSimilarity(0, 2), Math.SQRT1_2, 'e1 and e3');
+    close(index.questionSimilarity(0, 1), 0, 'e1 and e2');
+    close(index.questionSimilarity(2, 0), Math.SQRT1_2, 'symmetric');
   });
 
   it('refuses repeated ids, entries without vectors, vectors without direction and mismatched dimensions', () => {
@@ -81,20 +81,7 @@ describe('dense calibration', () => {
     close(quantile([7], 0.9), 7, 'one value');
   });
 
-  it('sets unrelated at the 90th percentile of entry pairs and paraphrase at the median question-to-alternate cosine', () => {
-    // Pairs: A-B 0.6 (by A's alternate), A-C 0, B-C 0 -> 90th percentile 0.8 * 0.6 = 0.48.
-    const calibration = calibrateFromIndex(
-      new DenseIndex([
-        { id: 'A', vectors: [v(1, 0, 0), v(0.8, 0.6, 0)] },
-        { id: 'B', vectors: [v(0, 1, 0)] },
-        { id: 'C', vectors: [v(0, 0, 1)] },
-      ]),
-    );
-    close(calibration.unrelated, 0.48, 'unrelated');
-    close(calibration.paraphrase, 0.8, 'paraphrase');
-  });
-
-  it('without alternates puts paraphrase 60% of the way from unrelated to 1', () => {
+  it('sets unrelated at the 90th percentile of question pairs and paraphrase 60% of the way from there to 1', () => {
     // Pairs: B-C 0, B-D 0.8, C-D 0 -> 0.64; 0.64 + 0.6 * 0.36 = 0.856.
     const calibration = calibrateFromIndex(
       new DenseIndex([
@@ -107,6 +94,22 @@ describe('dense calibration', () => {
     close(calibration.paraphrase, 0.856, 'paraphrase');
   });
 
+  it('leaves alternates out: linking one changes neither level', () => {
+    // Questions: A-B 0, A-C 0, B-C 0.6 -> 90th percentile 0.8 * 0.6 = 0.48; 0.48 + 0.6 * 0.52 = 0.792.
+    // A's alternate is B's question and far from A's own: measured on alternates, both levels would move.
+    const questions = [
+      { id: 'A', vectors: [v(1, 0, 0)] },
+      { id: 'B', vectors: [v(0, 1, 0)] },
+      { id: 'C', vectors: [v(0, 0.6, 0.8)] },
+    ];
+    const withAlternate = [{ id: 'A', vectors: [v(1, 0, 0), v(0, 1, 0)] }, ...questions.slice(1)];
+    for (const entries of [questions, withAlternate]) {
+      const calibration = calibrateFromIndex(new DenseIndex(entries));
+      close(calibration.unrelated, 0.48, `unrelated, ${entries[0].vectors.length - 1} alternates`);
+      close(calibration.paraphrase, 0.792, `paraphrase, ${entries[0].vectors.length - 1} alternates`);
+    }
+  });
+
   it('keeps the levels at least 0.05 apart and below 1, and falls back to defaults with nothing to measure', () => {
     // A model that finds everything alike: only an identical vector counts as sure.
     const alike = calibrateFromIndex(
@@ -116,16 +119,7 @@ describe('dense calibration', () => {
       ]),
     );
     close(alike.unrelated, 0.95, 'unrelated capped');
-    close(alike.paraphrase, 1, 'paraphrase');
-    // Alternates no closer to their question than other entries are: paraphrase = unrelated + 0.05.
-    const weakAlternates = calibrateFromIndex(
-      new DenseIndex([
-        { id: 'a', vectors: [v(1, 0), v(0, 1)] },
-        { id: 'b', vectors: [v(0.6, 0.8)] },
-      ]),
-    );
-    close(weakAlternates.unrelated, 0.8, 'unrelated: a-b by its alternate');
-    close(weakAlternates.paraphrase, 0.85, 'paraphrase lifted');
+    close(alike.paraphrase, 1, 'paraphrase: 0.95 + 0.6 * 0.05 lifted to 0.95 + 0.05');
     assert.deepEqual(calibrateFromIndex(new DenseIndex([{ id: 'only', vectors: [v(1, 0)] }])), DEFAULT_CALIBRATION);
   });
 });

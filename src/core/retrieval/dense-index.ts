@@ -63,16 +63,9 @@ export class DenseIndex {
       .map(({ hit }) => hit);
   }
 
-  /** How alike entries a and b (positions) are: the best cosine between a phrasing of one and of the other. */
-  entrySimilarity(a: number, b: number): number {
-    let best = -Infinity;
-    for (const u of this.phrasings[a]) for (const v of this.phrasings[b]) best = Math.max(best, dot(u, v));
-    return best;
-  }
-
-  /** Cosines between each entry's question and each of its alternates. */
-  questionToAlternateSimilarities(): number[] {
-    return this.phrasings.flatMap(([question, ...alternates]) => alternates.map((alternate) => dot(question, alternate)));
+  /** How alike the questions of entries a and b (positions) are: their cosine. */
+  questionSimilarity(a: number, b: number): number {
+    return dot(this.phrasings[a][0], this.phrasings[b][0]);
   }
 
   private unit(vector: Float32Array, what: string): Float32Array {
