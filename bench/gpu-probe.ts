@@ -8,13 +8,12 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
-import * as ort from 'onnxruntime-node';
 import { CodedError } from '../src/coded-error.js';
 import type { Logger } from '../src/log.js';
 import { ModelError } from '../src/model/errors.js';
 import { encodeModel } from '../src/model/onnx/encode.js';
 import { GraphBuilder } from '../src/model/onnx/graph.js';
-import { type ModelSession, createModelSession, cudaProviderLibrary } from '../src/model/session.js';
+import { type ModelSession, createModelSession, cudaProviderLibrary, feedTensor } from '../src/model/session.js';
 
 const run = promisify(execFile);
 
@@ -127,7 +126,7 @@ async function squareOnCuda(logger: Logger): Promise<ModelSession> {
     await session.release();
     throw new GpuCheckError('CUDA_NOT_USED', `a session asked for CUDA reports ${session.provider}`);
   }
-  const { square } = await session.run({ x: new ort.Tensor('float32', Float32Array.of(1, 2, 3, 4), [2, 2]) });
+  const { square } = await session.run({ x: feedTensor('float32', Float32Array.of(1, 2, 3, 4), [2, 2]) });
   const values = [...(square.data as Float32Array)];
   if (values.join() !== '7,10,15,22') {
     await session.release();

@@ -17,14 +17,13 @@
 import { existsSync } from 'node:fs';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { silentLogger } from '../src/log.js';
 import { END_OF_TEXT_ID, type Gpt2Config, type PresetName, parameterCount } from '../src/model/config.js';
 import { readModelDir } from '../src/model/model-files.js';
 import { initModel } from '../src/model/model-dir.js';
 import { GraphBuilder } from '../src/model/onnx/graph.js';
 import { encodeModel } from '../src/model/onnx/encode.js';
-import { createModelSession } from '../src/model/session.js';
+import { type SessionTensor, createModelSession, feedTensor } from '../src/model/session.js';
 import { elementCount, type WeightMap } from '../src/model/tensor.js';
 import { ADAMW_SCALARS, type AdamWScalar, buildAdamWGraph, momentName, varianceName } from '../src/model/training/adamw-graph.js';
 import { type TrainingBatch, makeBatch } from '../src/model/training/data.js';
@@ -120,14 +119,14 @@ async function optimizerProbe(parameters: readonly TrainableParameter[]) {
   const scalars: Record<AdamWScalar, number> = { learning_rate: LEARNING_RATE, beta1, beta2, epsilon, weight_decay: weightDecay, clip_norm: clipNorm, step: 1 };
   return {
     run(state: TrainingState, gradients: Map<string, Float32Array>) {
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const name of ADAMW_SCALARS) feeds[name] = new ort.Tensor('float32', Float32Array.of(scalars[name]), []);
+      const feeds: Record<string, SessionTensor> = {};
+      for (const name of ADAMW_SCALARS) feeds[name] = feedTensor('float32', Float32Array.of(scalars[name]), []);
       for (const { name, dims } of parameters) {
         const shape = [...dims];
-        feeds[name] = new ort.Tensor('float32', state.parameters.get(name) as Float32Array, shape);
-        feeds[momentName(name)] = new ort.Tensor('float32', state.moments.get(name) as Float32Array, shape);
-        feeds[varianceName(name)] = new ort.Tensor('float32', state.variances.get(name) as Float32Array, shape);
-        feeds[gradientName(name)] = new ort.Tensor('float32', gradients.get(name) as Float32Array, shape);
+        feeds[name] = feedTensor('float32', state.parameters.get(name) as Float32Array, shape);
+        feeds[momentName(name)] = feedTensor('float32', state.moments.get(name) as Float32Array, shape);
+        feeds[varianceName(name)] = feedTensor('float32', state.variances.get(name) as Float32Array, shape);
+        feeds[gradientName(name)] = feedTensor('float32', gradients.get(name) as Float32Array, shape);
       }
       return session.run(feeds);
     },
@@ -144,7 +143,7 @@ async function measureOutputCopy(parameters: readonly TrainableParameter[], valu
   const g = new GraphBuilder('copy_out');
   for (const { name, dims } of parameters) g.output(g.op('Identity', [g.input(name, 'float32', dims)]), `out.${name}`, 'float32', dims);
   const session = await createModelSession(encodeModel(g.build()), { executionProvider: 'cpu', logger: silentLogger });
-  const feeds = Object.fromEntries(parameters.map(({ name, dims }) => [name, new ort.Tensor('float32', values.get(name) as Float32Array, [...dims])]));
+  const feeds = Object.fromEntries(parameters.map(({ name, dims }) => [name, feedTensor('float32', values.get(name) as Float32Array, [...dims])]));
   const times = await timed(3, () => session.run(feeds));
   await session.release();
   const gigabytes = (parameters.reduce((sum, { dims }) => sum + elementCount(dims), 0) * 4) / 1e9;
@@ -279,13 +278,13 @@ async function benchMode(config: Gpt2Config, weights: WeightMap, mode: Mode): Pr
   try {
     const batch = benchBatch(length);
     const { graph } = buildGradientGraph(config, lora ? { lora, frozen: weights } : {});
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', batch.inputIds, [BATCH, length]),
-      attention_mask: new ort.Tensor('int64', batch.attentionMask, [BATCH, length]),
-      targets: new ort.Tensor('int64', batch.targets, [BATCH, length]),
-      loss_mask: new ort.Tensor('float32', batch.lossMask, [BATCH, length]),
+    const feeds: Record<string, SessionTensor> = {
+      input_ids: feedTensor('int64', batch.inputIds, [BATCH, length]),
+      attention_mask: feedTensor('int64', batch.attentionMask, [BATCH, length]),
+      targets: feedTensor('int64', batch.targets, [BATCH, length]),
+      loss_mask: feedTensor('float32', batch.lossMask, [BATCH, length]),
     };
-    for (const { name, dims } of runner.parameters) feeds[name] = new ort.Tensor('float32', state.parameters.get(name) as Float32Array, [...dims]);
+    for (const { name, dims } of runner.parameters) feeds[name] = feedTensor('float32', state.parameters.get(name) as Float32Array, [...dims]);
     const profile = await profileRun(encodeModel(graph), feeds, phaseOf, 2);
     const kernelMs = profile.ops.reduce((sum, op) => sum + op.ms, 0);
     report({

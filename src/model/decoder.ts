@@ -1,7 +1,6 @@
-import * as ort from 'onnxruntime-node';
 import { type Gpt2Config, headSize } from './config.js';
 import { BatchKvCache, type SequenceCache } from './kv-cache.js';
-import type { ModelSession } from './session.js';
+import { type ModelSession, type SessionTensor, feedTensor } from './session.js';
 
 /**
  * Runs the runtime GPT-2 graph (gpt2-graph.ts, kind "runtime"): a prefill for one new
@@ -76,14 +75,14 @@ export class Gpt2Decoder {
     const { batch, newLength, pastLength } = input;
     const H = this.config.n_head;
     const D = headSize(this.config);
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', input.ids, [batch, newLength]),
-      position_ids: new ort.Tensor('int64', input.positions, [batch, newLength]),
-      attention_mask: new ort.Tensor('int64', input.mask, [batch, pastLength + newLength]),
+    const feeds: Record<string, SessionTensor> = {
+      input_ids: feedTensor('int64', input.ids, [batch, newLength]),
+      position_ids: feedTensor('int64', input.positions, [batch, newLength]),
+      attention_mask: feedTensor('int64', input.mask, [batch, pastLength + newLength]),
     };
     for (let layer = 0; layer < this.config.n_layer; layer++) {
-      feeds[`past.${layer}.key`] = new ort.Tensor('float32', input.pastKeys(layer), [batch, H, D, pastLength]);
-      feeds[`past.${layer}.value`] = new ort.Tensor('float32', input.pastValues(layer), [batch, H, pastLength, D]);
+      feeds[`past.${layer}.key`] = feedTensor('float32', input.pastKeys(layer), [batch, H, D, pastLength]);
+      feeds[`past.${layer}.value`] = feedTensor('float32', input.pastValues(layer), [batch, H, pastLength, D]);
     }
     const outputs = await this.session.run(feeds);
     const layers = Array.from({ length: this.config.n_layer }, (_, layer) => layer);

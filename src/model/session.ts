@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from '../log.js';
 import { ModelError } from './errors.js';
+import { elementCount } from './tensor.js';
 
 /**
  * The one place that touches ONNX Runtime's session API: provider choice, feed checks and
@@ -19,11 +20,26 @@ export interface SessionOptions {
   readonly logger: Logger;
 }
 
+/** A tensor fed to or returned by a ModelSession: ONNX Runtime's own, named here so callers need not import it. */
+export type SessionTensor = ort.Tensor;
+
+/** The element types tunebot feeds, each with the typed array that holds it (bool as one byte per element). */
+export type FeedElementType = 'float32' | 'float64' | 'int64' | 'bool';
+
+/** Builds a feed for ModelSession.run; the only way src/ makes a tensor for ONNX Runtime. */
+export function feedTensor<T extends FeedElementType>(type: T, data: ort.Tensor.DataTypeMap[T], dims: readonly number[]): SessionTensor {
+  // ONNX Runtime's own message for this names neither the type nor the dims.
+  if (!dims.every((dim) => Number.isSafeInteger(dim) && dim >= 0) || data.length !== elementCount(dims)) {
+    throw new ModelError('MODEL_CORRUPT', `a ${type} tensor of dims [${dims.join(', ')}] cannot hold ${data.length} elements`);
+  }
+  return new ort.Tensor(type, data, [...dims]);
+}
+
 export interface ModelSession {
   readonly provider: ExecutionProvider;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+  run(feeds: Record<string, SessionTensor>): Promise<Record<string, SessionTensor>>;
   release(): Promise<void>;
 }
 
@@ -93,7 +109,7 @@ function wrap(session: ort.InferenceSession, provider: ExecutionProvider): Model
         );
       }
       try {
-        return (await session.run(feeds)) as Record<string, ort.Tensor>;
+        return (await session.run(feeds)) as Record<string, SessionTensor>;
       } catch (error) {
         const described = Object.entries(feeds)
           .map(([name, tensor]) => `${name}: ${tensor.type}[${tensor.dims.join(', ')}]`)

@@ -5,13 +5,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
-import * as ort from 'onnxruntime-node';
 import { ModelError, type ModelErrorCode } from '../../src/model/errors.js';
 import { LanguageModel } from '../../src/model/language-model.js';
 import { initModel } from '../../src/model/model-dir.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { GraphBuilder } from '../../src/model/onnx/graph.js';
-import { type ExecutionProviderChoice, type ModelSession, createModelSession } from '../../src/model/session.js';
+import { type ExecutionProviderChoice, type ModelSession, createModelSession, feedTensor } from '../../src/model/session.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 
 /**
@@ -43,7 +42,7 @@ async function rejectsWithCode(promise: Promise<unknown>, code: ModelErrorCode):
   assert.fail(`expected a ModelError ${code}`);
 }
 
-const floats = (values: number[]) => new ort.Tensor('float32', Float32Array.from(values), [values.length]);
+const floats = (values: number[]) => feedTensor('float32', Float32Array.from(values), [values.length]);
 
 describe('createModelSession: execution provider', () => {
   const model = addGraph();
@@ -138,7 +137,7 @@ describe('ModelSession.run: feeds and failures', () => {
   });
 
   it('a run that ONNX Runtime rejects reports each feed\'s type and dims', async () => {
-    const wrongDims = new ort.Tensor('float32', new Float32Array(8), [2, 4]);
+    const wrongDims = feedTensor('float32', new Float32Array(8), [2, 4]);
     const error = await rejectsWithCode(session.run({ X: wrongDims }), 'MODEL_CORRUPT');
     assert.match(error.message, /^ONNX Runtime failed: /);
     assert.match(error.message, /\(feeds: X: float32\[2, 4\]\)$/);
@@ -146,7 +145,7 @@ describe('ModelSession.run: feeds and failures', () => {
   });
 
   it('a feed of the wrong element type is reported with its type', async () => {
-    const ints = new ort.Tensor('int64', BigInt64Array.from([1n, 2n, 3n]), [3]);
+    const ints = feedTensor('int64', BigInt64Array.from([1n, 2n, 3n]), [3]);
     const error = await rejectsWithCode(session.run({ X: ints }), 'MODEL_CORRUPT');
     assert.match(error.message, /feeds: X: int64\[3\]/);
   });
@@ -154,5 +153,29 @@ describe('ModelSession.run: feeds and failures', () => {
   it('still runs after the failures above', async () => {
     const { Y } = await session.run({ X: floats([-1, -2, -3]) });
     assert.deepEqual(Array.from(Y.data as Float32Array), [0, 0, 0]);
+  });
+});
+
+describe('feedTensor', () => {
+  it('builds a tensor ONNX Runtime accepts, of each element type tunebot feeds', () => {
+    const cases = [
+      feedTensor('float32', Float32Array.from([1, 2, 3, 4, 5, 6]), [2, 3]),
+      feedTensor('float64', Float64Array.from([0.5]), []),
+      feedTensor('int64', BigInt64Array.from([7n, 8n]), [2, 1]),
+      feedTensor('bool', Uint8Array.from([1, 0, 1]), [3]),
+    ];
+    assert.deepEqual(
+      cases.map((tensor) => [tensor.type, tensor.dims, tensor.size]),
+      [['float32', [2, 3], 6], ['float64', [], 1], ['int64', [2, 1], 2], ['bool', [3], 3]],
+    );
+  });
+
+  it('refuses data that does not fill its dims, naming the type, the dims and the count', () => {
+    assert.throws(
+      () => feedTensor('float32', new Float32Array(5), [2, 3]),
+      (error: unknown) => error instanceof ModelError && error.code === 'MODEL_CORRUPT' && error.message === 'a float32 tensor of dims [2, 3] cannot hold 5 elements',
+    );
+    assert.throws(() => feedTensor('int64', new BigInt64Array(0), [2, -1]), /int64 tensor of dims \[2, -1\] cannot hold 0 elements/);
+    assert.throws(() => feedTensor('float64', new Float64Array(3), [1.5, 2]), /dims \[1.5, 2\]/);
   });
 });

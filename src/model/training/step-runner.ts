@@ -1,10 +1,9 @@
-import * as ort from 'onnxruntime-node';
 import type { Logger } from '../../log.js';
 import type { Gpt2Config } from '../config.js';
 import { ModelError } from '../errors.js';
 import { encodeModel } from '../onnx/encode.js';
 import { SeededRandom } from '../random.js';
-import { type ExecutionProviderChoice, type ModelSession, createModelSession } from '../session.js';
+import { type ExecutionProviderChoice, type ModelSession, type SessionTensor, createModelSession, feedTensor } from '../session.js';
 import { type WeightMap, elementCount } from '../tensor.js';
 import { ADAMW_SCALARS, type AdamWScalar, buildAdamWGraph, momentName, updatedName, varianceName } from './adamw-graph.js';
 import type { TrainingBatch } from './data.js';
@@ -84,16 +83,16 @@ export class TrainingStepRunner {
 
   /** Loss and gradients of one batch, no update (validation uses the loss alone). */
   async lossAndGradients(state: TrainingState, batch: TrainingBatch): Promise<{ loss: number; gradients: Map<string, Float32Array> }> {
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', batch.inputIds, [batch.batchSize, batch.length]),
-      attention_mask: new ort.Tensor('int64', batch.attentionMask, [batch.batchSize, batch.length]),
-      targets: new ort.Tensor('int64', batch.targets, [batch.batchSize, batch.length]),
-      loss_mask: new ort.Tensor('float32', batch.lossMask, [batch.batchSize, batch.length]),
+    const feeds: Record<string, SessionTensor> = {
+      input_ids: feedTensor('int64', batch.inputIds, [batch.batchSize, batch.length]),
+      attention_mask: feedTensor('int64', batch.attentionMask, [batch.batchSize, batch.length]),
+      targets: feedTensor('int64', batch.targets, [batch.batchSize, batch.length]),
+      loss_mask: feedTensor('float32', batch.lossMask, [batch.batchSize, batch.length]),
     };
     for (const parameter of this.parameters) {
-      feeds[parameter.name] = new ort.Tensor('float32', state.parameters.get(parameter.name) as Float32Array, [...parameter.dims]);
+      feeds[parameter.name] = feedTensor('float32', state.parameters.get(parameter.name) as Float32Array, [...parameter.dims]);
     }
-    let outputs: Record<string, ort.Tensor>;
+    let outputs: Record<string, SessionTensor>;
     try {
       outputs = await this.gradientSession.run(feeds);
     } catch (error) {
@@ -133,14 +132,14 @@ export class TrainingStepRunner {
       clip_norm: this.optimizer.clipNorm,
       step: state.step + 1,
     };
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const name of ADAMW_SCALARS) feeds[name] = new ort.Tensor('float32', Float32Array.of(scalars[name]), []);
+    const feeds: Record<string, SessionTensor> = {};
+    for (const name of ADAMW_SCALARS) feeds[name] = feedTensor('float32', Float32Array.of(scalars[name]), []);
     for (const parameter of this.parameters) {
       const dims = [...parameter.dims];
-      feeds[parameter.name] = new ort.Tensor('float32', state.parameters.get(parameter.name) as Float32Array, dims);
-      feeds[momentName(parameter.name)] = new ort.Tensor('float32', state.moments.get(parameter.name) as Float32Array, dims);
-      feeds[varianceName(parameter.name)] = new ort.Tensor('float32', state.variances.get(parameter.name) as Float32Array, dims);
-      feeds[gradientName(parameter.name)] = new ort.Tensor('float32', summed.get(parameter.name) as Float32Array, dims);
+      feeds[parameter.name] = feedTensor('float32', state.parameters.get(parameter.name) as Float32Array, dims);
+      feeds[momentName(parameter.name)] = feedTensor('float32', state.moments.get(parameter.name) as Float32Array, dims);
+      feeds[varianceName(parameter.name)] = feedTensor('float32', state.variances.get(parameter.name) as Float32Array, dims);
+      feeds[gradientName(parameter.name)] = feedTensor('float32', summed.get(parameter.name) as Float32Array, dims);
     }
     const outputs = await this.optimizerSession.run(feeds);
     const gradNorm = (outputs.grad_norm.data as Float32Array)[0];
