@@ -10,7 +10,10 @@
  * Prints a JSON line per stage and set, one per answer path with its latency, and the
  * retrieval confidence of every question for calibration (--dump FILE).
  *
- *   npm run bench:answers -- [--data DIR] [--epochs N] [--preset tiny] [--no-finetune] [--dump FILE]
+ * --embedder use-lite: hybrid retrieval (BM25 + dense) on Universal Sentence Encoder lite
+ * (use-lite-embedder.ts); without it, retrieval is as config says (BM25 alone by default).
+ *
+ *   npm run bench:answers -- [--data DIR] [--epochs N] [--preset tiny] [--no-finetune] [--embedder use-lite] [--dump FILE]
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,6 +29,7 @@ import { sameAnswer } from '../src/core/regression-gate.js';
 import { silentLogger } from '../src/log.js';
 import { initModel } from '../src/model/model-dir.js';
 import type { PresetName } from '../src/model/config.js';
+import { UseLiteEmbedder } from './use-lite-embedder.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -34,8 +38,10 @@ const { values: flags } = parseArgs({
     preset: { type: 'string', default: 'tiny' },
     'no-finetune': { type: 'boolean', default: false },
     dump: { type: 'string' },
+    embedder: { type: 'string' },
   },
 });
+if (flags.embedder !== undefined && flags.embedder !== 'use-lite') throw new Error(`--embedder takes use-lite, got ${flags.embedder}`);
 
 interface FaqItem {
   readonly id: string;
@@ -75,14 +81,14 @@ const registry = new ModelRegistry(config.model.dir);
 await initModel(join(scratch, 'base'), flags.preset as PresetName, 0);
 await registry.publish(join(scratch, 'base'), 'v1');
 await registry.use('v1');
-const app = await createApp(config, silentLogger);
+const app = await createApp(config, silentLogger, flags.embedder ? { embedder: await UseLiteEmbedder.load() } : {});
 const outcomes = new WeakMap<IncomingMessage, AnswerOutcome>();
 app.engine.onAnswer((outcome, message) => outcomes.set(message, outcome));
 let members = 0;
 
 try {
   const admin = message('admin', '/faq import replace', true, { name: 'faq.json', bytes: await readFile(join(dataDir, 'faq.json')) });
-  report({ event: 'import', reply: await replyText(admin) });
+  report({ event: 'import', retrieval: app.retriever ? `hybrid (${flags.embedder ?? config.retrieval.embeddingModel})` : 'bm25', reply: await replyText(admin) });
 
   const sets = {
     originals: faq.map((item) => ({ text: item.question, expected: item.id })),
@@ -151,6 +157,7 @@ async function ask(question: Question, stage: string, set: string, dump: object[
     text: question.text,
     expected: question.expected,
     path: outcome.path,
+    answered: outcome.entryId,
     verdict,
     certainty: round(certaintyOf(hits)),
     hits: hits.map((hit) => ({ id: hit.entry.id, confidence: round(hit.confidence), score: round(hit.score) })),

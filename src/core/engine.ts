@@ -140,7 +140,9 @@ export class ConversationEngine {
       model.version === null ? null : (decision) => collectText(model.generate(this.prompt(decision, history, text), generation)),
     );
     const { decision, path, entry: answered } = answer;
-    if (decision.path === 'model' && !answered) logger.info({ user: userKey(message), generated: answer.generated?.slice(0, 200) }, 'the model answered with no single FAQ passage; falling back');
+    if (decision.path === 'model' && !answered) {
+      logger.info({ user: userKey(message), chosen: answer.chosen?.id ?? null, best: decision.ranked[0]?.entry.id, generated: answer.generated?.slice(0, 200) }, 'the model did not confirm the best FAQ passage; falling back');
+    }
     logger.info({ user: userKey(message), path, certainty: round(decision.certainty), hits: decision.ranked.slice(0, 3).map((hit) => ({ id: hit.entry.id, confidence: round(hit.confidence) })) }, 'answer path');
     const reply = answered ? answered.answer : settings.fallback;
     yield reply;

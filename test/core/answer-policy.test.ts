@@ -74,14 +74,17 @@ describe('answerQuestion', () => {
     assert.equal(asked, 0);
   });
 
-  it("on the model path, gives the passage the model's reply repeats, and the fallback for a stitched reply", async () => {
+  it("on the model path, gives the passage the model's reply repeats when it is retrieval's best hit, else the fallback", async () => {
     const faq = await seededFaq();
     const doubtful = { ...THRESHOLDS, confidentMatch: 1.01 };
-    const question = 'stop my membership';
+    const question = 'cancel the membership';
     const decision = await decideAnswer(faq, question, doubtful, true);
     assert.equal(decision.path, 'model');
     const right = await answerQuestion(faq, question, doubtful, async () => ENTRIES[0].answer);
     assert.deepEqual([right.path, right.entry?.question], ['model', ENTRIES[0].question]);
+    assert.deepEqual(decision.ranked.map((hit) => hit.entry.question), [ENTRIES[0].question, ENTRIES[1].question]);
+    const other = await answerQuestion(faq, question, doubtful, async () => ENTRIES[1].answer);
+    assert.deepEqual([other.path, other.entry, other.chosen?.question], ['fallback', null, ENTRIES[1].question], "the model's pick is not retrieval's best hit");
     const stitched = await answerQuestion(faq, question, doubtful, async () => `${ENTRIES[0].answer} ${ENTRIES[1].answer}`);
     assert.deepEqual([stitched.path, stitched.entry], ['fallback', null]);
     assert.equal(stitched.generated, `${ENTRIES[0].answer} ${ENTRIES[1].answer}`);

@@ -101,9 +101,9 @@ describe('scoreModel', () => {
     const entries = await faq.entries();
     const expectedOf = new Map<string, (typeof ENTRIES)[number]>();
     for (const [i, entry] of entries.entries()) for (const question of [entry.question, ...heldOutQuestions(entry, MODEL_PATH.heldOutQuestions)]) expectedOf.set(question, ENTRIES[i]);
-    // The model knows every FAQ question and the office; of the other held-out questions it gives
-    // the password entries each other's answer where it is shown, and rambles (no passage's answer)
-    // on the rest. It notes what it meant each reply to be; the gate must count the same.
+    // The model knows every FAQ question and the office; of the other held-out questions it follows
+    // retrieval's best hit when that is another entry, gives the password entries each other's
+    // answer where it is shown, and rambles (no passage's answer) on the rest. It notes what each reply should count as; the gate must count the same.
     const meant = new Map<string, Verdict>();
     const generate = async (prompt: string) => {
       assert.ok(countWords(prompt) <= 120, prompt);
@@ -113,11 +113,14 @@ describe('scoreModel', () => {
       const shown = (question: string) => passages.find((passage) => passage.question === question)?.answer;
       const [verdict, reply] = ((): [Verdict, string | undefined] => {
         if (message === expected.question || expected === ENTRIES[2]) return ['correct', shown(expected.question)];
+        // Where retrieval ranks another entry first, the model follows it: a wrong answer the gate must count.
+        if (passages[0] && passages[0].question !== expected.question) return ['wrong', passages[0].answer];
         if (expected === ENTRIES[0]) return ['wrong', shown(ENTRIES[1].question)];
         if (expected === ENTRIES[1]) return ['wrong', shown(ENTRIES[0].question)];
         return ['abstained', undefined];
       })();
-      meant.set(message, reply === undefined ? 'abstained' : verdict);
+      // A pick that is not retrieval's best hit (the first passage shown) is not given: abstained.
+      meant.set(message, reply === undefined || reply !== passages[0]?.answer ? 'abstained' : verdict);
       return reply === undefined ? 'Please ask the front desk about that, they know.' : ` ${reply} `;
     };
     const result = await scoreModel(faq, entries, generate, MODEL_PATH, 120, countWords);
@@ -134,7 +137,18 @@ describe('scoreModel', () => {
     assert.deepEqual(result.originals, tally(5, 0, 0));
     assert.deepEqual(heldOutQuestions(entries[0], 0), ['lost my password'], 'the second alternate is held out');
     assert.equal(result.heldOut.asked, 2 + 5 * 2, 'two held-out alternates and two noisy questions per entry');
-    assert.ok(result.heldOut.correct >= 3 && result.heldOut.wrong >= 2 && result.heldOut.abstained >= 4, JSON.stringify(result.heldOut));
+    assert.ok(result.heldOut.correct >= 3 && result.heldOut.abstained >= 4, JSON.stringify(result.heldOut));
+  });
+
+  it("counts as wrong the model's answer that confirms retrieval's wrong best hit", async () => {
+    const faq = await seededFaq([
+      { question: 'How do I cancel my membership?', answer: 'Account, Membership, Cancel.', alternates: ['stop paying', 'quit the gym pass'] },
+      { question: 'Where is the gym?', answer: 'Behind the station.', alternates: [] },
+    ]);
+    assert.deepEqual(heldOutQuestions((await faq.entries())[0], 0), ['quit the gym pass']);
+    const followsRetrieval = async (prompt: string) => readPrompt(prompt).passages[0]?.answer ?? '';
+    const result = await scoreModel(faq, await faq.entries(), followsRetrieval, { ...MODEL_PATH, heldOutQuestions: 0 }, 120, countWords);
+    assert.deepEqual(result, { originals: tally(2, 0, 0), heldOut: tally(0, 1, 0) });
   });
 
   it('takes a reply that stitches two passages together as an abstention, not an answer', async () => {
