@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type SlackAdapter, type SlackConfig, startSlackAdapter } from '../../src/adapters/slack/slack-adapter.js';
-import { toSlackText } from '../../src/adapters/slack/slack-text.js';
-import { SLACK_SECTION_LIMIT } from '../../src/adapters/slack/split-message.js';
+import { SLACK_MESSAGES, toSlackText } from '../../src/adapters/slack/slack-text.js';
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
 import { silentLogger } from '../../src/log.js';
 import type { ScratchApp } from '../helpers/local-app.js';
@@ -225,7 +224,7 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
 
   it('splits a long reply into messages under the section limit, in the thread, without losing text', async () => {
     const longAnswer = Array.from({ length: 60 }, (_, i) => `Step ${i + 1}: ${'open the settings page and check the values shown there. '.repeat(2).trim()}`).join('\n');
-    assert.ok(longAnswer.length > 2 * SLACK_SECTION_LIMIT);
+    assert.ok(longAnswer.length > 2 * SLACK_MESSAGES.limit);
     await faq.add('How do I configure every setting?', longAnswer);
     const mention = appMention('C-LONG', 'UADA', 'How do I configure every setting?');
     assert.equal((await postEvent(mention, 'Ev-long')).status, 200);
@@ -234,7 +233,7 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
     const parts = posts('C-LONG');
     for (const part of parts) {
       assert.equal(part.args.thread_ts, mention.ts);
-      assert.ok(part.args.text.length <= SLACK_SECTION_LIMIT, `a message of ${part.args.text.length} characters`);
+      assert.ok(part.args.text.length <= SLACK_MESSAGES.limit, `a message of ${part.args.text.length} characters`);
     }
     const squash = (text: string) => text.replace(/\s+/gu, '');
     assert.equal(squash(parts.map((part) => part.args.text).join('')), squash(toSlackText(longAnswer)));

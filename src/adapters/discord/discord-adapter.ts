@@ -23,8 +23,9 @@ import type { Attachment, IncomingMessage, Scope } from '../../core/message.js';
 import { fileRefusedNote, fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
 import { type AnsweringEngine, ReactionFeedback, tellsAnswers } from '../reaction-feedback.js';
+import { EditStream, type EditableMessages } from '../edit-stream.js';
+import type { MessageFormat } from '../split-message.js';
 import { DiscordAdapterError } from './errors.js';
-import { ReplyStream, type ReplySink } from './reply-stream.js';
 import { attachmentOptionNames, type CommandInfo, commandLine, commandOfInteraction, type OptionValue, registerSlashCommands, slashCommandDefinitions } from './slash-commands.js';
 
 /**
@@ -92,6 +93,9 @@ export function discordAdapterOptions(config: TunebotConfig['discord'], commands
   };
 }
 
+/** Discord messages: 2,000 characters of content; code fences are lines of their own, with a language after the opening one. */
+export const DISCORD_MESSAGES: MessageFormat = { limit: 2000, fences: 'line', entities: false };
+
 /** Only what the adapter reads: guilds and their channels, messages in guilds and DMs, their text, and reactions on them. */
 export const DISCORD_INTENTS = [
   GatewayIntentBits.Guilds,
@@ -104,6 +108,8 @@ export const DISCORD_INTENTS = [
 const DISALLOWED_INTENTS_CLOSE_CODE = 4014;
 /** Discord shows typing for 10 s after each request. */
 const TYPING_REFRESH_MS = 8000;
+/** Discord rate-limits edits: a round of them at most once a second. */
+const EDIT_INTERVAL_MS = 1000;
 const MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024;
 const INTERACTION_TOKEN_MS = 14 * 60_000;
 const DEFAULT_UPLOAD_BYTES = 8 * 1024 * 1024;
@@ -288,11 +294,12 @@ export class DiscordAdapter {
   /** Runs the engine on `incoming` and streams its reply into `sink`, typing while it works; files follow the text. */
   private async relay(incoming: IncomingMessage, sink: ReplySink, typing: (() => Promise<void>) | null, onPosted: ((messageId: string) => void) | undefined): Promise<void> {
     const { logger } = this.options;
-    const stream = new ReplyStream(sink, { intervalMs: this.options.editIntervalMs, onPosted });
+    const stream = new EditStream(sink, { format: DISCORD_MESSAGES, intervalMs: this.options.editIntervalMs ?? EDIT_INTERVAL_MS, onPosted });
     const files: ReplyFile[] = [];
     const sendTyping = () => typing?.().catch((error: unknown) => logger.warn({ err: error }, 'could not show typing on Discord'));
     void sendTyping();
     const typingTimer = typing ? setInterval(sendTyping, TYPING_REFRESH_MS) : null;
+    let failureNote: string | null = null;
     try {
       for await (const part of this.engine.handle(incoming)) {
         if (isReplyFile(part)) files.push(part);
@@ -300,11 +307,11 @@ export class DiscordAdapter {
       }
     } catch (error) {
       logger.error({ err: error, user: `discord:${incoming.user.id}`, text: incoming.text.slice(0, 200) }, 'the engine failed on a Discord message');
-      stream.push(`\n${errorReply(error)}`);
+      failureNote = errorReply(error);
     } finally {
       if (typingTimer) clearInterval(typingTimer);
     }
-    await stream.finish();
+    await (failureNote === null ? stream.finish() : stream.fail(failureNote));
     let shown = stream.messageCount;
     for (const file of files) shown = await this.sendFile(sink, shown, file);
     if (shown === 0) await sink.post(0, SOMETHING_WENT_WRONG);
@@ -335,6 +342,14 @@ function scopeOf(guildId: string | null, channelId: string, channel: Channel | n
   return { workspace, channel: channelId };
 }
 
+/** Where a reply's messages go: a channel, or an interaction's reply and follow-ups. */
+interface ReplySink extends EditableMessages {
+  /** Shows message `index` for the first time, carrying `file` as an attachment and its title as the text; resolves to its id. */
+  attach(index: number, file: ReplyFile): Promise<string>;
+  /** The largest file, in bytes, that Discord takes here. */
+  readonly uploadLimit: number;
+}
+
 /** A message's text, or a file with its title: what post and attach show. */
 interface MessageContent {
   readonly content?: string;
@@ -362,7 +377,7 @@ function messageSink(question: Message, inDm: boolean, uploadLimit: number): Rep
     uploadLimit,
     post: (index, text) => show(index, textMessage(text)),
     attach: (index, file) => show(index, fileMessage(file)),
-    async edit(index, text) {
+    async edit({ index }, text) {
       posted[index] = await posted[index].edit({ content: text });
     },
   };
@@ -394,7 +409,7 @@ function interactionSink(interaction: ChatInputCommandInteraction, tokenMs: numb
     uploadLimit: interaction.attachmentSizeLimit ?? defaultUploadLimit,
     post: (index, text) => show(index, textMessage(text)),
     attach: (index, file) => show(index, fileMessage(file)),
-    async edit(index, text) {
+    async edit({ index }, text) {
       const moved = inChannel.get(index);
       if (moved) inChannel.set(index, await moved.edit({ content: text }));
       else if (expired()) await sendInChannel(index, textMessage(text));

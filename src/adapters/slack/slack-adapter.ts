@@ -9,12 +9,13 @@ import { errorReply } from '../../core/error-reply.js';
 import type { IncomingMessage } from '../../core/message.js';
 import { isReplyFile, type ReplyFile } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
+import { EditStream } from '../edit-stream.js';
 import { type AnsweringEngine, ReactionFeedback, type TrackedReply, tellsAnswers } from '../reaction-feedback.js';
 import { SlackAdapterError } from './errors.js';
-import { SlashReply, StreamedReply } from './reply-stream.js';
+import { SlashReply } from './slash-reply.js';
 import { MemorySeenEvents, type SeenEvents } from './seen-events.js';
 import { type SlackFileRef, type SlackFiles, slackFiles } from './slack-files.js';
-import { fromSlackText, straightenQuotes } from './slack-text.js';
+import { fromSlackText, SLACK_MESSAGES, straightenQuotes, toSlackText } from './slack-text.js';
 import { SLACK_UPLOAD_LIMIT, type UploadDestination, uploadReplyFiles } from './slack-uploads.js';
 import { SlackUsers } from './slack-users.js';
 
@@ -302,19 +303,18 @@ class SlackHandlers {
     // In a channel the answer goes in the message's thread; in a DM, beside the message unless it is in a thread.
     const thread = kind === 'mention' ? (message.threadTs ?? message.ts) : message.threadTs;
     let tracked: TrackedReply | undefined;
-    const reply = new StreamedReply(
+    const reply = new EditStream(
       {
-        post: async (text) => {
+        post: async (_, text) => {
           const posted = await client.chat.postMessage({ channel: message.channel, thread_ts: thread, text });
           if (!posted.ts) throw new Error('chat.postMessage returned no ts');
-          tracked?.posted(posted.ts);
           return posted.ts;
         },
-        update: async (ts, text) => {
-          await client.chat.update({ channel: message.channel, ts, text });
+        edit: async ({ id }, text) => {
+          await client.chat.update({ channel: message.channel, ts: id, text });
         },
       },
-      { intervalMs: this.context.updateIntervalMs },
+      { format: SLACK_MESSAGES, intervalMs: this.context.updateIntervalMs, render: toSlackText, onPosted: (ts) => tracked?.posted(ts) },
     );
     try {
       const who = await users.lookup(message.user);
@@ -340,17 +340,17 @@ class SlackHandlers {
    * Runs the engine on `incoming`: its text goes into `reply`; then its files are uploaded to
    * `destination`, and a line for each one Slack did not take ends the reply.
    */
-  private async relay(incoming: IncomingMessage, reply: StreamedReply | SlashReply, destination: UploadDestination): Promise<void> {
+  private async relay(incoming: IncomingMessage, reply: EditStream | SlashReply, destination: UploadDestination): Promise<void> {
     const files: ReplyFile[] = [];
     for await (const part of this.engine.handle(incoming)) {
       if (isReplyFile(part)) files.push(part);
-      else await reply.add(part);
+      else await reply.push(part);
     }
-    await reply.end();
+    await reply.finish();
     const notes = await uploadReplyFiles(this.context.client, files, destination, this.context.maxUploadBytes, this.context.logger);
     if (notes.length === 0) return;
-    await reply.add(`\n\n${notes.join('\n')}`);
-    await reply.end();
+    await reply.push(`\n\n${notes.join('\n')}`);
+    await reply.finish();
   }
 
   /** Slack acknowledged the event already, so when the store of seen events fails, answering twice beats never. */

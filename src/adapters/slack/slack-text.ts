@@ -1,8 +1,16 @@
+import type { MessageFormat } from '../split-message.js';
+
 /**
  * Text between Slack's format and the engine's. Slack escapes &, < and > in what it sends and
  * expects them escaped in what it gets, writes links and mentions as <...> tokens, and shows a
  * code fence's language name as the block's first line.
  */
+
+/**
+ * Slack messages: Slack renders a message's text as one section, which holds 3,000 characters;
+ * every ``` toggles code, mid-line too; text is escaped (&amp; &lt; &gt;).
+ */
+export const SLACK_MESSAGES: MessageFormat = { limit: 3000, fences: 'anywhere', entities: true };
 
 /** A user's message as the engine reads it: the bot's mention removed, links and entities plain. */
 export function fromSlackText(text: string, botUserId: string | null): string {
