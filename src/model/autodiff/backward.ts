@@ -1,5 +1,6 @@
 import { ModelError } from '../errors.js';
 import type { AttributeValue, Graph, GraphBuilder, GraphNode, Value } from '../onnx/graph.js';
+import { type InferredDim, ShapeInference } from '../onnx/shape-inference.js';
 import { GRADIENT_RULES } from './rules.js';
 
 /**
@@ -22,15 +23,24 @@ export interface GradientContext {
   staticDims(value: Value): readonly (number | string)[] | undefined;
 }
 
-/** Gradients of one node's inputs, in input order; null where none is needed or defined. */
+/**
+ * Gradients of one node's inputs, in input order, exactly one per input: null where none is
+ * needed or defined. Each gradient has its input's shape (buildBackward checks both).
+ */
 export type GradientRule = (context: GradientContext) => (Value | null)[];
 
 /**
  * Adds the backward pass of `loss` (a scalar) with respect to `parameters` to the builder.
  * Returns each parameter's gradient by name; a parameter the loss does not depend on gets
- * an explicit zero gradient so that callers always receive every gradient.
+ * an explicit zero gradient so that callers always receive every gradient. `rules` is the
+ * table of gradient rules by operator (tests pass a broken one to see the checks fail).
  */
-export function buildBackward(g: GraphBuilder, loss: Value, parameters: readonly Value[]): Map<string, Value> {
+export function buildBackward(
+  g: GraphBuilder,
+  loss: Value,
+  parameters: readonly Value[],
+  rules: Readonly<Record<string, GradientRule>> = GRADIENT_RULES,
+): Map<string, Value> {
   const forward = g.graphSoFar;
   const dependsOnParameter = new Set(parameters.map((parameter) => parameter.name));
   for (const node of forward.nodes) {
@@ -54,10 +64,11 @@ export function buildBackward(g: GraphBuilder, loss: Value, parameters: readonly
   };
 
   const declared = declaredDims(forward);
+  const shapes = new ShapeInference(g);
   for (let index = forward.nodes.length - 1; index >= 0; index--) {
     const node = forward.nodes[index];
     if (!node.outputs.some((output) => dependsOnParameter.has(output) && contributions.has(output))) continue;
-    const rule = GRADIENT_RULES[node.opType];
+    const rule = rules[node.opType];
     if (!rule) {
       throw new ModelError('MODEL_CORRUPT', `no gradient rule for ONNX operator ${node.opType} (node ${node.name}); add one to autodiff/rules.ts`);
     }
@@ -74,6 +85,7 @@ export function buildBackward(g: GraphBuilder, loss: Value, parameters: readonly
         staticDims: (value) => declared.get(value.name),
       }),
     );
+    checkRuleResult(node, dInputs, shapes);
     dInputs.forEach((dInput, i) => {
       const name = node.inputs[i];
       if (!dInput || !dependsOnParameter.has(name)) return;
@@ -88,6 +100,43 @@ export function buildBackward(g: GraphBuilder, loss: Value, parameters: readonly
     gradients.set(parameter.name, gradientOf(parameter.name) ?? g.op('Mul', [parameter, g.constFloat(0)]));
   }
   return gradients;
+}
+
+/**
+ * A rule returns one gradient or null per input, and no gradient for an omitted optional
+ * input; each gradient has its input's dims wherever shape inference knows both. A rule that
+ * breaks this would otherwise yield a wrong sum or a broadcast error far from its cause.
+ */
+function checkRuleResult(node: GraphNode, dInputs: readonly (Value | null)[], shapes: ShapeInference): void {
+  const rule = `the gradient rule for ${node.opType} (node ${node.name})`;
+  if (dInputs.length !== node.inputs.length) {
+    throw new ModelError(
+      'MODEL_CORRUPT',
+      `${rule} returned ${dInputs.length} gradients for ${node.inputs.length} inputs [${node.inputs.join(', ')}]; a rule returns one per input, null where none flows`,
+    );
+  }
+  dInputs.forEach((dInput, i) => {
+    if (!dInput) return;
+    const input = node.inputs[i];
+    if (input === '') throw new ModelError('MODEL_CORRUPT', `${rule} returned a gradient for input ${i}, which the node omits`);
+    const expected = shapes.dims({ name: input });
+    const actual = shapes.dims(dInput);
+    if (expected && actual && !compatibleDims(expected, actual)) {
+      throw new ModelError(
+        'MODEL_CORRUPT',
+        `${rule} returned a gradient of dims [${formatDims(actual)}] for input ${i} "${input}" of dims [${formatDims(expected)}]`,
+      );
+    }
+  });
+}
+
+/** Same rank, and no two dims that are both known numbers differ (symbolic dims may be equal at run time). */
+function compatibleDims(a: readonly InferredDim[], b: readonly InferredDim[]): boolean {
+  return a.length === b.length && a.every((dim, i) => typeof dim !== 'number' || typeof b[i] !== 'number' || dim === b[i]);
+}
+
+function formatDims(dims: readonly InferredDim[]): string {
+  return dims.map((dim) => dim ?? '?').join(', ');
 }
 
 function declaredDims(graph: Graph): Map<string, readonly (number | string)[]> {

@@ -36,6 +36,11 @@ function only(context: GradientContext, i: number, build: () => Value): Value | 
   return context.needsGradient(i) ? build() : null;
 }
 
+/** The gradient of input 0 and none for the others (shapes, axes, split sizes, indices). */
+function firstInputOnly(context: GradientContext, dX: Value | null): (Value | null)[] {
+  return context.inputs.map((_, i) => (i === 0 ? dX : null));
+}
+
 function outputGradient(context: GradientContext, i = 0): Value {
   const gradient = context.dOutputs[i];
   if (!gradient) throw new ModelError('MODEL_CORRUPT', `${context.node.name}: output ${i} has no gradient`);
@@ -100,7 +105,7 @@ const where: GradientRule = (c) => {
 // ---- shape operators ----------------------------------------------------------------------
 
 /** Y = Reshape(X, shape): dX = Reshape(dY, Shape(X)). Squeeze and Unsqueeze are reshapes too. */
-const reshape: GradientRule = (c) => [c.g.op('Reshape', [outputGradient(c), c.g.op('Shape', [c.inputs[0]])]), null];
+const reshape: GradientRule = (c) => firstInputOnly(c, c.g.op('Reshape', [outputGradient(c), c.g.op('Shape', [c.inputs[0]])]));
 
 /** Y = Transpose(X, perm): dX = Transpose(dY, perm^-1). */
 const transpose: GradientRule = (c) => {
@@ -114,7 +119,7 @@ const transpose: GradientRule = (c) => {
 const split: GradientRule = (c) => {
   const axis = c.attribute('axis', 0);
   const parts = c.outputs.map((output, i) => c.dOutputs[i] ?? zerosLike(c.g, output));
-  return [c.g.op('Concat', parts, { attributes: { axis } }), null];
+  return firstInputOnly(c, c.g.op('Concat', parts, { attributes: { axis } }));
 };
 
 /** Y = Concat(X0, X1, ..., axis): dXi = the slice of dY that Xi filled. */
@@ -178,25 +183,25 @@ const gemm: GradientRule = (c) => {
 const gather: GradientRule = (c) => {
   if (c.attribute<number>('axis', 0) !== 0) throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only Gather on axis 0 is differentiated`);
   const [data, indices] = c.inputs;
-  return [
+  return firstInputOnly(
+    c,
     only(c, 0, () =>
       c.g.op('ScatterND', [zerosLike(c.g, data), c.g.op('Unsqueeze', [indices, c.g.constInt64([-1])]), outputGradient(c)], {
         attributes: { reduction: 'add' },
       }),
     ),
-    null,
-  ];
+  );
 };
 
 /** Y = GatherElements(X, indices, axis): dX scatters dY back (adding on repeats). */
 const gatherElements: GradientRule = (c) => {
   const [data, indices] = c.inputs;
-  return [
+  return firstInputOnly(
+    c,
     only(c, 0, () =>
       c.g.op('ScatterElements', [zerosLike(c.g, data), indices, outputGradient(c)], { attributes: { axis: c.attribute('axis', 0), reduction: 'add' } }),
     ),
-    null,
-  ];
+  );
 };
 
 // ---- normalization and probabilities -----------------------------------------------------
@@ -221,7 +226,7 @@ const layerNormalization: GradientRule = (c) => {
   return [
     only(c, 0, () => g.op('Mul', [rstd, g.op('Sub', [g.op('Sub', [dxhat, mean(dxhat)]), g.op('Mul', [xhat, mean(g.op('Mul', [dxhat, xhat]))])])])),
     only(c, 1, () => sumToShapeOf(g, g.op('Mul', [dY, xhat]), scale)),
-    bias ? only(c, 2, () => sumToShapeOf(g, dY, bias)) : null,
+    ...(bias ? [only(c, 2, () => sumToShapeOf(g, dY, bias))] : []),
   ];
 };
 
@@ -245,7 +250,7 @@ const reduceSum: GradientRule = (c) => {
   let dY = outputGradient(c);
   const axes = c.inputs[1];
   if (c.attribute<number>('keepdims', 1) === 0 && axes) dY = c.g.op('Unsqueeze', [dY, axes]);
-  return [c.g.op('Expand', [dY, c.g.op('Shape', [c.inputs[0]])]), null];
+  return firstInputOnly(c, c.g.op('Expand', [dY, c.g.op('Shape', [c.inputs[0]])]));
 };
 
 export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {

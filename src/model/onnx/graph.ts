@@ -81,6 +81,25 @@ export class GraphBuilder {
     return this.build();
   }
 
+  get nodeCount(): number {
+    return this.nodes.length;
+  }
+
+  /** The nodes from index `start` on, in the order they were added (shape inference reads only the new ones). */
+  nodesFrom(start: number): readonly GraphNode[] {
+    return this.nodes.slice(start);
+  }
+
+  /** A graph input's declaration, or undefined when `name` is not a graph input. */
+  inputInfo(name: string): ValueInfo | undefined {
+    return this.inputs.find((input) => input.name === name);
+  }
+
+  /** A constant's tensor, or undefined when `name` is not a constant. */
+  constantTensor(name: string): ConstantTensor | undefined {
+    return this.initializers.get(name);
+  }
+
   input(name: string, type: ElementType, dims: readonly Dim[]): Value {
     this.claim(name);
     this.inputs.push({ name, type, dims });

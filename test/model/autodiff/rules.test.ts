@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { buildBackward } from '../../../src/model/autodiff/backward.js';
+import { type GradientRule, buildBackward } from '../../../src/model/autodiff/backward.js';
 import { GRADIENT_RULES } from '../../../src/model/autodiff/rules.js';
 import { ModelError } from '../../../src/model/errors.js';
 import { encodeModel } from '../../../src/model/onnx/encode.js';
 import { GraphBuilder, type Value } from '../../../src/model/onnx/graph.js';
+import { ShapeInference } from '../../../src/model/onnx/shape-inference.js';
 import { SeededRandom } from '../../../src/model/random.js';
 
 /**
@@ -76,6 +77,8 @@ async function checkGradients(operands: Operands, buildLoss: (g: GraphBuilder, v
   const loss = buildLoss(g, values);
   const names = Object.keys(operands).filter((name) => operands[name].kind === 'parameter');
   const gradients = buildBackward(g, loss, names.map((name) => values[name]));
+  const shapes = new ShapeInference(g);
+  for (const name of names) assert.deepEqual(shapes.dims(gradients.get(name)!), operands[name].dims, `d_${name}'s dims are known, so buildBackward checked them`);
   g.output(loss, 'loss', 'float64', []);
   for (const name of names) g.output(gradients.get(name)!, `d_${name}`, 'float64', operands[name].dims);
 
@@ -302,6 +305,66 @@ describe('gradient rules against central finite differences (float64)', () => {
       const other = g.input('other', 'float64', [3]);
       const loss = g.op('ReduceSum', [other], { attributes: { keepdims: 0 } });
       assert.throws(() => buildBackward(g, loss, [x]), (error: unknown) => error instanceof ModelError && error.message.includes(loss.name));
+    });
+  });
+
+  describe('a rule that breaks its contract fails naming the operator, the node and the input', () => {
+    const brokenWith = (op: string, rule: GradientRule) => ({ ...GRADIENT_RULES, [op]: rule });
+    const corrupt = (pattern: RegExp) => (error: unknown) => {
+      assert.ok(error instanceof ModelError && error.code === 'MODEL_CORRUPT', String(error));
+      assert.match(error.message, pattern);
+      return true;
+    };
+
+    it('fewer gradients than inputs', () => {
+      const g = new GraphBuilder('too-few', 'float64');
+      const [a, b] = [g.input('a', 'float64', [2, 3]), g.input('b', 'float64', [2, 3])];
+      const loss = g.op('ReduceSum', [g.op('Mul', [a, b])], { attributes: { keepdims: 0 } });
+      const onlyFirst: GradientRule = (c) => [c.g.op('Mul', [c.dOutputs[0], c.inputs[1]])];
+      assert.throws(
+        () => buildBackward(g, loss, [a, b], brokenWith('Mul', onlyFirst)),
+        corrupt(/^the gradient rule for Mul \(node Mul\) returned 1 gradients for 2 inputs \[a, b\]; a rule returns one per input, null where none flows$/),
+      );
+    });
+
+    it('more gradients than inputs', () => {
+      const g = new GraphBuilder('too-many', 'float64');
+      const x = g.input('x', 'float64', [3]);
+      const loss = g.op('ReduceSum', [g.op('Tanh', [x])], { attributes: { keepdims: 0 } });
+      const extra: GradientRule = (c) => [...GRADIENT_RULES.Tanh(c), null];
+      assert.throws(() => buildBackward(g, loss, [x], brokenWith('Tanh', extra)), corrupt(/Tanh \(node Tanh\) returned 2 gradients for 1 inputs \[x\]/));
+    });
+
+    it('a gradient for an optional input the node omits', () => {
+      const g = new GraphBuilder('omitted', 'float64');
+      const [a, b] = [g.input('a', 'float64', [3, 4]), g.input('b', 'float64', [4, 5])];
+      const loss = g.op('ReduceSum', [g.op('Gemm', [a, b, null])], { attributes: { keepdims: 0 } });
+      const biasToo: GradientRule = (c) => [...GRADIENT_RULES.Gemm(c).slice(0, 2), c.dOutputs[0]];
+      assert.throws(() => buildBackward(g, loss, [a, b], brokenWith('Gemm', biasToo)), corrupt(/Gemm \(node Gemm\) returned a gradient for input 2, which the node omits/));
+    });
+
+    it('a gradient of the wrong dims (a Transpose rule that forgets to transpose back), with a symbolic batch', () => {
+      const g = new GraphBuilder('wrong-dims', 'float64');
+      const x = g.input('x', 'float64', ['batch', 3, 4]);
+      const loss = g.op('ReduceSum', [g.op('Tanh', [g.op('Transpose', [x], { attributes: { perm: [0, 2, 1] } })])], { attributes: { keepdims: 0 } });
+      const untransposed: GradientRule = (c) => [c.dOutputs[0]];
+      assert.throws(
+        () => buildBackward(g, loss, [x], brokenWith('Transpose', untransposed)),
+        corrupt(/^the gradient rule for Transpose \(node Transpose\) returned a gradient of dims \[batch, 4, 3\] for input 0 "x" of dims \[batch, 3, 4\]$/),
+      );
+    });
+
+    it('a gradient of the wrong rank (a ReduceSum rule that does not broadcast back)', () => {
+      const g = new GraphBuilder('wrong-rank', 'float64');
+      const x = g.input('x', 'float64', [2, 3, 4]);
+      const rows = g.op('ReduceSum', [x, g.constInt64([1])], { attributes: { keepdims: 0 } });
+      const loss = g.op('ReduceSum', [g.op('Tanh', [rows])], { attributes: { keepdims: 0 } });
+      // the loss's own ReduceSum (no axes input) keeps the real rule
+      const notBroadcast: GradientRule = (c) => (c.inputs.length === 2 ? [c.dOutputs[0], null] : GRADIENT_RULES.ReduceSum(c));
+      assert.throws(
+        () => buildBackward(g, loss, [x], brokenWith('ReduceSum', notBroadcast)),
+        corrupt(/ReduceSum \(node ReduceSum\) returned a gradient of dims \[2, 4\] for input 0 "x" of dims \[2, 3, 4\]/),
+      );
     });
   });
 
