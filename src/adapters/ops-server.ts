@@ -95,6 +95,9 @@ export function serverUrl(server: Server, host: string): string {
   return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
 
+/** How long replies in flight may run on after a shutdown begins before their connections are cut. */
+export const SHUTDOWN_GRACE_MS = 30_000;
+
 /**
  * Stops accepting connections and lets the requests in flight finish; after `graceMs` the
  * connections still open are cut. Resolves when the server has closed.

@@ -1,16 +1,8 @@
-import type { AnswerListener, AnswerOutcome } from '../core/engine.js';
+import type { AnsweringEngine } from '../core/adapter.js';
+import type { AnswerOutcome } from '../core/engine.js';
 import { type AnswerFeedback, messageKey, type PostedMessage, type ReactionOutcome, type Vote } from '../core/feedback.js';
 import { type IncomingMessage, userKey } from '../core/message.js';
 import type { Logger } from '../log.js';
-
-/** An engine that tells which questions it answered (ConversationEngine does). */
-export interface AnsweringEngine {
-  onAnswer(listener: AnswerListener): () => void;
-}
-
-export function tellsAnswers(engine: Partial<AnsweringEngine>): engine is AnsweringEngine {
-  return typeof engine.onAnswer === 'function';
-}
 
 /** One reply as an adapter posts it: each message as it is posted, then the end. */
 export interface TrackedReply {

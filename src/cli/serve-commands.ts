@@ -1,10 +1,11 @@
 import type { Server } from 'node:http';
-import { startLocalServer } from '../adapters/local/http-server.js';
-import { runTerminalChat } from '../adapters/local/terminal-chat.js';
 import { DiscordAdapter, discordAdapterOptions } from '../adapters/discord/discord-adapter.js';
+import { LocalChatServer } from '../adapters/local/http-server.js';
+import { TerminalChat } from '../adapters/local/terminal-chat.js';
+import { type OpsEndpoints, Readiness, startOpsServer } from '../adapters/ops-server.js';
 import { RedisSeenEvents } from '../adapters/slack/redis-seen-events.js';
-import { startSlackAdapter } from '../adapters/slack/slack-adapter.js';
-import { closeGracefully, type OpsEndpoints, Readiness, startOpsServer } from '../adapters/ops-server.js';
+import { SlackAdapter } from '../adapters/slack/slack-adapter.js';
+import type { Adapter } from '../core/adapter.js';
 import { type App, createApp, prepareFirstStart } from '../core/app.js';
 import { loadConfig, type TunebotConfig } from '../core/config.js';
 import type { JobRecord } from '../core/fine-tune-jobs.js';
@@ -30,9 +31,6 @@ async function startApp(): Promise<{ app: App; config: ReturnType<typeof loadCon
   await prepareFirstStart(app, config, logger, firstStartProgress());
   return { app, config };
 }
-
-/** How long replies in flight may run on after a SIGTERM before their connections are cut. */
-export const SHUTDOWN_GRACE_MS = 30_000;
 
 /**
  * SIGTERM or SIGINT aborts the signal: the start command then shuts down gracefully. A second
@@ -66,8 +64,9 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
 }
 
 /**
- * The servers of `tunebot start`: the local chat (with /healthz and /metrics when ops.port is
- * "chat"), and the ops endpoints on their own port when ops.port names one.
+ * The servers of `tunebot start`: the adapters (the local chat, with /healthz and /metrics when
+ * ops.port is "chat"; Discord and Slack when configured), and the ops endpoints on their own
+ * port when ops.port names one.
  */
 async function serve(app: App, config: TunebotConfig, chatPort: number, signal: AbortSignal): Promise<void> {
   const { logger } = app.services;
@@ -82,20 +81,19 @@ async function serve(app: App, config: TunebotConfig, chatPort: number, signal: 
     // With the queue runner the worker makes the first start, once for the whole cluster.
     if (config.fineTune.runner === 'instance') await prepareFirstStart(app, config, logger, firstStartProgress(), signal);
     if (signal.aborted) return;
-    const chat = await startLocalServer(app.engine, {
+    const chat = new LocalChatServer(app.engine, {
       port: chatPort,
       host: config.local.host,
       logger,
       ops: config.ops.port === 'chat' ? ops : undefined,
       modelFigures: () => app.services.scorer.liveEvaluation(),
     });
-    const platforms = await startPlatformAdapters(app, config);
+    const adapters = await startAdapters([chat, ...platformAdapters(app, config)], logger);
     ops.readiness.serving();
     process.stdout.write(`tunebot is serving the local chat at ${chat.url}\n`);
     await untilAborted(signal);
     ops.readiness.stopping();
-    await Promise.all(platforms.map((platform) => platform.stop()));
-    await closeGracefully(chat.server, SHUTDOWN_GRACE_MS, () => logger.warn({ graceSeconds: SHUTDOWN_GRACE_MS / 1000 }, 'replies still running at the end of the grace period: cutting them off'));
+    await stopAdapters(adapters);
   } finally {
     ops.readiness.stopping();
     // The ops server answers 503 "shutting down" until the app has closed.
@@ -109,22 +107,39 @@ async function serve(app: App, config: TunebotConfig, chatPort: number, signal: 
 }
 
 /** Discord and Slack, each when its token is configured. */
-async function startPlatformAdapters(app: App, config: TunebotConfig): Promise<{ stop(): Promise<void> }[]> {
-  const { logger } = app.services;
-  const started: { stop(): Promise<void> }[] = [];
+function platformAdapters(app: App, config: TunebotConfig): Adapter[] {
+  const { logger, feedback } = app.services;
+  const adapters: Adapter[] = [];
   const discordOptions = discordAdapterOptions(config.discord, app.engine.commands, logger);
-  if (discordOptions) {
-    const discord = new DiscordAdapter(app.engine, { ...discordOptions, feedback: app.services.feedback });
-    await discord.start();
-    started.push(discord);
-  }
+  if (discordOptions) adapters.push(new DiscordAdapter(app.engine, { ...discordOptions, feedback }));
   if (config.slack.botToken) {
     // With Redis, every instance skips the retries of an event another one answered.
     const { shared } = app.storage;
     const seenEvents = shared ? new RedisSeenEvents(shared.redis, shared.namespace) : undefined;
-    started.push(await startSlackAdapter(app.engine, { config: config.slack, logger, host: config.local.host, seenEvents, feedback: app.services.feedback }));
+    adapters.push(new SlackAdapter(app.engine, { config: config.slack, logger, host: config.local.host, seenEvents, feedback }));
+  }
+  return adapters;
+}
+
+/** Starts `adapters` in order; when one cannot start, those already started are stopped before the error goes on. */
+export async function startAdapters(adapters: readonly Adapter[], logger: Logger): Promise<Adapter[]> {
+  const started: Adapter[] = [];
+  try {
+    for (const adapter of adapters) {
+      await adapter.start();
+      started.push(adapter);
+      logger.info({ adapter: adapter.name }, 'adapter started');
+    }
+  } catch (error) {
+    await stopAdapters(started);
+    throw error;
   }
   return started;
+}
+
+/** Stops `adapters` together; each waits for its replies under way. */
+export async function stopAdapters(adapters: readonly Adapter[]): Promise<void> {
+  await Promise.all(adapters.map((adapter) => adapter.stop()));
 }
 
 export const startCommand: CliCommand = {
@@ -156,7 +171,10 @@ export const chatCommand: CliCommand = {
     if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}"`);
     const { app } = await startApp();
     try {
-      await runTerminalChat(app.engine, process.stdin, process.stdout, { logger: app.services.logger });
+      const chat = new TerminalChat(app.engine, process.stdin, process.stdout, { logger: app.services.logger });
+      await chat.start();
+      await chat.finished();
+      await chat.stop();
     } finally {
       await app.close();
     }

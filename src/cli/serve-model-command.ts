@@ -1,4 +1,5 @@
 import { startModelServer } from '../adapters/model-server/model-server.js';
+import { SHUTDOWN_GRACE_MS } from '../adapters/ops-server.js';
 import { configuredModelHost } from '../core/app.js';
 import { loadConfig } from '../core/config.js';
 import { BotMetrics } from '../core/metrics.js';
@@ -7,7 +8,7 @@ import { ModelRollout } from '../core/model-rollout.js';
 import { openStorage } from '../core/storage/open-storage.js';
 import { createLogger } from '../log.js';
 import { type CliCommand, UsageError, parseCommandArgs, portOption } from './args.js';
-import { SHUTDOWN_GRACE_MS, shutdownSignal, untilAborted } from './serve-commands.js';
+import { shutdownSignal, untilAborted } from './serve-commands.js';
 
 /**
  * The model in a process of its own, on the machine with the GPU: bot instances whose config

@@ -1,4 +1,5 @@
 import { CodedError } from '../coded-error.js';
+import type { ChatEngine } from './adapter.js';
 import { type AnswerDecision, type AnswerPath, answerQuestion } from './answer-policy.js';
 import { type Command, CommandUsageError, findCommand, helpText } from './commands/command.js';
 import { commandLine, splitWords } from './commands/parse.js';
@@ -30,7 +31,7 @@ export interface AnswerOutcome {
 
 export type AnswerListener = (outcome: AnswerOutcome, message: IncomingMessage) => void;
 
-export class ConversationEngine {
+export class ConversationEngine implements ChatEngine {
   private readonly limiter: RateLimiter;
   private readonly answerListeners = new Set<AnswerListener>();
 

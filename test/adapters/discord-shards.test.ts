@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { type ChatEngine, DiscordAdapter, discordAdapterOptions } from '../../src/adapters/discord/discord-adapter.js';
+import { DiscordAdapter, discordAdapterOptions } from '../../src/adapters/discord/discord-adapter.js';
 import { DiscordAdapterError } from '../../src/adapters/discord/errors.js';
+import type { ChatEngine } from '../../src/core/adapter.js';
 import { type App, createApp } from '../../src/core/app.js';
 import { loadConfig } from '../../src/core/config.js';
 import type { IncomingMessage } from '../../src/core/message.js';

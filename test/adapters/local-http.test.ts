@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { type ClientRequest, type IncomingMessage, request as httpRequest, type Server } from 'node:http';
+import { type ClientRequest, type IncomingMessage, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { type ChatEngine, startLocalServer } from '../../src/adapters/local/http-server.js';
+import { LocalChatServer } from '../../src/adapters/local/http-server.js';
+import type { ChatEngine } from '../../src/core/adapter.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { loadConfig } from '../../src/core/config.js';
 import { heldOutQuestions } from '../../src/core/held-out-questions.js';
@@ -18,6 +19,7 @@ import { ModelError } from '../../src/model/errors.js';
 import type { GenerationStream } from '../../src/model/language-model.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
 import { dataBin, exportedEntries, FILE_LINE, faqEntries, fileEngine } from '../helpers/reply-files.js';
+import { started } from '../helpers/started.js';
 
 interface ServerSentEvent {
   readonly event: string;
@@ -113,16 +115,17 @@ async function jsonError(response: Response, status: number): Promise<string> {
 
 describe('local HTTP server', () => {
   let scratch: ScratchApp;
-  let server: Server;
+  let chat: LocalChatServer;
   let url: string;
 
   before(async () => {
     scratch = await createScratchApp();
-    ({ server, url } = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger, modelFigures: () => scratch.app.services.scorer.liveEvaluation() }));
+    chat = await started(new LocalChatServer(scratch.app.engine, { port: 0, logger: silentLogger, modelFigures: () => scratch.app.services.scorer.liveEvaluation() }));
+    url = chat.url;
   });
 
   after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await chat?.stop();
     await scratch?.close();
   });
 
@@ -267,15 +270,16 @@ describe('local HTTP server', () => {
 });
 
 describe('local HTTP server: files kept 1 s, 100 bytes at most', () => {
-  let server: Server;
+  let chat: LocalChatServer;
   let url: string;
 
   before(async () => {
-    ({ server, url } = await startLocalServer(fileEngine, { port: 0, logger: silentLogger, files: { keepMs: 1000, maxBytes: 100 } }));
+    chat = await started(new LocalChatServer(fileEngine, { port: 0, logger: silentLogger, files: { keepMs: 1000, maxBytes: 100 } }));
+    url = chat.url;
   });
 
   after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await chat?.stop();
   });
 
   const ask = async (text: string) => streamedReply(await fetch(`${url}/api/messages`, { method: 'POST', body: JSON.stringify({ userId: 'alice', text }) }));
@@ -321,8 +325,8 @@ describe('local HTTP server: a client that goes away, and one that reads slowly'
   });
 
   async function serve(engine: ChatEngine): Promise<{ url: string; close(): Promise<void> }> {
-    const { server, url } = await startLocalServer(engine, { port: 0, logger: silentLogger });
-    return { url, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+    const chat = await started(new LocalChatServer(engine, { port: 0, logger: silentLogger }));
+    return { url: chat.url, close: () => chat.stop() };
   }
 
   it("cancels the model's generation when the client closes the connection mid-reply", async () => {
@@ -401,7 +405,8 @@ describe('local HTTP server: an engine failure', () => {
         throw new TypeError("Cannot read properties of undefined (reading 'entries')");
       },
     };
-    const { server, url } = await startLocalServer(engine, { port: 0, logger });
+    const chat = await started(new LocalChatServer(engine, { port: 0, logger }));
+    const { url } = chat;
     try {
       const eventsOf = async (text: string) => parseEvents(await (await fetch(`${url}/api/messages`, { method: 'POST', body: JSON.stringify({ userId: 'alice', text }) })).text());
       assert.deepEqual(await eventsOf('coded'), [
@@ -414,7 +419,7 @@ describe('local HTTP server: an engine failure', () => {
       ]);
       assert.ok(lines.some((line) => line.includes("reading 'entries'")), 'the bug is logged');
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await chat.stop();
     }
   });
 });

@@ -4,10 +4,11 @@ import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startLocalServer } from '../../src/adapters/local/http-server.js';
+import { LocalChatServer } from '../../src/adapters/local/http-server.js';
 import { type OpsEndpoints, Readiness, startOpsServer } from '../../src/adapters/ops-server.js';
 import { type App, createApp, SAMPLE_FAQ } from '../../src/core/app.js';
 import { scratchConfig } from '../helpers/scratch-config.js';
+import { started } from '../helpers/started.js';
 import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { IncomingMessage } from '../../src/core/message.js';
 import { BotMetrics } from '../../src/core/metrics.js';
@@ -118,7 +119,7 @@ describe('ops endpoints', () => {
   let ops: OpsEndpoints;
   let opsServer: Server;
   let opsUrl: string;
-  let chatServer: Server;
+  let chat: LocalChatServer;
   let chatUrl: string;
 
   before(async () => {
@@ -129,11 +130,12 @@ describe('ops endpoints', () => {
     readiness = new Readiness(app.services.model);
     ops = { readiness, metrics: app.services.metrics };
     ({ server: opsServer, url: opsUrl } = await startOpsServer(ops, { host: '127.0.0.1', port: 0, logger: silentLogger }));
-    ({ server: chatServer, url: chatUrl } = await startLocalServer(app.engine, { port: 0, logger: silentLogger, ops }));
+    chat = await started(new LocalChatServer(app.engine, { port: 0, logger: silentLogger, ops }));
+    chatUrl = chat.url;
   });
 
   after(async () => {
-    await Promise.all([opsServer, chatServer].map((server) => new Promise((resolve) => server?.close(resolve))));
+    await Promise.all([new Promise((resolve) => opsServer?.close(resolve)), chat?.stop()]);
     await app?.close();
     await rm(dir, { recursive: true, force: true });
   });

@@ -3,12 +3,13 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { RedisSeenEvents } from '../../src/adapters/slack/redis-seen-events.js';
-import { type SlackAdapter, startSlackAdapter } from '../../src/adapters/slack/slack-adapter.js';
+import { SlackAdapter } from '../../src/adapters/slack/slack-adapter.js';
 import { toSlackText } from '../../src/adapters/slack/slack-text.js';
 import type { Storage } from '../../src/core/storage/open-storage.js';
 import { type Backend, redisBackend } from '../core/storage-backends.js';
 import { type LoopbackSlack, postSigned } from '../helpers/loopback-slack.js';
 import { BOT_TOKEN, createSlackScratchApp, directMessage, eventCallback, postsIn, replyIn, SIGNING_SECRET, type SlackScratchApp, startWorkspaceSlack, TEAM } from '../helpers/slack-fixture.js';
+import { started } from '../helpers/started.js';
 
 /**
  * Slack's retries when several bot instances share the traffic: the event ids and messages
@@ -74,12 +75,12 @@ describe('Slack retries across two instances sharing Redis (HTTP mode)', () => {
   const instances: { app: SlackScratchApp; storage: Storage; adapter: SlackAdapter; eventsUrl: string }[] = [];
 
   const startInstance = async (app: SlackScratchApp, seenEvents: RedisSeenEvents, logger = pino({ level: 'silent' })) => {
-    const adapter = await startSlackAdapter(app.scratch.app.engine, {
+    const adapter = await started(new SlackAdapter(app.scratch.app.engine, {
       config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl },
       logger,
       host: '127.0.0.1',
       seenEvents,
-    });
+    }));
     return { adapter, eventsUrl: `http://127.0.0.1:${adapter.port}/slack/events` };
   };
   const turnsOf = async (app: SlackScratchApp, user: string) => (await app.scratch.app.services.memory.exportUser({ platform: 'slack', workspace: TEAM }, user)).turns.length;

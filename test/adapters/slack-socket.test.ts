@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type SlackAdapter, type SlackConfig, startSlackAdapter } from '../../src/adapters/slack/slack-adapter.js';
+import { SlackAdapter, type SlackConfig } from '../../src/adapters/slack/slack-adapter.js';
 import { toSlackText } from '../../src/adapters/slack/slack-text.js';
 import { silentLogger } from '../../src/log.js';
 import { type LoopbackSlack, waitFor } from '../helpers/loopback-slack.js';
 import type { SocketAck } from '../helpers/loopback-slack-socket.js';
 import { APP_TOKEN, appMention, BOT_ID, BOT_TOKEN, BOT_USER, directMessage, eventCallback, replyIn, type SlackWorkspace, slashCommand, startSlackWorkspace, TEAM } from '../helpers/slack-fixture.js';
+import { started } from '../helpers/started.js';
 
 /**
  * The Slack adapter in Socket Mode, as Slack drives it: Bolt's Socket Mode receiver asks the
@@ -24,7 +25,7 @@ describe('Slack adapter in Socket Mode (loopback Slack)', () => {
     slack.socketMode.deliver('events_api', eventCallback(event, eventId), { retryAttempt, retryReason: retryAttempt > 0 ? 'timeout' : '' });
   const ackOf = (envelopeId: string): Promise<SocketAck> => waitFor(`the ack of envelope ${envelopeId}`, () => slack.socketMode.ackOf(envelopeId));
   const answerOf = (question: string) => toSlackText(workspace.sampleAnswers.get(question) ?? '');
-  const startWith = (appToken: string) => startSlackAdapter(workspace.scratch.app.engine, { config: socketConfig(slack.apiUrl, appToken), logger: silentLogger });
+  const startWith = (appToken: string) => started(new SlackAdapter(workspace.scratch.app.engine, { config: socketConfig(slack.apiUrl, appToken), logger: silentLogger }));
 
   before(async () => {
     workspace = await startSlackWorkspace();
@@ -108,9 +109,9 @@ describe('Slack adapter in Socket Mode (loopback Slack)', () => {
 
   it('fails to start with SLACK_AUTH_FAILED, at once, when Slack refuses the app token', async () => {
     const connectionsBefore = slack.socketMode.connections.length;
-    const started = Date.now();
+    const startedAt = Date.now();
     await assert.rejects(startWith('xapp-1-revoked'), { name: 'SlackAdapterError', code: 'SLACK_AUTH_FAILED', message: /^Slack refused the app token \(apps\.connections\.open\): .*invalid_auth/ });
-    const failedMs = Date.now() - started;
+    const failedMs = Date.now() - startedAt;
     assert.ok(failedMs < 3000, `failed after ${failedMs} ms`);
     assert.equal(slack.callsTo('apps.connections.open').at(-1)?.token, 'xapp-1-revoked');
     assert.equal(slack.socketMode.connections.length, connectionsBefore, 'no connection was opened');
@@ -121,7 +122,7 @@ describe('Slack adapter in Socket Mode (loopback Slack)', () => {
     try {
       const connectionsBefore = slack.socketMode.connections.length;
       await assert.rejects(
-        startSlackAdapter(workspace.scratch.app.engine, { config: socketConfig(slack.apiUrl, APP_TOKEN), logger: silentLogger, connectTimeoutMs: 500 }),
+        started(new SlackAdapter(workspace.scratch.app.engine, { config: socketConfig(slack.apiUrl, APP_TOKEN), logger: silentLogger, connectTimeoutMs: 500 })),
         { name: 'SlackAdapterError', code: 'SLACK_UNREACHABLE', message: /within 0\.5 s.*never said hello/ },
       );
       const opened = slack.socketMode.connections.slice(connectionsBefore);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type SlackAdapter, type SlackConfig, startSlackAdapter } from '../../src/adapters/slack/slack-adapter.js';
+import { SlackAdapter, type SlackConfig } from '../../src/adapters/slack/slack-adapter.js';
 import { SLACK_MESSAGES, toSlackText } from '../../src/adapters/slack/slack-text.js';
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
 import { silentLogger } from '../../src/log.js';
@@ -24,6 +24,7 @@ import {
   startWorkspaceSlack,
   TEAM,
 } from '../helpers/slack-fixture.js';
+import { started } from '../helpers/started.js';
 
 /**
  * The Slack adapter as Slack drives it: Bolt's own HTTP receiver gets signed requests at
@@ -47,11 +48,11 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
   before(async () => {
     workspace = await startSlackWorkspace();
     ({ scratch, slack, faq, sampleAnswers } = workspace);
-    adapter = await startSlackAdapter(scratch.app.engine, {
+    adapter = await started(new SlackAdapter(scratch.app.engine, {
       config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl },
       logger: silentLogger,
       host: '127.0.0.1',
-    });
+    }));
     eventsUrl = `http://127.0.0.1:${adapter.port}/slack/events`;
   });
 
@@ -143,11 +144,11 @@ describe('Slack adapter (Bolt over HTTP, loopback Slack)', () => {
 
   it('runs /faq add for a workspace admin, acknowledging at once and answering through response_url', async () => {
     const responseUrl = slack.responseUrl();
-    const started = Date.now();
+    const sentAt = Date.now();
     const response = await postSigned(eventsUrl, slashCommand('/faq', 'add “Where is the office?” “On the third floor.” places', 'UADA', 'C-CMD', responseUrl), { signingSecret: SIGNING_SECRET, form: true });
     const ackedAt = Date.now();
     assert.equal(response.status, 200);
-    assert.ok(ackedAt - started < 3000, `acknowledged in ${ackedAt - started} ms`);
+    assert.ok(ackedAt - sentAt < 3000, `acknowledged in ${ackedAt - sentAt} ms`);
     const answer = await waitFor('the response_url post', () => slack.responses.find((posted) => responseUrl.endsWith(`/${posted.id}`)));
     assert.ok(answer.at >= ackedAt - 5, 'the work is answered after the acknowledgement');
     assert.match(answer.body.text ?? '', /^Added \S+: "Where is the office\?"$/u);
@@ -278,13 +279,13 @@ describe('Slack adapter: files Slack does not take', () => {
   before(async () => {
     slack = await startWorkspaceSlack();
     slack.removeBotFrom('C-NOBOT');
-    adapter = await startSlackAdapter(fileEngine, {
+    adapter = await started(new SlackAdapter(fileEngine, {
       config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl },
       logger: silentLogger,
       host: '127.0.0.1',
       updateIntervalMs: 50,
       maxUploadBytes: 100,
-    });
+    }));
     eventsUrl = `http://127.0.0.1:${adapter.port}/slack/events`;
   });
 
@@ -355,12 +356,12 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
     await workspace.faq.add(CANCEL_QUESTION, 'Open Billing in your account and press Cancel.');
     await workspace.faq.add(APP_QUESTION, 'Not yet: the web page works on phones.');
     await workspace.faq.add(INVOICE_QUESTION, 'Email them to billing@example.com.');
-    adapter = await startSlackAdapter(workspace.scratch.app.engine, {
+    adapter = await started(new SlackAdapter(workspace.scratch.app.engine, {
       config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: workspace.slack.apiUrl },
       logger: silentLogger,
       host: '127.0.0.1',
       feedback: workspace.scratch.app.services.feedback,
-    });
+    }));
     eventsUrl = `http://127.0.0.1:${adapter.port}/slack/events`;
   });
 
@@ -412,7 +413,7 @@ describe('Slack adapter: :+1: and :-1: on answers', () => {
 
   it('refuses feedback for an engine that does not tell which questions it answered', async () => {
     const config = { mode: 'http' as const, botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: workspace.slack.apiUrl };
-    await assert.rejects(startSlackAdapter({ handle: async function* () {} }, { config, logger: silentLogger, host: '127.0.0.1', feedback: workspace.scratch.app.services.feedback }), {
+    await assert.rejects(started(new SlackAdapter({ handle: async function* () {} }, { config, logger: silentLogger, host: '127.0.0.1', feedback: workspace.scratch.app.services.feedback })), {
       code: 'SLACK_CONFIG_INVALID',
       message: /onAnswer/,
     });
@@ -430,7 +431,7 @@ describe('Slack adapter start', () => {
 
   const engine = { handle: async function* () {} };
   const start = (config: Partial<SlackConfig>) =>
-    startSlackAdapter(engine, { config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl, ...config }, logger: silentLogger, host: '127.0.0.1' });
+    started(new SlackAdapter(engine, { config: { mode: 'http', botToken: BOT_TOKEN, signingSecret: SIGNING_SECRET, appToken: null, port: 0, apiUrl: slack.apiUrl, ...config }, logger: silentLogger, host: '127.0.0.1' }));
 
   it('names the setting that is missing for the chosen mode', async () => {
     await assert.rejects(start({ botToken: null }), { code: 'SLACK_CONFIG_INVALID', message: /bot token: set slack\.botToken \(TUNEBOT_SLACK_BOT_TOKEN or SLACK_BOT_TOKEN\)/ });

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { runTerminalChat, type TerminalChatOptions } from '../../src/adapters/local/terminal-chat.js';
+import { TerminalChat, type TerminalChatOptions } from '../../src/adapters/local/terminal-chat.js';
+import type { ChatEngine } from '../../src/core/adapter.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { FaqRecord } from '../../src/core/faq/entry.js';
@@ -29,9 +30,10 @@ async function chat(scratch: ScratchApp, writeInput: (input: PassThrough) => voi
   const output = new PassThrough();
   let written = '';
   output.on('data', (chunk: Buffer) => (written += chunk.toString('utf8')));
-  const finished = runTerminalChat(scratch.app.engine, input, output, options);
+  const terminal = new TerminalChat(scratch.app.engine, input, output, options);
+  await terminal.start();
   writeInput(input);
-  await finished;
+  await terminal.finished();
   output.end();
   await once(output, 'end');
   return written;
@@ -118,5 +120,38 @@ describe('terminal chat', () => {
 
   it('writes nothing and returns at once for empty input', async () => {
     assert.equal(await chat(scratch, (input) => input.end()), '');
+  });
+});
+
+describe('terminal chat: stop', () => {
+  it('reads no more lines, and resolves once the reply under way is written', async () => {
+    let asked: () => void = () => {};
+    const askedOnce = new Promise<void>((resolve) => {
+      asked = resolve;
+    });
+    const questions: string[] = [];
+    const engine: ChatEngine = {
+      async *handle(message) {
+        questions.push(message.text);
+        asked();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        yield `answer to ${message.text}`;
+      },
+    };
+    const input = new PassThrough();
+    const output = new PassThrough();
+    let written = '';
+    output.on('data', (chunk: Buffer) => (written += chunk.toString('utf8')));
+    const terminal = new TerminalChat(engine, input, output);
+    await terminal.start();
+    input.write('first\n');
+    await askedOnce;
+    await terminal.stop();
+    assert.equal(written, 'answer to first\n', 'the reply under way was written before stop() resolved');
+    input.end('second\n');
+    await terminal.finished();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(questions, ['first']);
+    assert.equal(written, 'answer to first\n');
   });
 });

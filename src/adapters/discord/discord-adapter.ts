@@ -16,35 +16,18 @@ import {
   PermissionFlagsBits,
   type User,
 } from 'discord.js';
+import { type Adapter, type ChatEngine, tellsAnswers } from '../../core/adapter.js';
 import type { TunebotConfig } from '../../core/config.js';
 import { errorReply, SOMETHING_WENT_WRONG } from '../../core/error-reply.js';
 import type { AnswerFeedback, Vote } from '../../core/feedback.js';
 import type { Attachment, IncomingMessage, Scope } from '../../core/message.js';
-import { fileRefusedNote, fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
+import { fileRefusedNote, fileTooLargeNote, isReplyFile, type ReplyFile } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
-import { type AnsweringEngine, ReactionFeedback, tellsAnswers } from '../reaction-feedback.js';
+import { ReactionFeedback } from '../reaction-feedback.js';
 import { EditStream, type EditableMessages } from '../edit-stream.js';
 import type { MessageFormat } from '../split-message.js';
 import { DiscordAdapterError } from './errors.js';
 import { attachmentOptionNames, type CommandInfo, commandLine, commandOfInteraction, type OptionValue, registerSlashCommands, slashCommandDefinitions } from './slash-commands.js';
-
-/**
- * tunebot on Discord, through discord.js: it answers when mentioned, in direct messages, and
- * every message in the auto-answer channels; replies stay in the channel or thread asked in,
- * show typing while the engine works, and stream by editing (a round of edits at most once a
- * second), split at 2000 characters. The engine's commands are slash commands, registered per
- * guild or globally and only when they changed; each interaction is deferred at once (Discord
- * allows 3 s) and its reply edited as the command reports. Files a reply carries follow its
- * text as attachments, each in a message of its own; one Discord will not take is replaced by
- * a line that says why. Without the privileged Message
- * Content intent (the gateway closes with 4014) it logs one line and reconnects without it:
- * slash commands, mentions and DMs still work, auto-answer channels do not. With feedback on,
- * a 👍 or 👎 on an answer it posted goes to the feedback record (a 👎 puts the question in the
- * admins' inbox); the bot's own reactions and reactions on other messages are ignored.
- */
-export interface ChatEngine extends Partial<AnsweringEngine> {
-  handle(message: IncomingMessage): AsyncIterable<ReplyPart>;
-}
 
 /**
  * Sharding: leave `shards` out for one connection (or the shards a discord.js ShardingManager
@@ -120,7 +103,22 @@ const VOTES_BY_EMOJI: ReadonlyMap<string, Vote> = new Map([
   ['👎', 'down'],
 ]);
 
-export class DiscordAdapter {
+/**
+ * tunebot on Discord, through discord.js: it answers when mentioned, in direct messages, and
+ * every message in the auto-answer channels; replies stay in the channel or thread asked in,
+ * show typing while the engine works, and stream by editing (a round of edits at most once a
+ * second), split at 2000 characters. The engine's commands are slash commands, registered per
+ * guild or globally and only when they changed; each interaction is deferred at once (Discord
+ * allows 3 s) and its reply edited as the command reports. Files a reply carries follow its
+ * text as attachments, each in a message of its own; one Discord will not take is replaced by
+ * a line that says why. Without the privileged Message
+ * Content intent (the gateway closes with 4014) it logs one line and reconnects without it:
+ * slash commands, mentions and DMs still work, auto-answer channels do not. With feedback on,
+ * a 👍 or 👎 on an answer it posted goes to the feedback record (a 👎 puts the question in the
+ * admins' inbox); the bot's own reactions and reactions on other messages are ignored.
+ */
+export class DiscordAdapter implements Adapter {
+  readonly name = 'Discord';
   private client: Client<true> | null = null;
   private messageContent = true;
   private readonly autoAnswer: ReadonlySet<string>;

@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage as HttpRequest, type Server, type ServerResponse } from 'node:http';
-import type { Logger } from '../../log.js';
+import type { Adapter, ChatEngine } from '../../core/adapter.js';
 import { errorReply } from '../../core/error-reply.js';
 import type { Attachment, IncomingMessage } from '../../core/message.js';
 import { describeLiveEvaluation, type LiveEvaluation } from '../../core/model-scorer.js';
-import { fileTooLargeNote, isReplyFile, type ReplyFile, type ReplyPart } from '../../core/reply.js';
+import { fileTooLargeNote, isReplyFile, type ReplyFile } from '../../core/reply.js';
+import type { Logger } from '../../log.js';
 import { readBody } from '../http-body.js';
-import { listen, type OpsEndpoints, serveOps, serverUrl } from '../ops-server.js';
+import { closeGracefully, listen, type OpsEndpoints, SHUTDOWN_GRACE_MS, serveOps, serverUrl } from '../ops-server.js';
 import { CHAT_PAGE } from './chat-page.js';
 import { FileShelf, type FileShelfOptions } from './file-shelf.js';
 
@@ -23,9 +24,6 @@ import { FileShelf, type FileShelfOptions } from './file-shelf.js';
  *   GET  /healthz          "ok" (the server is up); with `ops`, readiness, and GET /metrics
  * Everyone here is the local admin: on any address but loopback, the port must stay private.
  */
-export interface ChatEngine {
-  handle(message: IncomingMessage): AsyncIterable<ReplyPart>;
-}
 
 export const MAX_UPLOAD_BYTES = 60 * 1024 * 1024;
 const MAX_JSON_BYTES = 1024 * 1024;
@@ -40,23 +38,51 @@ export interface LocalServerOptions {
   readonly files?: FileShelfOptions;
   /** The live version and its last evaluation, for GET /api/model and the page's model line. */
   readonly modelFigures?: () => Promise<LiveEvaluation>;
+  /** How long replies under way may run on after stop() before their connections are cut; SHUTDOWN_GRACE_MS by default. */
+  readonly shutdownGraceMs?: number;
 }
 
-export async function startLocalServer(engine: ChatEngine, options: LocalServerOptions): Promise<{ server: Server; url: string }> {
-  const host = options.host ?? '127.0.0.1';
-  const shelf = new FileShelf(options.files);
-  const server = createServer((request, response) => {
-    route(engine, shelf, options, request, response).catch((error: unknown) => {
-      options.logger.error({ err: error }, 'local chat request failed');
-      if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
-      response.end();
-    });
-  });
-  await listen(server, host, options.port);
-  if (!isLoopback(host)) {
-    options.logger.warn({ host }, 'the local chat listens beyond loopback and makes everyone who reaches it an admin: keep its port private');
+export class LocalChatServer implements Adapter {
+  readonly name = 'local chat';
+  private listening: { readonly server: Server; readonly url: string } | null = null;
+
+  constructor(
+    private readonly engine: ChatEngine,
+    private readonly options: LocalServerOptions,
+  ) {}
+
+  /** The chat page's address, e.g. http://127.0.0.1:8080/; once started. */
+  get url(): string {
+    if (!this.listening) throw new Error('the local chat is not started');
+    return this.listening.url;
   }
-  return { server, url: serverUrl(server, host) };
+
+  async start(): Promise<void> {
+    const { engine, options } = this;
+    const host = options.host ?? '127.0.0.1';
+    const shelf = new FileShelf(options.files);
+    const server = createServer((request, response) => {
+      route(engine, shelf, options, request, response).catch((error: unknown) => {
+        options.logger.error({ err: error }, 'local chat request failed');
+        if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
+        response.end();
+      });
+    });
+    await listen(server, host, options.port);
+    if (!isLoopback(host)) {
+      options.logger.warn({ host }, 'the local chat listens beyond loopback and makes everyone who reaches it an admin: keep its port private');
+    }
+    this.listening = { server, url: serverUrl(server, host) };
+  }
+
+  /** Takes no more requests; replies under way run on for the grace period, then their connections are cut. */
+  async stop(): Promise<void> {
+    const listening = this.listening;
+    if (!listening) return;
+    this.listening = null;
+    const graceMs = this.options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
+    await closeGracefully(listening.server, graceMs, () => this.options.logger.warn({ graceSeconds: graceMs / 1000 }, 'replies still running at the end of the grace period: cutting them off'));
+  }
 }
 
 function isLoopback(host: string): boolean {

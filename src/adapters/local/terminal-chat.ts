@@ -1,10 +1,10 @@
 import { writeFile } from 'node:fs/promises';
 import { basename, join, parse } from 'node:path';
-import { createInterface } from 'node:readline';
+import { createInterface, type Interface as ReadlineInterface } from 'node:readline';
+import type { Adapter, ChatEngine } from '../../core/adapter.js';
 import { errorReply } from '../../core/error-reply.js';
 import { isReplyFile, type ReplyFile } from '../../core/reply.js';
 import { type Logger, silentLogger } from '../../log.js';
-import type { ChatEngine } from './http-server.js';
 
 /**
  * `tunebot chat`: one message per line, from a keyboard or a pipe; replies stream to stdout.
@@ -19,41 +19,72 @@ export interface TerminalChatOptions {
   readonly logger?: Logger;
 }
 
-export async function runTerminalChat(engine: ChatEngine, input: NodeJS.ReadableStream, output: NodeJS.WritableStream, options: TerminalChatOptions = {}): Promise<void> {
-  const userId = options.userId ?? 'terminal';
-  const saveDir = options.saveDir ?? process.cwd();
-  const logger = options.logger ?? silentLogger;
-  const interactive = (input as { isTTY?: boolean }).isTTY === true;
-  const lines = createInterface({ input, terminal: false });
-  if (interactive) output.write('tunebot chat: ask a question, /help for commands, Ctrl-D to quit\n> ');
-  for await (const line of lines) {
-    if (!line.trim()) {
-      if (interactive) output.write('> ');
-      continue;
-    }
-    const message = {
-      platform: 'local',
-      scope: { workspace: 'local', channel: 'terminal' },
-      user: { id: userId, displayName: userId },
-      text: line,
-      attachments: [],
-      platformAdmin: true,
-    };
-    let started = false;
-    let afterFile = false;
-    try {
-      for await (const part of engine.handle(message)) {
-        if (isReplyFile(part)) output.write(`${started ? '\n' : ''}${await saveReplyFile(saveDir, part)}`);
-        else output.write(`${afterFile ? '\n' : ''}${part}`);
-        afterFile = isReplyFile(part);
-        started = true;
+export class TerminalChat implements Adapter {
+  readonly name = 'terminal chat';
+  private lines: ReadlineInterface | null = null;
+  private reading: Promise<void> | null = null;
+
+  constructor(
+    private readonly engine: ChatEngine,
+    private readonly input: NodeJS.ReadableStream,
+    private readonly output: NodeJS.WritableStream,
+    private readonly options: TerminalChatOptions = {},
+  ) {}
+
+  /** Starts reading lines (greeting a person at a terminal). */
+  async start(): Promise<void> {
+    this.lines = createInterface({ input: this.input, terminal: false });
+    this.reading = this.answerLines(this.lines);
+  }
+
+  /** Resolves once the input has ended (or stop() was called) and the last reply is written. */
+  finished(): Promise<void> {
+    if (!this.reading) throw new Error('the terminal chat is not started');
+    return this.reading;
+  }
+
+  /** Reads no more lines, and resolves once the reply under way is written. */
+  async stop(): Promise<void> {
+    this.lines?.close();
+    await this.reading;
+  }
+
+  private async answerLines(lines: ReadlineInterface): Promise<void> {
+    const { engine, output } = this;
+    const userId = this.options.userId ?? 'terminal';
+    const saveDir = this.options.saveDir ?? process.cwd();
+    const logger = this.options.logger ?? silentLogger;
+    const interactive = (this.input as { isTTY?: boolean }).isTTY === true;
+    if (interactive) output.write('tunebot chat: ask a question, /help for commands, Ctrl-D to quit\n> ');
+    for await (const line of lines) {
+      if (!line.trim()) {
+        if (interactive) output.write('> ');
+        continue;
       }
-    } catch (error) {
-      // One failed message does not end the chat; the next line is answered as usual.
-      logger.error({ err: error, user: `local:${userId}` }, 'the engine failed on a terminal chat message');
-      output.write(`${started ? '\n' : ''}${errorReply(error)}`);
+      const message = {
+        platform: 'local',
+        scope: { workspace: 'local', channel: 'terminal' },
+        user: { id: userId, displayName: userId },
+        text: line,
+        attachments: [],
+        platformAdmin: true,
+      };
+      let started = false;
+      let afterFile = false;
+      try {
+        for await (const part of engine.handle(message)) {
+          if (isReplyFile(part)) output.write(`${started ? '\n' : ''}${await saveReplyFile(saveDir, part)}`);
+          else output.write(`${afterFile ? '\n' : ''}${part}`);
+          afterFile = isReplyFile(part);
+          started = true;
+        }
+      } catch (error) {
+        // One failed message does not end the chat; the next line is answered as usual.
+        logger.error({ err: error, user: `local:${userId}` }, 'the engine failed on a terminal chat message');
+        output.write(`${started ? '\n' : ''}${errorReply(error)}`);
+      }
+      output.write(interactive ? '\n> ' : '\n');
     }
-    output.write(interactive ? '\n> ' : '\n');
   }
 }
 

@@ -2,15 +2,15 @@ import { App, HTTPReceiver, type Logger as BoltLogger, LogLevel, type RespondFn,
 import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
+import { type Adapter, type ChatEngine, tellsAnswers } from '../../core/adapter.js';
 import { envName, type TunebotConfig } from '../../core/config.js';
-import type { ConversationEngine } from '../../core/engine.js';
 import type { AnswerFeedback, Vote } from '../../core/feedback.js';
 import { errorReply } from '../../core/error-reply.js';
 import type { IncomingMessage } from '../../core/message.js';
 import { isReplyFile, type ReplyFile } from '../../core/reply.js';
 import type { Logger } from '../../log.js';
 import { EditStream } from '../edit-stream.js';
-import { type AnsweringEngine, ReactionFeedback, type TrackedReply, tellsAnswers } from '../reaction-feedback.js';
+import { ReactionFeedback, type TrackedReply } from '../reaction-feedback.js';
 import { SlackAdapterError } from './errors.js';
 import { SlashReply } from './slash-reply.js';
 import { MemorySeenEvents, type SeenEvents } from './seen-events.js';
@@ -65,19 +65,12 @@ export interface SlackAdapterOptions {
   readonly feedback?: AnswerFeedback;
 }
 
-export interface SlackAdapter {
-  readonly app: App;
-  /** From auth.test: the bot's user and bot ids, and its workspace. */
-  readonly bot: { readonly userId: string; readonly botId: string | null; readonly teamId: string };
-  /** HTTP mode: the port Slack posts to, at /slack/events; null in Socket Mode. */
-  readonly port: number | null;
-  /** Resolves when the answers and commands under way are done. */
-  idle(): Promise<void>;
-  /** Stops taking events and waits for the answers under way. */
-  stop(): Promise<void>;
+/** From auth.test: the bot's user and bot ids, and its workspace. */
+export interface SlackBot {
+  readonly userId: string;
+  readonly botId: string | null;
+  readonly teamId: string;
 }
-
-export type SlackEngine = Pick<ConversationEngine, 'handle'> & Partial<AnsweringEngine>;
 
 export const SLASH_COMMANDS = ['ask', 'faq', 'model', 'forget', 'tunebot'] as const;
 export const IMPORT_FILE_WINDOW_MS = 10 * 60_000;
@@ -97,74 +90,109 @@ const VOTES_BY_REACTION: ReadonlyMap<string, Vote> = new Map([
 const NO_FILE_TO_IMPORT =
   'I found no file you shared here in the last 10 minutes. Share the FAQ file (csv, json, jsonl, yaml or markdown) in this conversation, then run /faq import again; or send it to me in a direct message with the comment "faq import".';
 
-export async function startSlackAdapter(engine: SlackEngine, options: SlackAdapterOptions): Promise<SlackAdapter> {
-  const { config, logger } = options;
-  if (!config.botToken) throw invalidSetting('botToken', 'SLACK_BOT_TOKEN', 'the Slack adapter needs the bot token');
-  const botToken = config.botToken;
-  if (options.feedback && !tellsAnswers(engine)) throw new SlackAdapterError('SLACK_CONFIG_INVALID', 'feedback reactions need an engine that tells which questions it answered (onAnswer)');
-  const boltLog = boltLogger(logger);
-  const clientOptions = { slackApiUrl: config.apiUrl ?? undefined, logger: boltLog };
-  const receiver = createReceiver(config, boltLog, clientOptions);
-  const client = new webApi.WebClient(botToken, clientOptions);
-  const bot = await identify(client);
-  const app = new App({
-    receiver,
-    // The token is checked once above; Bolt takes the identity from there instead of calling auth.test again.
-    authorize: async () => ({ botToken, botUserId: bot.userId, botId: bot.botId ?? undefined, teamId: bot.teamId }),
-    logger: boltLog,
-    clientOptions,
-  });
-  const handlers = new SlackHandlers(engine, {
-    client,
-    bot,
-    logger,
-    users: new SlackUsers(client, logger),
-    files: slackFiles(client, botToken),
-    seen: options.seenEvents ?? new MemorySeenEvents(),
-    updateIntervalMs: options.updateIntervalMs ?? DEFAULT_UPDATE_INTERVAL_MS,
-    slashProgressMs: options.slashProgressMs ?? DEFAULT_SLASH_PROGRESS_MS,
-    maxUploadBytes: options.maxUploadBytes ?? SLACK_UPLOAD_LIMIT,
-    reactions: options.feedback && tellsAnswers(engine) ? new ReactionFeedback(engine, options.feedback, logger) : null,
-  });
-  app.event('app_mention', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'mention'));
-  app.event('message', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'dm'));
-  app.event('reaction_added', async ({ event, body }) => handlers.onReaction(event, body.team_id, true));
-  app.event('reaction_removed', async ({ event, body }) => handlers.onReaction(event, body.team_id, false));
-  app.command(new RegExp(`^/(?:${SLASH_COMMANDS.join('|')})$`, 'u'), async ({ command, ack, respond }) => {
-    await ack();
-    await handlers.onSlashCommand(command, respond);
-  });
-  app.error(async (error) => {
-    logger.error({ err: error, code: error.code }, 'Bolt could not process a Slack request');
-  });
+export class SlackAdapter implements Adapter {
+  readonly name = 'Slack';
+  private running: { readonly bot: SlackBot; readonly port: number | null; readonly handlers: SlackHandlers; readonly close: () => Promise<void> } | null = null;
 
-  let port: number | null = null;
-  try {
-    if (receiver instanceof HTTPReceiver) {
-      const server = await receiver.start({ port: config.port, host: options.host });
-      port = (server.address() as AddressInfo).port;
-      logger.info({ port, path: '/slack/events' }, 'Slack adapter listening (HTTP mode)');
-    } else {
-      await connectSocketMode(app, receiver, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
-      logger.info('Slack adapter connected (Socket Mode)');
-    }
-  } catch (error) {
-    handlers.close();
-    throw error;
+  constructor(
+    private readonly engine: ChatEngine,
+    private readonly options: SlackAdapterOptions,
+  ) {}
+
+  /** The bot Slack knows this adapter as; once started. */
+  get bot(): SlackBot {
+    return this.started().bot;
   }
-  return {
-    app,
-    bot,
-    port,
-    idle: () => handlers.idle(),
-    async stop() {
+
+  /** HTTP mode: the port Slack posts to, at /slack/events; null in Socket Mode. Once started. */
+  get port(): number | null {
+    return this.started().port;
+  }
+
+  /** Checks the tokens (auth.test), then listens (HTTP mode) or connects (Socket Mode). */
+  async start(): Promise<void> {
+    const { engine, options } = this;
+    const { config, logger } = options;
+    if (!config.botToken) throw invalidSetting('botToken', 'SLACK_BOT_TOKEN', 'the Slack adapter needs the bot token');
+    const botToken = config.botToken;
+    if (options.feedback && !tellsAnswers(engine)) throw new SlackAdapterError('SLACK_CONFIG_INVALID', 'feedback reactions need an engine that tells which questions it answered (onAnswer)');
+    const boltLog = boltLogger(logger);
+    const clientOptions = { slackApiUrl: config.apiUrl ?? undefined, logger: boltLog };
+    const receiver = createReceiver(config, boltLog, clientOptions);
+    const client = new webApi.WebClient(botToken, clientOptions);
+    const bot = await identify(client);
+    const app = new App({
+      receiver,
+      // The token is checked once above; Bolt takes the identity from there instead of calling auth.test again.
+      authorize: async () => ({ botToken, botUserId: bot.userId, botId: bot.botId ?? undefined, teamId: bot.teamId }),
+      logger: boltLog,
+      clientOptions,
+    });
+    const handlers = new SlackHandlers(engine, {
+      client,
+      bot,
+      logger,
+      users: new SlackUsers(client, logger),
+      files: slackFiles(client, botToken),
+      seen: options.seenEvents ?? new MemorySeenEvents(),
+      updateIntervalMs: options.updateIntervalMs ?? DEFAULT_UPDATE_INTERVAL_MS,
+      slashProgressMs: options.slashProgressMs ?? DEFAULT_SLASH_PROGRESS_MS,
+      maxUploadBytes: options.maxUploadBytes ?? SLACK_UPLOAD_LIMIT,
+      reactions: options.feedback && tellsAnswers(engine) ? new ReactionFeedback(engine, options.feedback, logger) : null,
+    });
+    app.event('app_mention', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'mention'));
+    app.event('message', async ({ event, body }) => handlers.onMessage(event, { eventId: body.event_id, teamId: body.team_id }, 'dm'));
+    app.event('reaction_added', async ({ event, body }) => handlers.onReaction(event, body.team_id, true));
+    app.event('reaction_removed', async ({ event, body }) => handlers.onReaction(event, body.team_id, false));
+    app.command(new RegExp(`^/(?:${SLASH_COMMANDS.join('|')})$`, 'u'), async ({ command, ack, respond }) => {
+      await ack();
+      await handlers.onSlashCommand(command, respond);
+    });
+    app.error(async (error) => {
+      logger.error({ err: error, code: error.code }, 'Bolt could not process a Slack request');
+    });
+
+    let port: number | null = null;
+    try {
+      if (receiver instanceof HTTPReceiver) {
+        const server = await receiver.start({ port: config.port, host: options.host });
+        port = (server.address() as AddressInfo).port;
+        logger.info({ port, path: '/slack/events' }, 'Slack adapter listening (HTTP mode)');
+      } else {
+        await connectSocketMode(app, receiver, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+        logger.info('Slack adapter connected (Socket Mode)');
+      }
+    } catch (error) {
+      handlers.close();
+      throw error;
+    }
+    const close = async () => {
       // Bolt's Socket Mode receiver leaves the WebSocket's close handshake running; waiting for it closes the connection cleanly.
       if (receiver instanceof SocketModeReceiver) await receiver.client.disconnect();
       else await app.stop();
-      await handlers.idle();
-      handlers.close();
-    },
-  };
+    };
+    this.running = { bot, port, handlers, close };
+  }
+
+  /** Resolves when the answers and commands under way are done. */
+  async idle(): Promise<void> {
+    await this.running?.handlers.idle();
+  }
+
+  /** Stops taking events and waits for the answers under way. */
+  async stop(): Promise<void> {
+    const running = this.running;
+    if (!running) return;
+    this.running = null;
+    await running.close();
+    await running.handlers.idle();
+    running.handlers.close();
+  }
+
+  private started(): NonNullable<SlackAdapter['running']> {
+    if (!this.running) throw new Error('the Slack adapter is not started');
+    return this.running;
+  }
 }
 
 function createReceiver(config: SlackConfig, log: BoltLogger, clientOptions: webApi.WebClientOptions): HTTPReceiver | SocketModeReceiver {
@@ -214,7 +242,7 @@ function invalidSetting(key: keyof SlackConfig, alias: string, why: string): Sla
   return new SlackAdapterError('SLACK_CONFIG_INVALID', `${why}: set slack.${key} (${envName(['slack', key])} or ${alias})`);
 }
 
-async function identify(client: webApi.WebClient): Promise<SlackAdapter['bot']> {
+async function identify(client: webApi.WebClient): Promise<SlackBot> {
   try {
     const auth = await client.auth.test();
     if (!auth.user_id || !auth.team_id) throw new Error('auth.test named no user or team');
@@ -239,7 +267,7 @@ interface SlackMessage {
 
 interface HandlerContext {
   readonly client: webApi.WebClient;
-  readonly bot: SlackAdapter['bot'];
+  readonly bot: SlackBot;
   readonly logger: Logger;
   readonly users: SlackUsers;
   readonly files: SlackFiles;
@@ -254,7 +282,7 @@ class SlackHandlers {
   private readonly underWay = new Set<Promise<void>>();
 
   constructor(
-    private readonly engine: SlackEngine,
+    private readonly engine: ChatEngine,
     private readonly context: HandlerContext,
   ) {}
 
