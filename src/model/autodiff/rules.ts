@@ -161,18 +161,32 @@ const matMul: GradientRule = (c) => {
   ];
 };
 
-/** Y = A @ B^T (transB = 1) or A @ B, plus an optional C; alpha = beta = 1, transA = 0. */
+/**
+ * Y = alpha * A' @ B' + beta * C, where A' = A^T when transA = 1 (else A), B' likewise, and
+ * C (optional) broadcasts to Y [M, N]. With dY [M, N]:
+ *   dA' = alpha * dY @ B'^T   (dA is its transpose when transA = 1: alpha * B' @ dY^T)
+ *   dB' = alpha * A'^T @ dY   (dB is its transpose when transB = 1: alpha * dY^T @ A')
+ *   dC  = beta * dY, summed back to C's shape.
+ * ONNX stores alpha and beta as float32, so dC is scaled by beta as the forward rounded it.
+ */
 const gemm: GradientRule = (c) => {
-  if (c.attribute<number>('transA', 0) !== 0 || c.attribute<{ float: number } | number>('alpha', 1) !== 1) {
-    throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only Gemm with transA = 0 and alpha = 1 is differentiated`);
-  }
   const dY = outputGradient(c);
   const [a, b, bias] = c.inputs;
-  const transB = c.attribute<number>('transB', 0) === 1;
+  const transA = c.attribute<number>('transA', 0);
+  const transB = c.attribute<number>('transB', 0);
+  const alpha = c.attribute<{ float: number }>('alpha', { float: 1 }).float;
+  const beta = Math.fround(c.attribute<{ float: number }>('beta', { float: 1 }).float);
+  const scaledGemm = (left: Value, right: Value, transposeLeft: number, transposeRight: number) =>
+    c.g.op('Gemm', [left, right], { attributes: { transA: transposeLeft, transB: transposeRight, ...(alpha === 1 ? {} : { alpha: { float: alpha } }) } });
   return [
-    only(c, 0, () => c.g.op('Gemm', [dY, b], { attributes: { transB: transB ? 0 : 1 } })),
-    only(c, 1, () => (transB ? c.g.op('Gemm', [dY, a], { attributes: { transA: 1 } }) : c.g.op('Gemm', [a, dY], { attributes: { transA: 1 } }))),
-    ...(bias ? [only(c, 2, () => sumToShapeOf(c.g, dY, bias))] : []),
+    only(c, 0, () => (transA ? scaledGemm(b, dY, transB, 1) : scaledGemm(dY, b, 0, 1 - transB))),
+    only(c, 1, () => (transB ? scaledGemm(dY, a, 1, transA) : scaledGemm(a, dY, 1 - transA, 0))),
+    ...(bias
+      ? [only(c, 2, () => {
+          const dC = sumToShapeOf(c.g, dY, bias);
+          return beta === 1 ? dC : c.g.op('Mul', [dC, c.g.constFloat(beta)]);
+        })]
+      : []),
   ];
 };
 

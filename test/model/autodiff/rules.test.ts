@@ -145,6 +145,45 @@ async function checkOperator(operands: Operands, forward: (g: GraphBuilder, v: V
   return { ...checked, weights: weights.map((w) => w.data) };
 }
 
+/**
+ * Y = alpha * op(A) op(B) + beta * C and loss = sum(Y * R), written out in loops: op(A)[m][k]
+ * is A[k][m] when transA, C broadcasts numpy-style to [M, N]. dY = R, so dA, dB and dC follow
+ * by the chain rule element by element. ONNX keeps alpha and beta as float32: so does this.
+ */
+function gemmReference(
+  inputs: { a: Float64Array; b: Float64Array; c?: { dims: readonly number[]; data: Float64Array } },
+  { transA, transB, alpha: alpha64, beta: beta64, m: M, k: K, n: N }: { transA: number; transB: number; alpha: number; beta: number; m: number; k: number; n: number },
+  r: Float64Array,
+): { loss: number; gradients: Record<string, Float64Array> } {
+  const [alpha, beta] = [Math.fround(alpha64), Math.fround(beta64)];
+  const aIndex = (m: number, k: number) => (transA ? k * M + m : m * K + k);
+  const bIndex = (k: number, n: number) => (transB ? n * K + k : k * N + n);
+  const c = inputs.c;
+  const cIndex = (m: number, n: number) => {
+    if (!c) return -1;
+    const [rows, columns] = c.dims.length === 2 ? c.dims : c.dims.length === 1 ? [1, c.dims[0]] : [1, 1];
+    return (rows === 1 ? 0 : m) * columns + (columns === 1 ? 0 : n);
+  };
+  const dA = new Float64Array(M * K);
+  const dB = new Float64Array(K * N);
+  const dC = new Float64Array(c ? c.data.length : 0);
+  let loss = 0;
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let y = 0;
+      for (let k = 0; k < K; k++) {
+        y += inputs.a[aIndex(m, k)] * inputs.b[bIndex(k, n)];
+        dA[aIndex(m, k)] += alpha * r[m * N + n] * inputs.b[bIndex(k, n)];
+        dB[bIndex(k, n)] += alpha * r[m * N + n] * inputs.a[aIndex(m, k)];
+      }
+      y = alpha * y + (c ? beta * c.data[cIndex(m, n)] : 0);
+      if (c) dC[cIndex(m, n)] += beta * r[m * N + n];
+      loss += y * r[m * N + n];
+    }
+  }
+  return { loss, gradients: c ? { a: dA, b: dB, c: dC } : { a: dA, b: dB } };
+}
+
 describe('gradient rules against central finite differences (float64)', () => {
   describe('broadcasting elementwise operators', () => {
     for (const op of ['Add', 'Sub', 'Mul', 'Div']) {
@@ -227,6 +266,44 @@ describe('gradient rules against central finite differences (float64)', () => {
     it('Gemm transB = 1 with a bias [3,1]', async () => {
       await checkOperator({ a: parameter([3, 4]), b: parameter([5, 4]), c: parameter([3, 1]) }, (g, v) => g.op('Gemm', [v.a, v.b, v.c], { attributes: { transB: 1 } }));
     });
+  });
+
+  describe('Gemm with alpha, beta, transA and transB, against a plain float64 reference', () => {
+    interface GemmCase {
+      readonly transA: number;
+      readonly transB: number;
+      readonly alpha: number;
+      readonly beta: number;
+      readonly cDims?: readonly number[];
+    }
+    const [M, K, N] = [3, 4, 2];
+    const cases: GemmCase[] = [
+      { transA: 0, transB: 0, alpha: 0.3, beta: -1.7, cDims: [M, N] },
+      { transA: 1, transB: 0, alpha: -2.5, beta: 0.6, cDims: [N] },
+      { transA: 0, transB: 1, alpha: 1.9, beta: 0.3, cDims: [M, 1] },
+      { transA: 1, transB: 1, alpha: 0.45, beta: 3.1, cDims: [] },
+      { transA: 1, transB: 1, alpha: -0.7, beta: 2 },
+    ];
+    for (const { transA, transB, alpha, beta, cDims } of cases) {
+      it(`transA ${transA}, transB ${transB}, alpha ${alpha}, beta ${beta}, C ${cDims ? `[${cDims}]` : 'absent'}`, async () => {
+        const operands: Record<string, Operand> = { a: parameter(transA ? [K, M] : [M, K]), b: parameter(transB ? [N, K] : [K, N]) };
+        if (cDims) operands.c = parameter(cDims);
+        const { loss, gradients, weights } = await checkOperator(operands, (g, v) =>
+          g.op('Gemm', cDims ? [v.a, v.b, v.c] : [v.a, v.b], { attributes: { transA, transB, alpha: { float: alpha }, beta: { float: beta } } }),
+        );
+        const reference = gemmReference(
+          { a: operands.a.data as Float64Array, b: operands.b.data as Float64Array, c: cDims && { dims: cDims, data: operands.c.data as Float64Array } },
+          { transA, transB, alpha, beta, m: M, k: K, n: N },
+          weights[0],
+        );
+        const near = (x: number, y: number) => Math.abs(x - y) <= 1e-12 * Math.max(1, Math.abs(y));
+        assert.ok(near(loss, reference.loss), `loss ${loss}, reference ${reference.loss}`);
+        for (const [name, expected] of Object.entries(reference.gradients)) {
+          const actual = gradients.get(name)!;
+          assert.ok(expected.every((value, i) => near(actual[i], value)), `d${name}: ${Array.from(actual)} vs the reference ${Array.from(expected)}`);
+        }
+      });
+    }
   });
 
   describe('indexing', () => {
