@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { startLocalServer } from '../../src/adapters/local/http-server.js';
+import { LocalChatServer } from '../../src/adapters/local/http-server.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { ReplyPart } from '../../src/core/reply.js';
@@ -12,6 +11,7 @@ import { silentLogger } from '../../src/log.js';
 import { encodePngRgb } from '../../src/model/training/png.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
 import { exportedEntries, faqEntries } from '../helpers/reply-files.js';
+import { started } from '../helpers/started.js';
 
 /** Debian's package; CI installs it (.ci/run), playwright-core downloads no browser. */
 const CHROMIUM = '/usr/bin/chromium';
@@ -19,7 +19,7 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 
 describe('the local chat page in headless Chromium', () => {
   let scratch: ScratchApp;
-  let server: Server;
+  let chat: LocalChatServer;
   let browser: Browser;
   let page: Page;
   let url: string;
@@ -27,18 +27,17 @@ describe('the local chat page in headless Chromium', () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: these tests drive the chat page in Debian's Chromium; install it with apt-get install chromium (.ci/run does)`);
     scratch = await createScratchApp();
-    const started = await startLocalServer(scratch.app.engine, { port: 0, logger: silentLogger, modelFigures: () => scratch.app.services.scorer.liveEvaluation() });
-    server = started.server;
-    url = started.url;
+    chat = await started(new LocalChatServer(scratch.app.engine, { port: 0, logger: silentLogger, modelFigures: () => scratch.app.services.scorer.liveEvaluation() }));
+    url = chat.url;
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 20_000 });
     page = await browser.newPage();
     page.setDefaultTimeout(10_000);
-    await page.goto(started.url);
+    await page.goto(url);
   });
 
   after(async () => {
     await browser?.close();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await chat?.stop();
     await scratch?.close();
   });
 
@@ -102,7 +101,7 @@ describe('the local chat page in headless Chromium', () => {
         yield { kind: 'file', name: 'loss-curve-v2.png', contentType: 'image/png', data: png, title: 'Training loss of v2.' };
       },
     };
-    const pictures = await startLocalServer(engine, { port: 0, logger: silentLogger });
+    const pictures = await started(new LocalChatServer(engine, { port: 0, logger: silentLogger }));
     const other = await browser.newPage();
     try {
       await other.goto(pictures.url);
@@ -115,7 +114,7 @@ describe('the local chat page in headless Chromium', () => {
       assert.match(await other.locator('.turn.bot').innerText(), /^The loss curve:\s*Training loss of v2\. loss-curve-v2\.png \(\d+ bytes\)/);
     } finally {
       await other.close();
-      await new Promise<void>((resolve) => pictures.server.close(() => resolve()));
+      await pictures.stop();
     }
   });
   it("shows the live version's figures in a line under the header, and the new ones after /model eval", async () => {
