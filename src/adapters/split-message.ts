@@ -34,8 +34,9 @@ const MAX_ENTITY_LENGTH = 5;
  * `entities`) an escaped entity. Whitespace at the cuts and at the ends is dropped; blank text
  * gives [].
  *
- * A cut depends only on the text up to the limit, so while a streamed reply grows, a message
- * that was cut once is cut the same way again and only the last one changes.
+ * A cut depends only on the text up to the limit (with 'line' fences, a fence line that
+ * crosses the limit aside), so while a streamed reply grows, a message that was cut once is cut
+ * the same way again and only the last one changes.
  */
 export function splitMessage(text: string, format: MessageFormat): string[] {
   if (!Number.isInteger(format.limit) || format.limit < MIN_MESSAGE_LIMIT) {
