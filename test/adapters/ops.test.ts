@@ -186,7 +186,7 @@ describe('ops endpoints', () => {
     await ask('What is tunebot?');
     // Partly like an FAQ question: relevant, not a certain match, so the model is asked; the
     // untrained model's reply repeats no FAQ passage, so the fallback answers (grounding.ts).
-    await ask('Is the weather nice for a model?');
+    await ask('does tunebot remember my data');
 
     // The chat port serves the same figures as the ops port.
     for (const url of [opsUrl, chatUrl]) {
