@@ -117,6 +117,7 @@ describe('the local chat page in headless Chromium', () => {
       await pictures.stop();
     }
   });
+
   it("shows the live version's figures in a line under the header, and the new ones after /model eval", async () => {
     assert.equal(await page.locator('#model').innerText(), 'Live model v1: not evaluated yet; /model eval scores it.');
     await page.fill('#text', '/model eval');
