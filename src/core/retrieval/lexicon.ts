@@ -15,7 +15,7 @@ export interface QueryTerm {
 }
 export type QueryGroup = readonly QueryTerm[];
 
-/** How much a stand-in counts against the word itself; set from bench:answers (docs/answer-quality.md). */
+/** How much a stand-in counts against the word itself: chosen, not fitted (a synonym is less sure than a typo). */
 export const EXPANSION_WEIGHTS = {
   abbreviation: 1,
   synonymList: 0.9,
