@@ -14,9 +14,9 @@ import {
   linearTicks,
   type Plot,
   SERIES_COLOURS,
-} from '../src/model/training/chart-axes.js';
-import { encodePngRgb } from '../src/model/training/png.js';
-import { RgbCanvas, type Rgb } from '../src/model/training/raster.js';
+} from '../src/model/training/loss-curve/chart-axes.js';
+import { encodePngRgb } from '../src/model/training/loss-curve/png.js';
+import { RgbCanvas, type Rgb } from '../src/model/training/loss-curve/raster.js';
 import { AnswerCurveError, type CurvePoint } from './answer-curve-data.js';
 
 export interface AnswerCurveSeries {

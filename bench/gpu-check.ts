@@ -23,9 +23,9 @@ import { UsageError, integerOption, parseCommandArgs } from '../src/cli/args.js'
 import { CodedError } from '../src/coded-error.js';
 import type { Logger } from '../src/log.js';
 import { END_OF_TEXT_ID, type Gpt2Config, PRESET_NAMES, type PresetName, parameterCount, presetConfig } from '../src/model/config.js';
-import { LanguageModel } from '../src/model/language-model.js';
-import { initModel } from '../src/model/model-dir.js';
-import type { ExecutionProvider } from '../src/model/session.js';
+import { LanguageModel } from '../src/model/runtime/language-model.js';
+import { initModel } from '../src/model/files/model-dir.js';
+import type { ExecutionProvider } from '../src/model/runtime/session.js';
 import type { WeightMap } from '../src/model/tensor.js';
 import { type TrainingBatch, makeBatch } from '../src/model/training/data.js';
 import { TrainingStepRunner } from '../src/model/training/step-runner.js';

@@ -13,7 +13,7 @@ import type { Logger } from '../src/log.js';
 import { ModelError } from '../src/model/errors.js';
 import { encodeModel } from '../src/model/onnx/encode.js';
 import { GraphBuilder } from '../src/model/onnx/graph.js';
-import { type ModelSession, createModelSession, cudaProviderLibrary, feedTensor } from '../src/model/session.js';
+import { type ModelSession, createModelSession, cudaProviderLibrary, feedTensor } from '../src/model/runtime/session.js';
 
 const run = promisify(execFile);
 

@@ -15,8 +15,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type PreTrainedModel, Tensor, env, pipeline } from '@huggingface/transformers';
 import { type PresetName, parameterCount, presetConfig } from '../src/model/config.js';
-import { LanguageModel } from '../src/model/language-model.js';
-import { initModel } from '../src/model/model-dir.js';
+import { LanguageModel } from '../src/model/runtime/language-model.js';
+import { initModel } from '../src/model/files/model-dir.js';
 import { type WeightType, parseWeightType } from '../src/model/quantize.js';
 import { measureWeightStreamLimit } from './weight-stream-limit.js';
 

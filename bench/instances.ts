@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { createClient } from '@keyv/redis';
 import { createApp, prepareFirstStart } from '../src/core/app.js';
 import { loadConfig } from '../src/core/config.js';
-import { MODEL_PATH, type ModelDescription } from '../src/core/model-server-protocol.js';
+import { MODEL_PATH, type ModelDescription } from '../src/core/serving/model-server-protocol.js';
 import { createLogger } from '../src/log.js';
 import { type RunningTunebot, startTunebot } from '../test/helpers/run-tunebot.js';
 

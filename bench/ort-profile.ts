@@ -29,7 +29,7 @@ export interface RunProfile {
 
 /**
  * Runs `model` in a session with ONNX Runtime's profiler on (the same session options as
- * src/model/session.ts): a warm-up run, then `runs` more; sums the kernel times of the
+ * src/model/runtime/session.ts): a warm-up run, then `runs` more; sums the kernel times of the
  * fastest of those by operator type and by phase (the others are what load from other work
  * on the machine disturbed most). `phaseOf` maps a node name to its phase.
  */

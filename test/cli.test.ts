@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parameterCount, presetConfig } from '../src/model/config.js';
-import { initModel } from '../src/model/model-dir.js';
+import { initModel } from '../src/model/files/model-dir.js';
 import { type LoopbackHub, closedPort, startLoopbackHub } from './helpers/loopback-hub.js';
 import { assertExit, tunebot } from './helpers/run-tunebot.js';
 

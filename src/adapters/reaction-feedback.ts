@@ -1,7 +1,7 @@
-import type { AnsweringEngine } from '../core/adapter.js';
-import type { AnswerOutcome } from '../core/engine.js';
-import { type AnswerFeedback, messageKey, type PostedMessage, type ReactionOutcome, type Vote } from '../core/feedback.js';
-import { type IncomingMessage, userKey } from '../core/message.js';
+import type { AnsweringEngine } from '../core/conversation/adapter.js';
+import type { AnswerOutcome } from '../core/conversation/engine.js';
+import { type AnswerFeedback, messageKey, type PostedMessage, type ReactionOutcome, type Vote } from '../core/conversation/feedback.js';
+import { type IncomingMessage, userKey } from '../core/conversation/message.js';
 import type { Logger } from '../log.js';
 
 /** One reply as an adapter posts it: each message as it is posted, then the end. */

@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CodedError } from '../coded-error.js';
-import type { ExecutionProviderChoice } from '../model/session.js';
+import type { ExecutionProviderChoice } from '../model/runtime/session.js';
 
 /** A command-line mistake: printed with the command's usage, exit code 2. */
 export class UsageError extends CodedError<'USAGE'> {

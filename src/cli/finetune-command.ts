@@ -1,5 +1,5 @@
 import { loadConfig } from '../core/config.js';
-import { createProgressBar } from '../model/progress.js';
+import { createProgressBar } from './progress.js';
 import { readExamplesJsonl } from '../model/training/data.js';
 import { startFineTune } from '../model/training/fine-tune-job.js';
 import { DEFAULT_FINE_TUNE, type FineTuneSettings } from '../model/training/trainer.js';

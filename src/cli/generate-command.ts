@@ -1,6 +1,6 @@
 import { loadConfig } from '../core/config.js';
 import { type GenerationOptions, resolveGenerationOptions } from '../model/generation/options.js';
-import { LanguageModel } from '../model/language-model.js';
+import { LanguageModel } from '../model/runtime/language-model.js';
 import { type CliCommand, UsageError, deviceOption, integerOption, numberOption, parseCommandArgs } from './args.js';
 
 export const generateCommand: CliCommand = {

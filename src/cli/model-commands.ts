@@ -6,9 +6,9 @@ import { PRESET_NAMES, type PresetName, parameterCount } from '../model/config.j
 import { ModelError } from '../model/errors.js';
 import { EXAMPLE_EMBEDDING_REPO } from '../model/embedding/embedding-folder.js';
 import { pullEmbeddingModel } from '../model/embedding/pull-embedding-model.js';
-import { gpt2Checkpoint, type PullProgress, pullFromHub } from '../model/hub.js';
-import { importModel, initModel } from '../model/model-dir.js';
-import { createProgressBar, type ProgressBar } from '../model/progress.js';
+import { gpt2Checkpoint, type PullProgress, pullFromHub } from '../model/hub/hub.js';
+import { importModel, initModel } from '../model/files/model-dir.js';
+import { createProgressBar, type ProgressBar } from './progress.js';
 import { type CliCommand, UsageError, integerOption, parseCommandArgs } from './args.js';
 
 /**

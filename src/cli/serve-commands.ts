@@ -5,12 +5,12 @@ import { TerminalChat } from '../adapters/local/terminal-chat.js';
 import { type OpsEndpoints, Readiness, startOpsServer } from '../adapters/ops-server.js';
 import { RedisSeenEvents } from '../adapters/slack/redis-seen-events.js';
 import { SlackAdapter } from '../adapters/slack/slack-adapter.js';
-import type { Adapter } from '../core/adapter.js';
+import type { Adapter } from '../core/conversation/adapter.js';
 import { type App, createApp, prepareFirstStart } from '../core/app.js';
 import { loadConfig, type TunebotConfig } from '../core/config.js';
-import type { JobRecord } from '../core/fine-tune-jobs.js';
+import type { JobRecord } from '../core/fine-tuning/fine-tune-jobs.js';
 import { createLogger, type Logger } from '../log.js';
-import { createProgressBar, type ProgressBar } from '../model/progress.js';
+import { createProgressBar, type ProgressBar } from './progress.js';
 import { type CliCommand, UsageError, parseCommandArgs, portOption } from './args.js';
 
 /** The first start's fine-tune, drawn as a progress bar on stderr. */

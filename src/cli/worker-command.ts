@@ -1,7 +1,7 @@
 import { createApp, prepareFirstStart } from '../core/app.js';
 import { ConfigError, loadConfig } from '../core/config.js';
 import { FaqStore } from '../core/faq/faq-store.js';
-import { startQueueWorker } from '../core/fine-tune-queue-worker.js';
+import { startQueueWorker } from '../core/fine-tuning/fine-tune-queue-worker.js';
 import { createLogger } from '../log.js';
 import { type CliCommand, UsageError } from './args.js';
 import { firstStartProgress, shutdownSignal, untilAborted } from './serve-commands.js';

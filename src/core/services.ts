@@ -1,17 +1,17 @@
 import type { Logger } from '../log.js';
-import type { Tokenizer } from '../model/tokenizer.js';
-import type { AnswerFeedback } from './feedback.js';
+import type { Tokenizer } from '../model/files/tokenizer.js';
+import type { AnswerFeedback } from './conversation/feedback.js';
 import type { FaqStore } from './faq/faq-store.js';
-import type { FineTunes } from './fine-tune-jobs.js';
-import type { Inbox } from './inbox.js';
-import type { ConversationMemory } from './memory.js';
-import type { IncomingMessage } from './message.js';
+import type { FineTunes } from './fine-tuning/fine-tune-jobs.js';
+import type { Inbox } from './conversation/inbox.js';
+import type { ConversationMemory } from './conversation/memory.js';
+import type { IncomingMessage } from './conversation/message.js';
 import type { BotMetrics } from './metrics.js';
-import type { LiveModel } from './live-model.js';
-import type { ModelRegistry } from './model-registry.js';
-import type { ModelRollout } from './model-rollout.js';
-import type { ModelScorer } from './model-scorer.js';
-import type { EngineSettings } from './engine-settings.js';
+import type { LiveModel } from './serving/live-model.js';
+import type { ModelRegistry } from './serving/model-registry.js';
+import type { ModelRollout } from './serving/model-rollout.js';
+import type { ModelScorer } from './fine-tuning/model-scorer.js';
+import type { EngineSettings } from './conversation/engine-settings.js';
 
 /** What the engine and its commands work with; the app (app.ts) builds it from config. */
 export interface EngineServices {

@@ -3,7 +3,7 @@ import { ModelError } from './errors.js';
 import { GraphBuilder, type Graph, type Value } from './onnx/graph.js';
 import { type QuantizedBits, type QuantizedMatrix, type WeightType, kBlocks, parseWeightType, quantizeMatrix, weightBits } from './quantize.js';
 import type { WeightMap } from './tensor.js';
-import { getWeight } from './weights.js';
+import { getWeight } from './files/weights.js';
 
 /**
  * The GPT-2 forward graph with a KV cache, in two flavours that share every layer:

@@ -8,15 +8,15 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MAX_BODY_BYTES, type ModelServer, startModelServer } from '../../src/adapters/model-server/model-server.js';
 import { BotMetrics } from '../../src/core/metrics.js';
-import { ModelHost } from '../../src/core/model-host.js';
-import { RegistryError, ModelRegistry } from '../../src/core/model-registry.js';
-import { GENERATE_PATH, MODEL_PATH, VERSION_HEADER } from '../../src/core/model-server-protocol.js';
-import { RemoteModel } from '../../src/core/remote-model.js';
-import type { LiveModel } from '../../src/core/live-model.js';
+import { ModelHost } from '../../src/core/serving/model-host.js';
+import { RegistryError, ModelRegistry } from '../../src/core/serving/model-registry.js';
+import { GENERATE_PATH, MODEL_PATH, VERSION_HEADER } from '../../src/core/serving/model-server-protocol.js';
+import { RemoteModel } from '../../src/core/serving/remote-model.js';
+import type { LiveModel } from '../../src/core/serving/live-model.js';
 import { silentLogger } from '../../src/log.js';
 import { ModelError, type ModelErrorCode } from '../../src/model/errors.js';
 import type { GenerationResult } from '../../src/model/generation/scheduler.js';
-import type { GenerationStream } from '../../src/model/language-model.js';
+import type { GenerationStream } from '../../src/model/runtime/language-model.js';
 import { publishTinyVersion } from '../helpers/tiny-versions.js';
 
 /** One thread: the machine is shared, and the texts do not depend on it. */

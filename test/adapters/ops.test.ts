@@ -10,11 +10,11 @@ import { type App, createApp, SAMPLE_FAQ } from '../../src/core/app.js';
 import { scratchConfig } from '../helpers/scratch-config.js';
 import { started } from '../helpers/started.js';
 import { parseFaqDocument } from '../../src/core/faq/formats.js';
-import type { IncomingMessage } from '../../src/core/message.js';
+import type { IncomingMessage } from '../../src/core/conversation/message.js';
 import { BotMetrics } from '../../src/core/metrics.js';
-import { ModelRegistry } from '../../src/core/model-registry.js';
+import { ModelRegistry } from '../../src/core/serving/model-registry.js';
 import { silentLogger } from '../../src/log.js';
-import { initModel } from '../../src/model/model-dir.js';
+import { initModel } from '../../src/model/files/model-dir.js';
 
 /** The FAQ every local message sees (config faq.scope is "shared"). */
 const LOCAL: IncomingMessage = { platform: 'local', scope: { workspace: 'local', channel: 'web' }, user: { id: 'ops', displayName: 'ops' }, text: '', attachments: [], platformAdmin: true };

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { TerminalChat, type TerminalChatOptions } from '../../src/adapters/local/terminal-chat.js';
-import type { ChatEngine } from '../../src/core/adapter.js';
+import type { ChatEngine } from '../../src/core/conversation/adapter.js';
 import { SAMPLE_FAQ } from '../../src/core/app.js';
 import { parseFaqDocument } from '../../src/core/faq/formats.js';
 import type { FaqRecord } from '../../src/core/faq/entry.js';
-import type { IncomingMessage } from '../../src/core/message.js';
-import { collectReply } from '../../src/core/reply.js';
+import type { IncomingMessage } from '../../src/core/conversation/message.js';
+import { collectReply } from '../../src/core/conversation/reply.js';
 import { createScratchApp, type ScratchApp } from '../helpers/local-app.js';
 import { exportedEntries, faqEntries } from '../helpers/reply-files.js';
 

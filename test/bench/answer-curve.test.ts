@@ -16,7 +16,7 @@ import {
   questionsAt,
   THRESHOLD_GRID,
 } from '../../bench/answer-curve-data.js';
-import { CHART_COLOURS, SERIES_COLOURS } from '../../src/model/training/chart-axes.js';
+import { CHART_COLOURS, SERIES_COLOURS } from '../../src/model/training/loss-curve/chart-axes.js';
 import { SeededRandom } from '../../src/model/random.js';
 import { decodePng, lineYAt, pixelsOf } from '../helpers/png-decode.js';
 

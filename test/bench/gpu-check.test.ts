@@ -4,7 +4,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { cudaProviderLibrary } from '../../src/model/session.js';
+import { cudaProviderLibrary } from '../../src/model/runtime/session.js';
 
 const SCRIPT = fileURLToPath(new URL('../../bench/gpu-check.sh', import.meta.url));
 const VOCABULARY = 50257;

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { LocalChatServer } from '../../src/adapters/local/http-server.js';
 import { startAdapters, stopAdapters } from '../../src/cli/serve-commands.js';
-import type { Adapter, ChatEngine } from '../../src/core/adapter.js';
+import type { Adapter, ChatEngine } from '../../src/core/conversation/adapter.js';
 import { silentLogger } from '../../src/log.js';
 
 const echo: ChatEngine = {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createClient } from '@keyv/redis';
-import { ConversationMemory } from '../../src/core/memory.js';
+import { ConversationMemory } from '../../src/core/conversation/memory.js';
 import { openStorage } from '../../src/core/storage/open-storage.js';
 import { REDIS_URL } from '../core/storage-backends.js';
 import { type RunningTunebot, startTunebot } from '../helpers/run-tunebot.js';

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { type Command, CommandUsageError } from '../../src/core/commands/command.js';
-import { ConversationEngine } from '../../src/core/engine.js';
-import { SOMETHING_WENT_WRONG } from '../../src/core/error-reply.js';
+import { ConversationEngine } from '../../src/core/conversation/engine.js';
+import { SOMETHING_WENT_WRONG } from '../../src/core/conversation/error-reply.js';
 import { StorageError } from '../../src/core/storage/storage-error.js';
 import { ask, type EngineFixture, localMessage, startEngineFixture } from './engine-fixture.js';
 

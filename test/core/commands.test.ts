@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { FAQ_FILE_EXTENSIONS, FAQ_FORMATS, MAX_FAQ_FILE_BYTES, parseFaqDocument, toFaqFormat } from '../../src/core/faq/formats.js';
-import type { Attachment } from '../../src/core/message.js';
+import type { Attachment } from '../../src/core/conversation/message.js';
 import { exportedEntries, faqEntries, PNG_SIGNATURE } from '../helpers/reply-files.js';
 import { ask, askForFiles, attachment, type EngineFixture, localMessage, startEngineFixture } from './engine-fixture.js';
 

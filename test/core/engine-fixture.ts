@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { type App, createApp, SAMPLE_FAQ } from '../../src/core/app.js';
 import type { TunebotConfig } from '../../src/core/config.js';
 import { scratchConfig } from '../helpers/scratch-config.js';
-import type { ConversationEngine } from '../../src/core/engine.js';
+import type { ConversationEngine } from '../../src/core/conversation/engine.js';
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
 import { parseFaqDocument } from '../../src/core/faq/formats.js';
-import type { Attachment, IncomingMessage } from '../../src/core/message.js';
-import { collectReply, isReplyFile, type ReplyFile, type ReplyPart } from '../../src/core/reply.js';
+import type { Attachment, IncomingMessage } from '../../src/core/conversation/message.js';
+import { collectReply, isReplyFile, type ReplyFile, type ReplyPart } from '../../src/core/conversation/reply.js';
 import { silentLogger } from '../../src/log.js';
-import { initModel } from '../../src/model/model-dir.js';
+import { initModel } from '../../src/model/files/model-dir.js';
 
 /**
  * A real app (SQLite storage, model registry, model host) in a temporary folder, serving an

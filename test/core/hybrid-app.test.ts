@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AnswerOutcome } from '../../src/core/engine.js';
+import type { AnswerOutcome } from '../../src/core/conversation/engine.js';
 import type { FaqEntry } from '../../src/core/faq/entry.js';
 import { HybridRetriever, type RetrievalHit } from '../../src/core/retrieval/hybrid-retriever.js';
 import { writeTinyBert } from '../helpers/tiny-bert/tiny-bert-folder.js';

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type App, createApp } from '../../src/core/app.js';
 import { loadConfig } from '../../src/core/config.js';
-import { ModelRegistry } from '../../src/core/model-registry.js';
+import { ModelRegistry } from '../../src/core/serving/model-registry.js';
 import { silentLogger } from '../../src/log.js';
-import { initModel } from '../../src/model/model-dir.js';
+import { initModel } from '../../src/model/files/model-dir.js';
 
 /**
  * A real app in a scratch folder, as `tunebot start` builds it, with an untrained tiny model

@@ -1,7 +1,7 @@
 import type { Gpt2Config } from '../../src/model/config.js';
 import { SeededRandom } from '../../src/model/random.js';
 import type { WeightMap } from '../../src/model/tensor.js';
-import { initWeights } from '../../src/model/weights.js';
+import { initWeights } from '../../src/model/files/weights.js';
 
 /** initWeights leaves biases at 0 and layer-norm gains at 1; give them values that matter. */
 export function perturbedWeights(config: Gpt2Config, seed: number): WeightMap {

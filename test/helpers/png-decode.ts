@@ -3,7 +3,7 @@ import { inflateSync } from 'node:zlib';
 
 /**
  * A PNG reader for the tests of the project's own encoder and charts, written apart from the
- * encoder (src/model/training/png.ts) so that the two do not share a mistake.
+ * encoder (src/model/training/loss-curve/png.ts) so that the two do not share a mistake.
  */
 
 /** Bit by bit, with no table, so it does not share a mistake with the encoder's. */

@@ -1,7 +1,7 @@
 import type { FaqStore } from '../../src/core/faq/faq-store.js';
 import { type FaqFormat, parseFaqDocument } from '../../src/core/faq/formats.js';
-import type { IncomingMessage } from '../../src/core/message.js';
-import type { ReplyPart } from '../../src/core/reply.js';
+import type { IncomingMessage } from '../../src/core/conversation/message.js';
+import type { ReplyPart } from '../../src/core/conversation/reply.js';
 
 /** For the adapters' tests of files in replies: an engine that attaches one, and FAQ exports read back. */
 export const FILE_LINE = 'Here it is.';

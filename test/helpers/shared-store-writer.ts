@@ -5,8 +5,8 @@
  * Usage: node --import tsx shared-store-writer.ts <storage url> <namespace> <writer name> <count>
  */
 import { FaqStore } from '../../src/core/faq/faq-store.js';
-import { Inbox } from '../../src/core/inbox.js';
-import { ConversationMemory } from '../../src/core/memory.js';
+import { Inbox } from '../../src/core/conversation/inbox.js';
+import { ConversationMemory } from '../../src/core/conversation/memory.js';
 import { openStorage } from '../../src/core/storage/open-storage.js';
 
 const [url, namespace, writer, countText] = process.argv.slice(2);

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import type { ModelRegistry } from '../../src/core/model-registry.js';
+import type { ModelRegistry } from '../../src/core/serving/model-registry.js';
 import { presetConfig } from '../../src/model/config.js';
-import { saveModel } from '../../src/model/model-dir.js';
-import { defaultGenerationConfig } from '../../src/model/model-files.js';
-import { initWeights } from '../../src/model/weights.js';
+import { saveModel } from '../../src/model/files/model-dir.js';
+import { defaultGenerationConfig } from '../../src/model/files/model-files.js';
+import { initWeights } from '../../src/model/files/weights.js';
 
 /**
  * Publishes an untrained tiny model as `version` (not made live). With `context` 1024 a

@@ -7,7 +7,7 @@ import { logitsProcessors, repetitionPenalty, temperature, topK, topP } from '..
 import { DEFAULT_GENERATION, type GenerationOptions, resolveGenerationOptions } from '../../src/model/generation/options.js';
 import { greedySampler, multinomialSampler } from '../../src/model/generation/sampler.js';
 import { TextStream } from '../../src/model/generation/text-stream.js';
-import { fitPrompt } from '../../src/model/prompt.js';
+import { fitPrompt } from '../../src/model/runtime/prompt.js';
 import { SeededRandom } from '../../src/model/random.js';
 
 // ---- independent float64 references (sort-based, no heaps, no shared helpers) ----

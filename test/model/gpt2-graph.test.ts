@@ -4,12 +4,12 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { silentLogger } from '../../src/log.js';
 import { type Gpt2Config, headSize, makeConfig, presetConfig } from '../../src/model/config.js';
-import { Gpt2Decoder } from '../../src/model/decoder.js';
-import type { BatchKvCache } from '../../src/model/kv-cache.js';
+import { Gpt2Decoder } from '../../src/model/runtime/decoder.js';
+import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
 import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { SeededRandom } from '../../src/model/random.js';
-import { type ModelSession, createModelSession } from '../../src/model/session.js';
+import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
 import {
   type ReferenceCache,
   type ReferenceModel,

@@ -4,12 +4,12 @@ import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 
 /**
- * ONNX Runtime lives behind src/model/session.ts (sessions, and feeds through feedTensor):
+ * ONNX Runtime lives behind src/model/runtime/session.ts (sessions, and feeds through feedTensor):
  * no other file under src/ may load onnxruntime-node, by a static import, an export-from,
  * a dynamic import() or a require().
  */
 const SRC = join(import.meta.dirname, '..', '..', 'src');
-const SESSION_MODULE = 'model/session.ts';
+const SESSION_MODULE = 'model/runtime/session.ts';
 
 const LOADS_ONNX_RUNTIME = /(?:\bfrom\s*|\bimport\s*\(\s*|\brequire\s*\(\s*|^\s*import\s+)['"`]onnxruntime-(?:node|common|web)(?:\/[^'"`]*)?['"`]/m;
 
@@ -46,6 +46,6 @@ describe('ONNX Runtime boundary', () => {
     for (const file of files) {
       if (LOADS_ONNX_RUNTIME.test(await readFile(file, 'utf8'))) loaders.push(relative(SRC, file));
     }
-    assert.deepEqual(loaders, [SESSION_MODULE], 'ONNX Runtime belongs behind src/model/session.ts: build feeds with feedTensor and run them through ModelSession');
+    assert.deepEqual(loaders, [SESSION_MODULE], 'ONNX Runtime belongs behind src/model/runtime/session.ts: build feeds with feedTensor and run them through ModelSession');
   });
 });

@@ -7,17 +7,17 @@ import * as ort from 'onnxruntime-node';
 import { loadConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/log.js';
 import { presetConfig } from '../../src/model/config.js';
-import { Gpt2Decoder } from '../../src/model/decoder.js';
+import { Gpt2Decoder } from '../../src/model/runtime/decoder.js';
 import { ModelError } from '../../src/model/errors.js';
 import { type MatMulAccuracy, buildGpt2Graph, gpt2GraphOpsets, matMulNBits } from '../../src/model/gpt2-graph.js';
-import { LanguageModel } from '../../src/model/language-model.js';
-import { saveModel } from '../../src/model/model-dir.js';
-import { defaultGenerationConfig } from '../../src/model/model-files.js';
+import { LanguageModel } from '../../src/model/runtime/language-model.js';
+import { saveModel } from '../../src/model/files/model-dir.js';
+import { defaultGenerationConfig } from '../../src/model/files/model-files.js';
 import { GraphBuilder } from '../../src/model/onnx/graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { type QuantizedBits, type QuantizedMatrix, type WeightType, quantizeMatrix } from '../../src/model/quantize.js';
 import { SeededRandom } from '../../src/model/random.js';
-import { createModelSession } from '../../src/model/session.js';
+import { createModelSession } from '../../src/model/runtime/session.js';
 import { perturbedWeights } from '../helpers/perturbed-weights.js';
 
 /**

@@ -14,15 +14,15 @@ import {
   pipeline,
 } from '@huggingface/transformers';
 import { presetConfig } from '../../src/model/config.js';
-import { Gpt2Decoder } from '../../src/model/decoder.js';
+import { Gpt2Decoder } from '../../src/model/runtime/decoder.js';
 import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
-import { LanguageModel } from '../../src/model/language-model.js';
-import { initModel, saveModel } from '../../src/model/model-dir.js';
-import { defaultGenerationConfig, readModelDir } from '../../src/model/model-files.js';
+import { LanguageModel } from '../../src/model/runtime/language-model.js';
+import { initModel, saveModel } from '../../src/model/files/model-dir.js';
+import { defaultGenerationConfig, readModelDir } from '../../src/model/files/model-files.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
-import { type ModelSession, createModelSession } from '../../src/model/session.js';
-import { type Tokenizer, loadTokenizer } from '../../src/model/tokenizer.js';
-import { initWeights } from '../../src/model/weights.js';
+import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
+import { type Tokenizer, loadTokenizer } from '../../src/model/files/tokenizer.js';
+import { initWeights } from '../../src/model/files/weights.js';
 import { silentLogger } from '../../src/log.js';
 
 /**

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { silentLogger } from '../../src/log.js';
-import { readSafetensors } from '../../src/model/safetensors.js';
-import { type ModelSession, createModelSession } from '../../src/model/session.js';
+import { readSafetensors } from '../../src/model/files/safetensors.js';
+import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
 import { type TinyBert, writeTinyBert } from '../helpers/tiny-bert/tiny-bert-folder.js';
 import { erf, referenceBertForward } from './bert-reference.js';
 

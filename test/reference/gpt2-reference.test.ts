@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Gpt2Config, makeConfig, presetConfig } from '../../src/model/config.js';
 import type { WeightMap } from '../../src/model/tensor.js';
-import { getWeight } from '../../src/model/weights.js';
+import { getWeight } from '../../src/model/files/weights.js';
 import {
   emptyReferenceCache,
   geluNew,

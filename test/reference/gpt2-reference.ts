@@ -10,7 +10,7 @@
  */
 import { type Gpt2Config, headSize } from '../../src/model/config.js';
 import type { WeightMap } from '../../src/model/tensor.js';
-import { checkWeights, getWeight } from '../../src/model/weights.js';
+import { checkWeights, getWeight } from '../../src/model/files/weights.js';
 
 interface ReferenceLayer {
   readonly ln1Weight: Float64Array; // (C)

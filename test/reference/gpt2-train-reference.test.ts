@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { makeConfig } from '../../src/model/config.js';
 import { ModelError } from '../../src/model/errors.js';
 import { SeededRandom } from '../../src/model/random.js';
-import { weightShapes } from '../../src/model/weights.js';
+import { weightShapes } from '../../src/model/files/weights.js';
 import { emptyReferenceCache, referenceForwardWithCache, referenceModel } from './gpt2-reference.js';
 import {
   type AdamWSettings,

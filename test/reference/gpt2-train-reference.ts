@@ -19,7 +19,7 @@
 import { type Gpt2Config, innerSize } from '../../src/model/config.js';
 import { ModelError } from '../../src/model/errors.js';
 import { type Float32Tensor, elementCount, sameDims } from '../../src/model/tensor.js';
-import { weightShapes } from '../../src/model/weights.js';
+import { weightShapes } from '../../src/model/files/weights.js';
 
 export interface TrainBatch {
   inputIds: number[][]; // (B, T)

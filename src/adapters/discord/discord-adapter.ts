@@ -16,12 +16,12 @@ import {
   PermissionFlagsBits,
   type User,
 } from 'discord.js';
-import { type Adapter, type ChatEngine, tellsAnswers } from '../../core/adapter.js';
+import { type Adapter, type ChatEngine, tellsAnswers } from '../../core/conversation/adapter.js';
 import type { TunebotConfig } from '../../core/config.js';
-import { errorReply, SOMETHING_WENT_WRONG } from '../../core/error-reply.js';
-import type { AnswerFeedback, Vote } from '../../core/feedback.js';
-import type { Attachment, IncomingMessage, Scope } from '../../core/message.js';
-import { fileRefusedNote, fileTooLargeNote, isReplyFile, type ReplyFile } from '../../core/reply.js';
+import { errorReply, SOMETHING_WENT_WRONG } from '../../core/conversation/error-reply.js';
+import type { AnswerFeedback, Vote } from '../../core/conversation/feedback.js';
+import type { Attachment, IncomingMessage, Scope } from '../../core/conversation/message.js';
+import { fileRefusedNote, fileTooLargeNote, isReplyFile, type ReplyFile } from '../../core/conversation/reply.js';
 import type { Logger } from '../../log.js';
 import { ReactionFeedback } from '../reaction-feedback.js';
 import { EditStream, type EditableMessages } from '../edit-stream.js';

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ReplyFile } from '../../core/reply.js';
+import type { ReplyFile } from '../../core/conversation/reply.js';
 
 /**
  * The files replies carried, kept in memory for the chat page to download: each one for

@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage as HttpRequest, type Server, type ServerResponse } from 'node:http';
-import type { Adapter, ChatEngine } from '../../core/adapter.js';
-import { errorReply } from '../../core/error-reply.js';
-import type { Attachment, IncomingMessage } from '../../core/message.js';
-import { describeLiveEvaluation, type LiveEvaluation } from '../../core/model-scorer.js';
-import { fileTooLargeNote, isReplyFile, type ReplyFile } from '../../core/reply.js';
+import type { Adapter, ChatEngine } from '../../core/conversation/adapter.js';
+import { errorReply } from '../../core/conversation/error-reply.js';
+import type { Attachment, IncomingMessage } from '../../core/conversation/message.js';
+import { describeLiveEvaluation, type LiveEvaluation } from '../../core/fine-tuning/model-scorer.js';
+import { fileTooLargeNote, isReplyFile, type ReplyFile } from '../../core/conversation/reply.js';
 import type { Logger } from '../../log.js';
 import { readBody } from '../http-body.js';
 import { closeGracefully, listen, type OpsEndpoints, SHUTDOWN_GRACE_MS, serveOps, serverUrl } from '../ops-server.js';

@@ -1,9 +1,9 @@
 import { writeFile } from 'node:fs/promises';
 import { basename, join, parse } from 'node:path';
 import { createInterface, type Interface as ReadlineInterface } from 'node:readline';
-import type { Adapter, ChatEngine } from '../../core/adapter.js';
-import { errorReply } from '../../core/error-reply.js';
-import { isReplyFile, type ReplyFile } from '../../core/reply.js';
+import type { Adapter, ChatEngine } from '../../core/conversation/adapter.js';
+import { errorReply } from '../../core/conversation/error-reply.js';
+import { isReplyFile, type ReplyFile } from '../../core/conversation/reply.js';
 import { type Logger, silentLogger } from '../../log.js';
 
 /**

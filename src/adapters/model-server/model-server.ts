@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { LiveModel } from '../../core/live-model.js';
+import type { LiveModel } from '../../core/serving/live-model.js';
 import { Counter, Registry } from 'prom-client';
 import type { BotMetrics } from '../../core/metrics.js';
 import {
@@ -13,8 +13,8 @@ import {
   VERSION_HEADER,
   type WireError,
   type WireErrorCode,
-} from '../../core/model-server-protocol.js';
-import { RegistryError } from '../../core/model-registry.js';
+} from '../../core/serving/model-server-protocol.js';
+import { RegistryError } from '../../core/serving/model-registry.js';
 import type { Logger } from '../../log.js';
 import { ModelError } from '../../model/errors.js';
 import { readBody } from '../http-body.js';
@@ -22,7 +22,7 @@ import { closeGracefully, listen, Readiness, serveOps, serverUrl } from '../ops-
 import { parseGenerateBody, parseSwapBody, RequestError } from './request-bodies.js';
 
 /**
- * `tunebot serve-model`'s HTTP face (the API is in core/model-server-protocol.ts): one
+ * `tunebot serve-model`'s HTTP face (the API is in core/serving/model-server-protocol.ts): one
  * LiveModel, usually a ModelHost, shared by every request, so that concurrent generations
  * meet in the worker's batches. Bot instances reach it through RemoteModel.
  * Anyone who reaches the port can generate and swap versions: keep it on a private network.

@@ -1,5 +1,5 @@
 import { CodedError } from '../../coded-error.js';
-import type { GenerateBody, SwapBody } from '../../core/model-server-protocol.js';
+import type { GenerateBody, SwapBody } from '../../core/serving/model-server-protocol.js';
 import { DEFAULT_GENERATION, type GenerationOptions, resolveGenerationOptions } from '../../model/generation/options.js';
 
 /** A body the model server cannot use; its message says what a good one looks like. */

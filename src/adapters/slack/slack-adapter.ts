@@ -2,12 +2,12 @@ import { App, HTTPReceiver, type Logger as BoltLogger, LogLevel, type RespondFn,
 import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
-import { type Adapter, type ChatEngine, tellsAnswers } from '../../core/adapter.js';
+import { type Adapter, type ChatEngine, tellsAnswers } from '../../core/conversation/adapter.js';
 import { envName, type TunebotConfig } from '../../core/config.js';
-import type { AnswerFeedback, Vote } from '../../core/feedback.js';
-import { errorReply } from '../../core/error-reply.js';
-import type { IncomingMessage } from '../../core/message.js';
-import { isReplyFile, type ReplyFile } from '../../core/reply.js';
+import type { AnswerFeedback, Vote } from '../../core/conversation/feedback.js';
+import { errorReply } from '../../core/conversation/error-reply.js';
+import type { IncomingMessage } from '../../core/conversation/message.js';
+import { isReplyFile, type ReplyFile } from '../../core/conversation/reply.js';
 import type { Logger } from '../../log.js';
 import { EditStream } from '../edit-stream.js';
 import { ReactionFeedback, type TrackedReply } from '../reaction-feedback.js';

@@ -1,7 +1,7 @@
 import type { webApi } from '@slack/bolt';
 import { FaqError } from '../../core/faq/entry.js';
 import { MAX_FAQ_FILE_BYTES } from '../../core/faq/formats.js';
-import type { Attachment } from '../../core/message.js';
+import type { Attachment } from '../../core/conversation/message.js';
 import { SlackAdapterError } from './errors.js';
 
 /**

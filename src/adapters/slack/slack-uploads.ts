@@ -1,5 +1,5 @@
 import type { webApi } from '@slack/bolt';
-import { fileRefusedNote, fileTooLargeNote, type ReplyFile } from '../../core/reply.js';
+import { fileRefusedNote, fileTooLargeNote, type ReplyFile } from '../../core/conversation/reply.js';
 import type { Logger } from '../../log.js';
 
 /** Slack takes files up to 1 GB. */

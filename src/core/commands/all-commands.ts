@@ -1,5 +1,5 @@
-import type { IncomingMessage } from '../message.js';
-import type { ReplyPart } from '../reply.js';
+import type { IncomingMessage } from '../conversation/message.js';
+import type { ReplyPart } from '../conversation/reply.js';
 import type { Command } from './command.js';
 import { helpText } from './command.js';
 import { faqCommands } from './faq-commands.js';

@@ -1,6 +1,6 @@
 import { CodedError } from '../../coded-error.js';
-import type { IncomingMessage } from '../message.js';
-import type { ReplyPart } from '../reply.js';
+import type { IncomingMessage } from '../conversation/message.js';
+import type { ReplyPart } from '../conversation/reply.js';
 import type { EngineServices } from '../services.js';
 
 /**

@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parameterCount } from '../../model/config.js';
-import { JobBusyError, type JobRecord } from '../fine-tune-jobs.js';
-import { describeLiveEvaluation } from '../model-scorer.js';
-import type { ReplyFile } from '../reply.js';
-import type { IncomingMessage } from '../message.js';
+import { JobBusyError, type JobRecord } from '../fine-tuning/fine-tune-jobs.js';
+import { describeLiveEvaluation } from '../fine-tuning/model-scorer.js';
+import type { ReplyFile } from '../conversation/reply.js';
+import type { IncomingMessage } from '../conversation/message.js';
 import { type Command, CommandUsageError } from './command.js';
 
 const PROGRESS_EVERY_MS = 10_000;

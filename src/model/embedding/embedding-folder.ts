@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.js';
-import { type FileSelection, ONNX_EXTERNAL_DATA_FILE, ONNX_FILE } from '../hub.js';
+import { type FileSelection, ONNX_EXTERNAL_DATA_FILE, ONNX_FILE } from '../hub/hub.js';
 
 /**
  * A sentence-embedding model folder: a sentence-transformers repo in the Hugging Face layout

@@ -1,6 +1,6 @@
 import { rename, rm } from 'node:fs/promises';
 import { ModelError } from '../errors.js';
-import { type PullProgress, pullFromHub } from '../hub.js';
+import { type PullProgress, pullFromHub } from '../hub/hub.js';
 import { type Pooling, sentenceEmbeddingFiles } from './embedding-folder.js';
 import { SentenceEmbedder } from './sentence-embedder.js';
 

@@ -1,7 +1,7 @@
 import type { Logger } from '../../log.js';
-import type { Gpt2Decoder } from '../decoder.js';
-import type { BatchKvCache } from '../kv-cache.js';
-import type { Tokenizer } from '../tokenizer.js';
+import type { Gpt2Decoder } from '../runtime/decoder.js';
+import type { BatchKvCache } from '../runtime/kv-cache.js';
+import type { Tokenizer } from '../files/tokenizer.js';
 import { type LogitsProcessor, logitsProcessors } from './logits-processors.js';
 import type { ResolvedGenerationOptions } from './options.js';
 import { type Sampler, greedySampler, multinomialSampler } from './sampler.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.js';
-import { readSafetensors, writeSafetensors } from '../safetensors.js';
+import { readSafetensors, writeSafetensors } from '../files/safetensors.js';
 import type { WeightMap } from '../tensor.js';
 import type { TrainableParameter } from './train-graph.js';
 import type { TrainingState } from './step-runner.js';

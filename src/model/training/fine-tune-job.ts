@@ -1,5 +1,5 @@
 import { ModelError, type ModelErrorCode } from '../errors.js';
-import { startWorkerThread } from '../worker-thread.js';
+import { startWorkerThread } from '../runtime/worker-thread.js';
 import type { Example } from './data.js';
 import type { FineTuneSettings, TrainingProgress, TrainingRecord } from './trainer.js';
 

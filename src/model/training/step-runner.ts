@@ -3,7 +3,7 @@ import type { Gpt2Config } from '../config.js';
 import { ModelError } from '../errors.js';
 import { encodeModel } from '../onnx/encode.js';
 import { SeededRandom } from '../random.js';
-import { type ExecutionProviderChoice, type ModelSession, type SessionTensor, createModelSession, feedTensor } from '../session.js';
+import { type ExecutionProviderChoice, type ModelSession, type SessionTensor, createModelSession, feedTensor } from '../runtime/session.js';
 import { type WeightMap, elementCount } from '../tensor.js';
 import { ADAMW_SCALARS, type AdamWScalar, buildAdamWGraph, momentName, updatedName, varianceName } from './adamw-graph.js';
 import type { TrainingBatch } from './data.js';

@@ -3,7 +3,7 @@ import { buildBackward } from '../autodiff/backward.js';
 import { attentionWithoutCache, linear, logitsForEveryPosition, plainProjection, type Projection, transformer } from '../gpt2-graph.js';
 import { type FloatType, GraphBuilder, type Graph, type Value } from '../onnx/graph.js';
 import type { WeightMap } from '../tensor.js';
-import { getWeight, weightShapes } from '../weights.js';
+import { getWeight, weightShapes } from '../files/weights.js';
 
 /**
  * The graphs of one training step, generated per model shape:

@@ -1,7 +1,7 @@
 import { layerNorm } from '../../../src/model/gpt2-graph.js';
 import { GraphBuilder, type Graph, type Value } from '../../../src/model/onnx/graph.js';
 import type { WeightMap } from '../../../src/model/tensor.js';
-import { getWeight } from '../../../src/model/weights.js';
+import { getWeight } from '../../../src/model/files/weights.js';
 import type { BertConfig } from './bert-weights.js';
 
 /** Added to the scores of padding keys, as HF's extended attention mask does (finite, so no NaN). */

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeModel } from '../../../src/model/onnx/encode.js';
-import { writeSafetensors } from '../../../src/model/safetensors.js';
+import { writeSafetensors } from '../../../src/model/files/safetensors.js';
 import type { WeightMap } from '../../../src/model/tensor.js';
 import { buildBertGraph } from './bert-graph.js';
 import { type BertConfig, type BertShape, TINY_BERT_SHAPE, bertConfig, initBertWeights } from './bert-weights.js';

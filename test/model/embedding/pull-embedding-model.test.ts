@@ -4,7 +4,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { type PullProgress } from '../../../src/model/hub.js';
+import { type PullProgress } from '../../../src/model/hub/hub.js';
 import { pullEmbeddingModel } from '../../../src/model/embedding/pull-embedding-model.js';
 import { SentenceEmbedder } from '../../../src/model/embedding/sentence-embedder.js';
 import { rejectsWithModelError } from '../../helpers/model-errors.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AutoTokenizer, type PreTrainedTokenizer, env } from '@huggingface/transformers';
 import { SentenceEmbedder } from '../../../src/model/embedding/sentence-embedder.js';
-import { readSafetensors } from '../../../src/model/safetensors.js';
+import { readSafetensors } from '../../../src/model/files/safetensors.js';
 import type { WeightMap } from '../../../src/model/tensor.js';
 import { rejectsWithModelError } from '../../helpers/model-errors.js';
 import { type TinyBert, writeTinyBert } from '../../helpers/tiny-bert/tiny-bert-folder.js';

@@ -5,10 +5,10 @@ import { makeConfig } from '../../../src/model/config.js';
 import { encodeModel } from '../../../src/model/onnx/encode.js';
 import { type Graph, GraphBuilder, type Value } from '../../../src/model/onnx/graph.js';
 import { type InferredDim, ShapeInference } from '../../../src/model/onnx/shape-inference.js';
-import { type SessionTensor, createModelSession, feedTensor } from '../../../src/model/session.js';
+import { type SessionTensor, createModelSession, feedTensor } from '../../../src/model/runtime/session.js';
 import { elementCount } from '../../../src/model/tensor.js';
 import { buildGradientGraph } from '../../../src/model/training/train-graph.js';
-import { initWeights } from '../../../src/model/weights.js';
+import { initWeights } from '../../../src/model/files/weights.js';
 
 /**
  * Static shape inference against ONNX Runtime's shapes at run time: every value of the GPT-2

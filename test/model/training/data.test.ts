@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ModelError } from '../../../src/model/errors.js';
-import { loadTokenizer, writeGpt2TokenizerFiles, type Tokenizer } from '../../../src/model/tokenizer.js';
+import { loadTokenizer, writeGpt2TokenizerFiles, type Tokenizer } from '../../../src/model/files/tokenizer.js';
 import {
   dataHash,
   epochBatches,

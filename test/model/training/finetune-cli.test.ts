@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { initModel } from '../../../src/model/model-dir.js';
+import { initModel } from '../../../src/model/files/model-dir.js';
 import { assertExit, tunebot } from '../../helpers/run-tunebot.js';
 
 /** `tunebot finetune` from its sources, as a child process: summary, progress bar, exit codes. */

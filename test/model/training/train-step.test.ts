@@ -6,14 +6,14 @@ import { type Gpt2Config, END_OF_TEXT_ID, makeConfig, presetConfig } from '../..
 import { encodeModel } from '../../../src/model/onnx/encode.js';
 import type { Graph } from '../../../src/model/onnx/graph.js';
 import { SeededRandom } from '../../../src/model/random.js';
-import { type ModelSession, createModelSession } from '../../../src/model/session.js';
+import { type ModelSession, createModelSession } from '../../../src/model/runtime/session.js';
 import { type WeightMap, elementCount } from '../../../src/model/tensor.js';
 import { ADAMW_SCALARS, type AdamWScalar, buildAdamWGraph, momentName, updatedName, varianceName } from '../../../src/model/training/adamw-graph.js';
 import { type TrainingBatch, type TrainingRow, makeBatch } from '../../../src/model/training/data.js';
 import { mergeLora } from '../../../src/model/training/lora-merge.js';
 import { type OptimizerSettings, type StepResult, type TrainingState, TrainingStepRunner } from '../../../src/model/training/step-runner.js';
 import { type LoraSettings, type TrainableParameter, buildGradientGraph, gradientName, isDecayedWeight } from '../../../src/model/training/train-graph.js';
-import { initWeights, weightShapes } from '../../../src/model/weights.js';
+import { initWeights, weightShapes } from '../../../src/model/files/weights.js';
 import {
   type AdamWSettings,
   type ReferenceOptimizerState,

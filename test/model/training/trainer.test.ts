@@ -11,10 +11,10 @@ import { type TextGenerationPipeline, env, pipeline } from '@huggingface/transfo
 import { silentLogger } from '../../../src/log.js';
 import { parameterCount } from '../../../src/model/config.js';
 import { ModelError, type ModelErrorCode } from '../../../src/model/errors.js';
-import { LanguageModel } from '../../../src/model/language-model.js';
-import { initModel } from '../../../src/model/model-dir.js';
-import { type ModelFiles, readModelDir } from '../../../src/model/model-files.js';
-import { readSafetensors } from '../../../src/model/safetensors.js';
+import { LanguageModel } from '../../../src/model/runtime/language-model.js';
+import { initModel } from '../../../src/model/files/model-dir.js';
+import { type ModelFiles, readModelDir } from '../../../src/model/files/model-files.js';
+import { readSafetensors } from '../../../src/model/files/safetensors.js';
 import { elementCount } from '../../../src/model/tensor.js';
 import { type Example, dataHash, readExamplesJsonl } from '../../../src/model/training/data.js';
 import { startFineTune } from '../../../src/model/training/fine-tune-job.js';

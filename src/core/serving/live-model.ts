@@ -1,0 +1,18 @@
+import type { GenerateOptions, GenerationStream } from '../../model/runtime/language-model.js';
+import type { ModelInfo } from '../../model/runtime/worker-protocol.js';
+
+/**
+ * The model the engine answers with, whichever process runs it: ModelHost loads it here,
+ * RemoteModel reaches a `tunebot serve-model` process. Versions are names in the model
+ * registry (v1, v2, ...); each side finds a version's folder in its own registry.
+ */
+export interface LiveModel {
+  /** The version serving new requests; null before the first load. */
+  readonly version: string | null;
+  readonly info: ModelInfo | null;
+  /** Makes `version` the one new requests use, once it has loaded; requests in flight finish on the old one. */
+  swapTo(version: string): Promise<void>;
+  /** Streams from the live version; null when no version is loaded yet. */
+  generate(prompt: string, options: GenerateOptions): GenerationStream | null;
+  close(): Promise<void>;
+}
