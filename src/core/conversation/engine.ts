@@ -11,6 +11,7 @@ import { fitPromptParts, formatPrompt, REPLY_STOPS } from './prompt-format.js';
 import { RateLimiter } from './rate-limit.js';
 import type { ReplyPart } from './reply.js';
 import type { EngineServices } from '../services.js';
+import { generatedText } from '../serving/live-model.js';
 
 /**
  * handle(message) -> the reply, streamed: text pieces, and the files a command attaches. In
@@ -138,7 +139,7 @@ export class ConversationEngine implements ChatEngine {
       text,
       settings,
       // The model's reply is checked before anyone sees it (grounding.ts), so it is not streamed as it comes.
-      model.version === null ? null : (decision) => collectText(model.generate(this.prompt(decision, history, text), generation)),
+      model.version === null ? null : (decision) => generatedText(model.generate(this.prompt(decision, history, text), generation)),
     );
     const { decision, path, entry: answered } = answer;
     if (decision.path === 'model' && !answered) {
@@ -169,13 +170,6 @@ export class ConversationEngine implements ChatEngine {
     );
     return formatPrompt(parts);
   }
-}
-
-/** The text of a generation; empty when there was none (the model was unloaded meanwhile). */
-async function collectText(stream: AsyncIterable<string> | null): Promise<string> {
-  let text = '';
-  for await (const piece of stream ?? []) text += piece;
-  return text.trim();
 }
 
 function round(value: number): number {

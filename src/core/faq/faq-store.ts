@@ -273,7 +273,7 @@ export class FaqStore {
   async search(query: string, k: number): Promise<RankedHit[]> {
     const document = await this.load();
     if (this.state.index?.version !== document.version) {
-      this.state.index = { version: document.version, index: new Bm25Index(document.entries, new Lexicon({ synonyms: document.synonyms, wordnet: this.wordnet() })) };
+      this.state.index = { version: document.version, index: this.lexicalIndex(document.entries, document.synonyms) };
     }
     return this.rank(this.state.index.index, document.entries, query, k);
   }
@@ -286,8 +286,12 @@ export class FaqStore {
   async searchView(alternatesOf: (entry: FaqEntry) => string[]): Promise<FaqSearch> {
     const document = await this.load();
     const entries = document.entries.map((entry) => ({ ...entry, alternates: alternatesOf(entry) }));
-    const index = new Bm25Index(entries, new Lexicon({ synonyms: document.synonyms, wordnet: this.wordnet() }));
+    const index = this.lexicalIndex(entries, document.synonyms);
     return { search: (query, k) => this.rank(index, entries, query, k) };
+  }
+
+  private lexicalIndex(entries: readonly FaqEntry[], synonyms: SynonymGroups): Bm25Index {
+    return new Bm25Index(entries, new Lexicon({ synonyms, wordnet: this.wordnet() }));
   }
 
   private async rank(index: Bm25Index, entries: readonly FaqEntry[], query: string, k: number): Promise<RankedHit[]> {
@@ -386,7 +390,7 @@ export class FaqStore {
 
 /** checkSynonyms against these entries' words: a list that would match most of them is refused. */
 function checkSynonymsFor(entries: readonly FaqEntry[], groups: SynonymGroups): string[][] {
-  return checkSynonyms(groups, new Bm25Index(entries, new Lexicon({ wordnet: null })).entryTerms());
+  return checkSynonyms(groups, entries);
 }
 
 /** Records from a caller are checked again: every field, and no two alike. */

@@ -3,7 +3,7 @@ import { ModelError } from '../../model/errors.js';
 import { readConfig } from '../../model/files/model-files.js';
 import type { Tokenizer } from '../../model/files/tokenizer.js';
 import type { FaqStore } from '../faq/faq-store.js';
-import type { LiveModel } from '../serving/live-model.js';
+import { generatedText, type LiveModel } from '../serving/live-model.js';
 import { REPLY_STOPS } from '../conversation/prompt-format.js';
 import { describeScore, type GateScore, type GateSettings, scoreModel } from './regression-gate.js';
 import type { KeyValueStore } from '../storage/document-store.js';
@@ -49,7 +49,7 @@ export class ModelScorer {
       (prompt) => {
         const stream = this.live.generate(prompt, GATE_GENERATION);
         if (!stream) throw new ModelError('MODEL_NOT_FOUND', 'the live model was unloaded while it was being scored');
-        return collect(stream);
+        return generatedText(stream);
       },
       positions,
     );
@@ -62,7 +62,7 @@ export class ModelScorer {
     const config = await readConfig(dir);
     const model = await LanguageModel.load(dir, loadOptions);
     try {
-      return await this.score(faq, (prompt) => collect(model.generate(prompt, GATE_GENERATION)), config.n_positions);
+      return await this.score(faq, (prompt) => generatedText(model.generate(prompt, GATE_GENERATION)), config.n_positions);
     } finally {
       await model.close();
     }
@@ -94,12 +94,6 @@ export function describeLiveEvaluation(live: LiveEvaluation): string {
 
 function evaluationKey(version: string): string {
   return `model-evaluation:${version}`;
-}
-
-async function collect(stream: AsyncIterable<string>): Promise<string> {
-  let text = '';
-  for await (const piece of stream) text += piece;
-  return text.trim();
 }
 
 /** Prompt tokens for a context of `positions`: the rest is room for the answer. */

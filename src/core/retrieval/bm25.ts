@@ -103,11 +103,6 @@ export class Bm25Index {
     return this.entries.length;
   }
 
-  /** The terms of each entry (all fields): for checks on synonym lists. */
-  entryTerms(): Set<string>[] {
-    return this.indexed.map((entry) => new Set([...entry.answer.counts.keys(), ...entry.phrasings.flatMap((phrasing) => [...phrasing.counts.keys()])]));
-  }
-
   /** The idf of one term, as terms.ts writes it. */
   idf(term: string): number {
     const df = this.postings.get(term)?.length ?? 0;
@@ -117,10 +112,15 @@ export class Bm25Index {
   /** The k best entries for the query, best first; entries that share no term with it are left out. */
   search(query: string, k: number): SearchHit[] {
     if (!Number.isInteger(k) || k < 0) throw new RangeError(`k must be a whole number >= 0, got ${k}`);
-    const groups = this.lexicon.expand(query, this.vocabulary, this.reverseSynonyms);
+    // Each term's idf folded into its weight once per query, not once per field scored.
+    const groups = this.lexicon
+      .expand(query, this.vocabulary, this.reverseSynonyms)
+      .map((group) => group.map(({ term, weight }) => ({ term, weight: weight * this.idf(term) })));
     const candidates = new Set<number>();
     for (const group of groups) for (const { term } of group) for (const entry of this.postings.get(term) ?? []) candidates.add(entry);
+    // Candidates in FAQ order, and a stable sort by score: ties keep that order.
     return [...candidates]
+      .sort((a, b) => a - b)
       .map((entry) => {
         const { questionScore, phrasing, answerScore } = this.scoreEntry(entry, groups);
         const score = questionScore + answerScore;
@@ -128,7 +128,7 @@ export class Bm25Index {
         return { entry: this.entries[entry], score, questionScore, phrasing, confidence: own > 0 ? Math.min(1, score / own) : 0 };
       })
       .filter((hit) => hit.score > 0)
-      .sort((a, b) => b.score - a.score || this.entries.indexOf(a.entry) - this.entries.indexOf(b.entry))
+      .sort((a, b) => b.score - a.score)
       .slice(0, k);
   }
 
@@ -143,13 +143,14 @@ export class Bm25Index {
     return { questionScore, phrasing, answerScore: this.answerWeight * this.fieldScore(answer, this.averageAnswerLength, groups) };
   }
 
+  /** `groups`' weights include their terms' idf. */
   private fieldScore(field: Field, averageLength: number, groups: readonly QueryGroup[]): number {
     let total = 0;
     for (const group of groups) {
       let best = 0;
       for (const { term, weight } of group) {
         const tf = field.counts.get(term);
-        if (tf) best = Math.max(best, weight * this.idf(term) * this.saturate(tf, field.length, averageLength));
+        if (tf) best = Math.max(best, weight * this.saturate(tf, field.length, averageLength));
       }
       total += best;
     }
@@ -161,7 +162,7 @@ export class Bm25Index {
     let own = this.ownScores[entry].get(phrasing);
     if (own === undefined) {
       const text = phrasings(this.entries[entry])[phrasing];
-      const groups = [...new Set(terms(text))].map((term) => [{ term, weight: 1 }]);
+      const groups = [...new Set(terms(text))].map((term) => [{ term, weight: this.idf(term) }]);
       const fields = this.indexed[entry];
       own =
         this.questionWeight * this.fieldScore(fields.phrasings[phrasing], this.averagePhrasingLength, groups) +

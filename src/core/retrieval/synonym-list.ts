@@ -1,4 +1,4 @@
-import { FaqError } from '../faq/entry.js';
+import { FaqError, type FaqRecord, phrasings } from '../faq/entry.js';
 import { terms } from './terms.js';
 
 /**
@@ -23,10 +23,11 @@ export interface SynonymPhrase {
 /**
  * Checks the groups and returns them joined and cleaned: each phrase trimmed, with at least one
  * word that is not a stopword, every group at least two phrases. Throws FAQ_INVALID saying
- * which group is wrong and why. `entryTerms`, each entry's terms, lets the check refuse groups
+ * which group is wrong and why. `entries`, the FAQ's, let the check refuse groups
  * that would match most of the FAQ.
  */
-export function checkSynonyms(groups: SynonymGroups, entryTerms: readonly ReadonlySet<string>[] = []): string[][] {
+export function checkSynonyms(groups: SynonymGroups, entries: readonly Pick<FaqRecord, 'question' | 'alternates' | 'answer'>[] = []): string[][] {
+  const entryTerms = entries.map((entry) => new Set(terms([...phrasings(entry), entry.answer].join('\n'))));
   const joined = joinGroups(groups.map((group, i) => group.map((phrase) => cleanPhrase(phrase, i))));
   for (const group of joined) {
     if (group.length < 2) throw new FaqError('FAQ_INVALID', `the synonym group "${group[0]}" has one phrase; a group needs two or more`);

@@ -16,3 +16,13 @@ export interface LiveModel {
   generate(prompt: string, options: GenerateOptions): GenerationStream | null;
   close(): Promise<void>;
 }
+
+/**
+ * A generation's whole text, trimmed: for replies that are checked before anyone sees them.
+ * No stream (generate() found no loaded version) is an empty text.
+ */
+export async function generatedText(stream: AsyncIterable<string> | null): Promise<string> {
+  let text = '';
+  for await (const piece of stream ?? []) text += piece;
+  return text.trim();
+}
