@@ -246,6 +246,19 @@ describe('commands', () => {
       await faq.remove(entry.id);
     });
 
+    it('keeps the inbox question when turning it into an entry fails', async () => {
+      const inbox = fixture.app.services.inboxFor(localMessage('admin', ''));
+      while ((await inbox.items()).length > 0) await inbox.take(1);
+      const question = 'Do you rent out kayaks?';
+      assert.equal(await bob(question), fixture.config.engine.fallback);
+      const faq = fixture.app.services.faqFor(localMessage('admin', ''));
+      const entry = await faq.add(question, 'No, only bikes.');
+      assert.match(await admin('/faq inbox answer 1 "Yes."'), /^Could not do that: the FAQ already has this question/);
+      assert.deepEqual((await inbox.items()).map((item) => item.question), [question]);
+      await faq.remove(entry.id);
+      await inbox.take(1);
+    });
+
     it('keeps a synonym list that retrieval uses, and refuses one that would match everything', async () => {
       const faq = fixture.app.services.faqFor(localMessage('admin', ''));
       const entry = await faq.add('How do I get reimbursed for a faulty kettle?', 'Bring the receipt to the front desk.');

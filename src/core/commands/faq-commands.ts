@@ -163,9 +163,8 @@ const inboxAnswer: Command = {
   admin: true,
   async run({ message, args, services }) {
     if (args.length !== 2) throw new CommandUsageError('Give the inbox number and the answer in quotes.');
-    const item = await services.inboxFor(message).take(position(args[0], 'inbox number'));
     const faq = services.faqFor(message);
-    return describeAdded(faq, await faq.add(item.question, args[1]));
+    return services.inboxFor(message).takeFor(position(args[0], 'inbox number'), async (item) => describeAdded(faq, await faq.add(item.question, args[1])));
   },
 };
 
@@ -176,16 +175,10 @@ const inboxLink: Command = {
   admin: true,
   async run({ message, args, services }) {
     if (args.length !== 2) throw new CommandUsageError('Give the inbox number and the entry (its number from /faq list, or its id).');
-    const inbox = services.inboxFor(message);
-    const item = await inbox.take(position(args[0], 'inbox number'));
-    try {
+    return services.inboxFor(message).takeFor(position(args[0], 'inbox number'), async (item) => {
       const entry = await services.faqFor(message).linkAlternate(/^\d+$/u.test(args[1]) ? Number(args[1]) : args[1], item.question);
       return `Linked "${item.question}" to ${entry.id} ("${entry.question}"); it has ${entry.alternates.length} other phrasing${entry.alternates.length === 1 ? '' : 's'}. The next fine-tune trains on it.`;
-    } catch (error) {
-      // A link that fails loses nothing: the question goes back to the inbox.
-      await inbox.add(item);
-      throw error;
-    }
+    });
   },
 };
 

@@ -43,6 +43,17 @@ export class Inbox {
     return taken;
   }
 
+  /** Takes item `position` and hands it to `use`; when `use` fails, the item goes back, so nothing is lost. */
+  async takeFor<T>(position: number, use: (item: InboxItem) => Promise<T>): Promise<T> {
+    const item = await this.take(position);
+    try {
+      return await use(item);
+    } catch (error) {
+      await this.add(item);
+      throw error;
+    }
+  }
+
   /** Atomic across processes, so that changes from several instances do not drop each other. */
   private update<T>(change: (items: InboxItem[]) => { items: InboxItem[]; taken: T }): Promise<T> {
     return this.store.update(this.key(), (stored) => {
