@@ -105,6 +105,8 @@ try {
     await askAll('after-finetune', sets, dump);
   }
   await learningLoop(dump);
+  // The whole run in one process (the fine-tune's worker thread included): its peak memory.
+  report({ event: 'memory', peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024), rssNowMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
   if (flags.dump) await writeFile(flags.dump, dump.map((line) => JSON.stringify(line)).join('\n') + '\n');
 } finally {
   await app.close();
