@@ -9,12 +9,18 @@
  *                            times faster than float32 (default: float32 only)
  *
  * Rates come from differences of whole runs (N+1 tokens minus 1 token), the same way for
- * both runtimes, so prompt processing does not leak into decode figures.
+ * both runtimes, so prompt processing does not leak into decode figures. The concurrent
+ * figures are whole runs (prefill included), with the one-request run alternating with them
+ * so both see the same load; each is reported as its best and its mean. staggered_arrivals
+ * shows tunebot's joins: requests arriving while others decode, and a long prompt's prefill
+ * chunked between decode steps (beside one run with no chunking).
  */
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type PreTrainedModel, Tensor, env, pipeline } from '@huggingface/transformers';
 import { type PresetName, parameterCount, presetConfig } from '../src/model/config.js';
+import { DEFAULT_PREFILL_CHUNK_TOKENS } from '../src/model/generation/scheduler.js';
 import { LanguageModel } from '../src/model/runtime/language-model.js';
 import { initModel } from '../src/model/files/model-dir.js';
 import { type WeightType, parseWeightType } from '../src/model/quantize.js';
@@ -25,6 +31,8 @@ const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 128);
 // float32 always runs: the quantized types are read beside it.
 const WEIGHTS = [...new Set<WeightType>(['float32', ...(process.env.BENCH_WEIGHTS ?? '').split(',').filter(Boolean).map(parseWeightType)])];
 const CONCURRENT = 8;
+/** Time between arrivals in the staggered run. */
+const STAGGER_MS = 300;
 const CACHE_DIR = join('.tunebot', 'bench');
 
 function report(figures: Record<string, unknown>): void {
@@ -91,18 +99,27 @@ async function ensureModel(preset: PresetName): Promise<string> {
   return dir;
 }
 
-/** Runs `measure` for both runtimes, alternating, and keeps each one's best of `repeats`. */
-async function bestOf(runtimes: Runtime[], repeats: number, measure: (runtime: Runtime) => Promise<number>): Promise<number[]> {
-  const best = runtimes.map(() => Infinity);
+/** Runs `measure` for each runtime, alternating, `repeats` times; returns each one's times. */
+async function timings(runtimes: readonly Runtime[], repeats: number, measure: (runtime: Runtime) => Promise<number>): Promise<number[][]> {
+  const times = runtimes.map((): number[] => []);
   for (let i = 0; i < repeats; i++) {
     for (const [index, runtime] of runtimes.entries()) {
       // Both runtimes live in this process: let the other one's ONNX Runtime threads stop
       // spinning first (measured: +130 ms on a 128-token prefill otherwise).
       await new Promise((resolve) => setTimeout(resolve, 500));
-      best[index] = Math.min(best[index], await measure(runtime));
+      times[index].push(await measure(runtime));
     }
   }
-  return best;
+  return times;
+}
+
+/** Each runtime's best of `repeats`. */
+async function bestOf(runtimes: readonly Runtime[], repeats: number, measure: (runtime: Runtime) => Promise<number>): Promise<number[]> {
+  return (await timings(runtimes, repeats, measure)).map((times) => Math.min(...times));
+}
+
+function mean(values: readonly number[]): number {
+  return values.reduce((sum, value) => sum + value, 0) / values.length;
 }
 
 for (const preset of MODELS) {
@@ -158,25 +175,89 @@ for (const preset of MODELS) {
   }
 
   const promptLength = contexts[0];
-  const single = await bestOf(runtimes, repeats, (runtime) => runtime.run([promptIds(promptLength)], newTokens));
+  // Single and concurrent runs alternate, so both see the same load on a shared machine.
   const prompts = Array.from({ length: CONCURRENT }, (_, i) => promptIds(promptLength, i + 1));
-  const together = await bestOf(runtimes, repeats, (runtime) => runtime.run(prompts, newTokens));
-  const aggregate = together.map((ms) => (CONCURRENT * newTokens * 1000) / ms);
-  const alone = single.map((ms) => (newTokens * 1000) / ms);
+  const single: number[][] = runtimes.map(() => []);
+  const together: number[][] = runtimes.map(() => []);
+  for (let i = 0; i < repeats; i++) {
+    (await timings(runtimes, 1, (runtime) => runtime.run([promptIds(promptLength)], newTokens))).forEach(([ms], r) => single[r].push(ms));
+    (await timings(runtimes, 1, (runtime) => runtime.run(prompts, newTokens))).forEach(([ms], r) => together[r].push(ms));
+  }
+  const rate = (tokens: number) => (ms: number) => (tokens * 1000) / ms;
+  const figures = (times: number[][], tokens: number) => ({ best: times.map((t) => rate(tokens)(Math.min(...t))), mean: times.map((t) => mean(t.map(rate(tokens)))) });
+  const alone = figures(single, newTokens);
+  const aggregate = figures(together, CONCURRENT * newTokens);
   report({
     model: preset,
     metric: 'aggregate_tokens_per_s',
     concurrent: CONCURRENT,
     prompt_tokens: promptLength,
     new_tokens: newTokens,
-    tunebot: round(aggregate[0]),
-    transformers_js: round(aggregate[transformersJs]),
-    ratio: round(aggregate[0] / aggregate[transformersJs]),
-    tunebot_vs_batch_1: round(aggregate[0] / alone[0]),
-    transformers_js_vs_batch_1: round(aggregate[transformersJs] / alone[transformersJs]),
-    ...quantizedFigures(aggregate, (rate, float32) => rate / float32),
+    repeats,
+    tunebot: round(aggregate.best[0]),
+    tunebot_mean: round(aggregate.mean[0]),
+    tunebot_batch_1: round(alone.best[0]),
+    tunebot_batch_1_mean: round(alone.mean[0]),
+    transformers_js: round(aggregate.best[transformersJs]),
+    transformers_js_mean: round(aggregate.mean[transformersJs]),
+    ratio: round(aggregate.best[0] / aggregate.best[transformersJs]),
+    tunebot_vs_batch_1: round(aggregate.best[0] / alone.best[0]),
+    tunebot_vs_batch_1_mean: round(aggregate.mean[0] / alone.mean[0]),
+    transformers_js_vs_batch_1: round(aggregate.best[transformersJs] / alone.best[transformersJs]),
+    ...quantizedFigures(aggregate.best, (value, float32) => value / float32),
+    loadavg: loadavg().map(round),
+    max_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   });
   for (const runtime of runtimes) await runtime.close();
+
+  // Requests that arrive while others decode (tunebot only: Transformers.js has no dynamic batching).
+  for (const prefillChunkTokens of [DEFAULT_PREFILL_CHUNK_TOKENS, config.n_positions]) {
+    const model = await LanguageModel.load(dir, { executionProvider: 'cpu', logLevel: 'warn', prefillChunkTokens });
+    await model.complete(promptIds(64), { greedy: true, maxNewTokens: 2 });
+    const longPrompt = Math.min(512, config.n_positions - newTokens - 1);
+    const staggered = await staggeredArrivals(model, promptLength, longPrompt, newTokens);
+    report({ model: preset, metric: 'staggered_arrivals', prefill_chunk_tokens: prefillChunkTokens, long_prompt_tokens: longPrompt, ...staggered, loadavg: loadavg().map(round) });
+    await model.close();
+  }
+}
+
+/**
+ * CONCURRENT - 1 requests arrive STAGGER_MS apart, and then one with a long prompt. Reports the
+ * aggregate rate, the joiners' time to first token, and the longest wait between two pieces
+ * of any request already decoding when the long prompt arrived: with chunked prefill that
+ * wait is one chunk and one decode step, without it the whole long prefill.
+ */
+async function staggeredArrivals(model: LanguageModel, promptLength: number, longPrompt: number, newTokens: number) {
+  const started = performance.now();
+  const firstPieceMs: number[] = [];
+  let longArrivedAt = Infinity;
+  let longestGapMs = 0;
+  const request = async (ids: number[]) => {
+    const submitted = performance.now();
+    let last = -1;
+    for await (const _piece of model.generate(ids, { greedy: true, maxNewTokens: newTokens })) {
+      const now = performance.now();
+      if (last < 0) firstPieceMs.push(now - submitted);
+      else if (last >= longArrivedAt) longestGapMs = Math.max(longestGapMs, now - last);
+      last = now;
+    }
+  };
+  const requests: Promise<void>[] = [];
+  for (let i = 0; i < CONCURRENT - 1; i++) {
+    requests.push(request(promptIds(promptLength, i + 1)));
+    await new Promise((resolve) => setTimeout(resolve, STAGGER_MS));
+  }
+  longArrivedAt = performance.now();
+  requests.push(request(promptIds(longPrompt, CONCURRENT)));
+  await Promise.all(requests);
+  const elapsed = performance.now() - started;
+  return {
+    stagger_ms: STAGGER_MS,
+    aggregate_tokens_per_s: round((CONCURRENT * newTokens * 1000) / elapsed),
+    first_piece_ms_mean: round(mean(firstPieceMs)),
+    first_piece_ms_max: round(Math.max(...firstPieceMs)),
+    longest_gap_after_long_join_ms: round(longestGapMs),
+  };
 }
 
 function round(value: number): number {

@@ -256,30 +256,29 @@ class DecoderRun {
     this.cache = decoder.newBatchCache();
   }
 
-  async prefillAndJoin(sequence: DecodedSequence, length: number): Promise<void> {
-    const { logits, cache } = await this.decoder.prefill(sequence.tokens.slice(0, length));
-    sequence.fed = length;
-    sequence.record(logits);
-    assert.equal(this.cache.join(cache), this.active.length);
+  join(sequence: DecodedSequence): void {
+    assert.equal(this.cache.add(), this.active.length);
     this.active.push(sequence);
   }
 
-  async step(): Promise<void> {
-    const logits = await this.decoder.step(
+  /** One run: the sequence in slot s takes its next `counts[s]` tokens (1 each when left out: a decode step). */
+  async forward(counts: readonly number[] = this.active.map(() => 1)): Promise<void> {
+    const logits = await this.decoder.forward(
       this.cache,
-      this.active.map((sequence) => sequence.tokens[sequence.fed]),
+      this.active.map((sequence, slot) => sequence.tokens.slice(sequence.fed, sequence.fed + counts[slot])),
     );
     assert.equal(logits.length, this.active.length);
     this.active.forEach((sequence, slot) => {
-      sequence.fed++;
+      sequence.fed += counts[slot];
       sequence.record(logits[slot]);
       assert.equal(this.cache.sequenceLength(slot), sequence.fed, `slot ${slot} length`);
     });
   }
 
   leave(slot: number): void {
-    this.cache.leave(slot);
-    this.active.splice(slot, 1);
+    const moved = this.cache.remove(slot);
+    const last = this.active.pop() as DecodedSequence;
+    if (moved !== null) this.active[slot] = last;
   }
 }
 
@@ -331,21 +330,25 @@ describeModel('tiny (initializer_range 0.1)', makeConfig({ ...presetConfig('tiny
     }
   });
 
-  it('runtime graph: prefill, a batch of different lengths, a join mid-way, leaves', async () => {
+  it('runtime graph: a batched prefill, chunks beside decode steps, a join mid-way, leaves', async () => {
     const { config, runtimeSession, model } = fixture();
     const random = new SeededRandom(99);
     const [a, b, c] = [14, 14, 18].map((length) => new DecodedSequence(randomTokens(random, length, config.vocab_size)));
     const run = new DecoderRun(new Gpt2Decoder(runtimeSession, config));
-    await run.prefillAndJoin(a, 5);
-    await run.prefillAndJoin(b, 3);
-    for (let i = 0; i < 3; i++) await run.step(); // a 8, b 6
-    await run.prefillAndJoin(c, 12); // the longest joins
-    for (let i = 0; i < 5; i++) await run.step(); // a 13, b 11, c 17
-    run.leave(0); // a leaves; b and c move down
-    await run.step(); // b 12, c 18
-    run.leave(1); // c, the longest, leaves
-    for (let i = 0; i < 2; i++) await run.step(); // b 14
-    assert.deepEqual([a.fed, b.fed, c.fed], [13, 14, 18]);
+    run.join(a);
+    run.join(b);
+    await run.forward([5, 3]); // a and b prefilled together, b left-padded
+    for (let i = 0; i < 3; i++) await run.forward(); // a 8, b 6
+    run.join(c);
+    await run.forward([1, 1, 7]); // c's first chunk beside a decode step of a and b: a 9, b 7, c 7
+    await run.forward([1, 1, 5]); // a 10, b 8, c 12: the longest
+    for (let i = 0; i < 3; i++) await run.forward(); // a 13, b 11, c 15
+    run.leave(0); // a leaves; c, the last, moves into its slot
+    assert.deepEqual(run.active, [c, b]);
+    await run.forward(); // c 16, b 12
+    run.leave(0); // c, the longest, leaves
+    for (let i = 0; i < 2; i++) await run.forward(); // b 14
+    assert.deepEqual([a.fed, b.fed, c.fed], [13, 14, 16]);
     for (const [label, sequence] of Object.entries({ a, b, c })) {
       sequence.assertMatches(referenceForward(model, [sequence.tokens.slice(0, sequence.fed)])[0], label);
     }
@@ -364,11 +367,12 @@ describeModel(
       const { config, runtimeSession, batch, reference } = fixture();
       const [short, long] = batch.ids.map((row, b) => new DecodedSequence(row.slice(batch.padding[b])));
       const run = new DecoderRun(new Gpt2Decoder(runtimeSession, config));
-      await run.prefillAndJoin(long, 3);
-      await run.prefillAndJoin(short, 2);
-      for (let i = 0; i < 2; i++) await run.step(); // long 5, short 4
+      run.join(long);
+      run.join(short);
+      await run.forward([3, 2]);
+      for (let i = 0; i < 2; i++) await run.forward(); // long 5, short 4
       run.leave(1);
-      await run.step(); // long 6
+      await run.forward(); // long 6
       assert.deepEqual([short.fed, long.fed], [4, 6]);
       short.assertMatches(reference[0].slice(batch.padding[0]), 'short');
       long.assertMatches(reference[1].slice(batch.padding[1]), 'long');

@@ -74,11 +74,9 @@ function idsRow(tensor: Tensor, row: number): number[] {
 /** Our greedy continuation, id by id, from the runtime graph the worker runs. */
 async function ourGreedyIds(decoder: Gpt2Decoder, promptIds: readonly number[], count: number): Promise<number[]> {
   const { logits, cache } = await decoder.prefill(promptIds);
-  const batch = decoder.newBatchCache();
-  batch.join(cache);
   const ids = [argmax(logits)];
   while (ids.length < count) {
-    const [row] = await decoder.step(batch, [ids[ids.length - 1]]);
+    const [row] = await decoder.forward(cache, [[ids[ids.length - 1]]]);
     ids.push(argmax(row));
   }
   return ids;

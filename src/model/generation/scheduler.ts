@@ -1,4 +1,5 @@
 import type { Logger } from '../../log.js';
+import { ModelError } from '../errors.js';
 import type { Gpt2Decoder } from '../runtime/decoder.js';
 import type { BatchKvCache } from '../runtime/kv-cache.js';
 import type { Tokenizer } from '../files/tokenizer.js';
@@ -33,25 +34,39 @@ interface ActiveSequence {
   readonly processors: LogitsProcessor[];
   readonly sampler: Sampler;
   readonly stream: TextStream;
+  /** Prompt tokens already in the prefill cache. */
+  prefilled: number;
   generated: number;
   cancelled: boolean;
 }
 
+/** Prompt tokens prefilled per loop iteration, across every joining request, unless set. */
+export const DEFAULT_PREFILL_CHUNK_TOKENS = 256;
+
 /**
- * Dynamic batching: every active request advances in one shared decode step. A new request
- * is prefilled on its own between steps and then joins the batch; a finished or cancelled
- * one leaves at the next step boundary. Each keeps its own processors, sampler and stream.
+ * Dynamic batching with chunked prefill. Requests that arrive while others decode wait for the
+ * next step boundary; all those waiting then join the prefill batch together, and each loop
+ * iteration feeds that batch at most `prefillChunkTokens` prompt tokens in one run before the
+ * decode step, so the decoding sequences keep producing tokens while a long prompt goes in.
+ * A sequence whose prompt is in samples its first token and moves to the decode batch (one
+ * copy of its own cache); a finished or cancelled one leaves at the next step boundary. Each
+ * keeps its own processors, sampler and stream.
  *
  * The loop, once per iteration:
- *   1. admit one waiting request: prefill, sample its first token, join the batch;
- *   2. drop the sequences that finished or were cancelled;
- *   3. run one decode step for the batch and sample each sequence's next token;
- *   4. yield to the event loop, so new requests and cancels arrive between steps.
+ *   1. admit every waiting request there is room for into the prefill batch;
+ *   2. drop the sequences that were cancelled, prefilling or decoding;
+ *   3. run one prefill chunk for the prefill batch; the sequences it completes sample their
+ *      first token and join the decode batch;
+ *   4. run one decode step for the decode batch and sample each sequence's next token;
+ *   5. yield to the event loop, so new requests and cancels arrive between steps.
  */
 export class GenerationScheduler {
   private readonly waiting: ActiveSequence[] = [];
-  private readonly active: ActiveSequence[] = [];
-  private readonly cache: BatchKvCache;
+  /** Slot i of each cache holds the i-th sequence of its list. */
+  private readonly prefilling: ActiveSequence[] = [];
+  private readonly decoding: ActiveSequence[] = [];
+  private readonly prefillCache: BatchKvCache;
+  private readonly decodeCache: BatchKvCache;
   private running = false;
   private stopped: Promise<void> = Promise.resolve();
 
@@ -60,18 +75,31 @@ export class GenerationScheduler {
     private readonly tokenizer: Tokenizer,
     private readonly maxBatchSize: number,
     private readonly logger: Logger,
+    private readonly prefillChunkTokens = DEFAULT_PREFILL_CHUNK_TOKENS,
   ) {
-    this.cache = decoder.newBatchCache();
+    if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) throw new ModelError('OPTIONS_INVALID', `maxBatchSize must be an integer >= 1, got ${maxBatchSize}`);
+    if (!Number.isInteger(prefillChunkTokens) || prefillChunkTokens < 1) {
+      throw new ModelError('OPTIONS_INVALID', `prefillChunkTokens must be an integer >= 1, got ${prefillChunkTokens}`);
+    }
+    this.prefillCache = decoder.newBatchCache();
+    this.decodeCache = decoder.newBatchCache();
   }
 
+  /** Queues a request; a prompt that is empty or leaves no room to generate is refused here, with nothing queued. */
   submit(request: GenerationRequest): SubmittedRequest {
-    const { options } = request;
+    const { options, promptIds } = request;
+    const context = this.decoder.config.n_positions;
+    if (promptIds.length === 0) throw new ModelError('OPTIONS_INVALID', 'the prompt is empty; start it with <|endoftext|> to generate from nothing');
+    if (promptIds.length >= context) {
+      throw new ModelError('OPTIONS_INVALID', `a prompt of ${promptIds.length} tokens leaves no room to generate in a context of ${context}; cut it to at most ${context - 1}`);
+    }
     const sequence: ActiveSequence = {
       request,
-      tokens: [...request.promptIds],
+      tokens: [...promptIds],
       processors: logitsProcessors(options),
       sampler: options.greedy ? greedySampler() : multinomialSampler(options.seed),
       stream: new TextStream((id) => this.tokenizer.tokenBytes(id), options.stop),
+      prefilled: 0,
       generated: 0,
       cancelled: false,
     };
@@ -84,7 +112,7 @@ export class GenerationScheduler {
     };
   }
 
-  /** Settles once the loop has stopped: no decode step is running or about to run. */
+  /** Settles once the loop has stopped: no run is in progress or about to start. */
   idle(): Promise<void> {
     return this.stopped;
   }
@@ -92,62 +120,80 @@ export class GenerationScheduler {
   private async loop(): Promise<void> {
     this.running = true;
     try {
-      while (this.waiting.length > 0 || this.active.length > 0) {
+      // Requests that arrive together (one burst of messages) are admitted together.
+      await yieldToEvents();
+      while (this.waiting.length > 0 || this.prefilling.length > 0 || this.decoding.length > 0) {
         // 1. admit
-        if (this.waiting.length > 0 && this.active.length < this.maxBatchSize) {
-          await this.admit(this.waiting.shift() as ActiveSequence);
+        while (this.waiting.length > 0 && this.prefilling.length + this.decoding.length < this.maxBatchSize) {
+          const sequence = this.waiting.shift() as ActiveSequence;
+          if (sequence.cancelled) {
+            this.end(sequence, 'aborted');
+          } else {
+            this.prefillCache.add();
+            this.prefilling.push(sequence);
+          }
         }
         // 2. drop cancelled sequences
-        for (let slot = this.active.length - 1; slot >= 0; slot--) {
-          if (this.active[slot].cancelled) this.retire(slot, 'aborted');
+        for (const [batch, cache] of [[this.prefilling, this.prefillCache], [this.decoding, this.decodeCache]] as const) {
+          for (let slot = batch.length - 1; slot >= 0; slot--) {
+            if (batch[slot].cancelled) this.retire(batch, cache, slot, 'aborted');
+          }
         }
-        // 3. one decode step for the batch
-        if (this.active.length > 0) await this.step();
-        // 4. let messages in
-        await new Promise((resolve) => setImmediate(resolve));
+        // 3. one prefill chunk
+        if (this.prefilling.length > 0) await this.prefillChunk();
+        // 4. one decode step
+        if (this.decoding.length > 0) await this.decodeStep();
+        // 5. let messages in
+        await yieldToEvents();
       }
     } finally {
       this.running = false;
     }
   }
 
-  private async admit(sequence: ActiveSequence): Promise<void> {
-    if (sequence.cancelled) {
-      this.end(sequence, 'aborted');
-      return;
-    }
-    try {
-      const { logits, cache } = await this.decoder.prefill(sequence.tokens);
-      const finish = this.accept(sequence, logits);
+  private async prefillChunk(): Promise<void> {
+    const width = Math.max(1, Math.floor(this.prefillChunkTokens / this.prefilling.length));
+    const chunks = this.prefilling.map((sequence) => sequence.tokens.slice(sequence.prefilled, sequence.prefilled + width));
+    const rows = await this.run(this.prefilling, this.prefillCache, chunks);
+    if (!rows) return;
+    for (let slot = this.prefilling.length - 1; slot >= 0; slot--) {
+      const sequence = this.prefilling[slot];
+      sequence.prefilled += chunks[slot].length;
+      if (sequence.prefilled < sequence.tokens.length) continue;
+      const finish = this.accept(sequence, rows[slot]);
       if (finish) {
-        this.end(sequence, finish);
-        return;
+        this.retire(this.prefilling, this.prefillCache, slot, finish);
+        continue;
       }
-      this.cache.join(cache);
-      this.active.push(sequence);
-    } catch (error) {
-      sequence.request.onError(error);
+      this.decodeCache.adopt(this.prefillCache, slot);
+      this.decoding.push(sequence);
+      this.remove(this.prefilling, this.prefillCache, slot);
     }
   }
 
-  private async step(): Promise<void> {
-    const lastTokens = this.active.map((sequence) => sequence.tokens[sequence.tokens.length - 1]);
-    let rows: Float32Array[];
+  private async decodeStep(): Promise<void> {
+    const lastTokens = this.decoding.map((sequence) => [sequence.tokens[sequence.tokens.length - 1]]);
+    const rows = await this.run(this.decoding, this.decodeCache, lastTokens);
+    if (!rows) return;
+    const finishes = this.decoding.map((sequence, slot) => this.accept(sequence, rows[slot]));
+    for (let slot = this.decoding.length - 1; slot >= 0; slot--) {
+      const finish = finishes[slot];
+      if (finish) this.retire(this.decoding, this.decodeCache, slot, finish);
+    }
+  }
+
+  /** One decoder run for a batch; on failure every sequence of the batch fails and leaves, and null comes back. */
+  private async run(batch: ActiveSequence[], cache: BatchKvCache, tokens: number[][]): Promise<Float32Array[] | null> {
     try {
-      rows = await this.decoder.step(this.cache, lastTokens);
+      return await this.decoder.forward(cache, tokens);
     } catch (error) {
-      this.logger.error({ err: error, batch: this.active.length }, 'decode step failed; failing the batch');
-      for (let slot = this.active.length - 1; slot >= 0; slot--) {
-        const [sequence] = this.active.splice(slot, 1);
-        this.cache.leave(slot);
+      this.logger.error({ err: error, batch: batch.length }, 'decoder run failed; failing the batch');
+      for (let slot = batch.length - 1; slot >= 0; slot--) {
+        const sequence = batch[slot];
+        this.remove(batch, cache, slot);
         sequence.request.onError(error);
       }
-      return;
-    }
-    const finishes = this.active.map((sequence, slot) => this.accept(sequence, rows[slot]));
-    for (let slot = this.active.length - 1; slot >= 0; slot--) {
-      const finish = finishes[slot];
-      if (finish) this.retire(slot, finish);
+      return null;
     }
   }
 
@@ -167,10 +213,17 @@ export class GenerationScheduler {
     return null;
   }
 
-  private retire(slot: number, reason: FinishReason): void {
-    const [sequence] = this.active.splice(slot, 1);
-    this.cache.leave(slot);
+  private retire(batch: ActiveSequence[], cache: BatchKvCache, slot: number, reason: FinishReason): void {
+    const sequence = batch[slot];
+    this.remove(batch, cache, slot);
     this.end(sequence, reason);
+  }
+
+  /** Takes `slot` out of the cache and its list alike: the last slot moves into its place. */
+  private remove(batch: ActiveSequence[], cache: BatchKvCache, slot: number): void {
+    const moved = cache.remove(slot);
+    const last = batch.pop() as ActiveSequence;
+    if (moved !== null) batch[slot] = last;
   }
 
   private end(sequence: ActiveSequence, reason: FinishReason): void {
@@ -184,4 +237,8 @@ export class GenerationScheduler {
       generatedTokens: sequence.generated,
     });
   }
+}
+
+function yieldToEvents(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

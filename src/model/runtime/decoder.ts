@@ -1,10 +1,12 @@
 import { type Gpt2Config, headSize } from '../config.js';
-import { BatchKvCache, type SequenceCache } from './kv-cache.js';
+import { BatchKvCache } from './kv-cache.js';
 import { type ModelSession, type SessionTensor, feedTensor } from './session.js';
 
 /**
- * Runs the runtime GPT-2 graph (gpt2-graph.ts, kind "runtime"): a prefill for one new
- * sequence, and decode steps for a whole batch that share one session.run.
+ * Runs the runtime GPT-2 graph (gpt2-graph.ts, kind "runtime") over the slots of a
+ * BatchKvCache: one session.run takes any number of new tokens per slot (a decode step is one
+ * each; a prefill chunk several), left-padded to the longest so every row's last column is
+ * its own last token, the one whose logits come back.
  */
 export class Gpt2Decoder {
   constructor(
@@ -16,80 +18,59 @@ export class Gpt2Decoder {
     return new BatchKvCache(this.config.n_layer, this.config.n_head, headSize(this.config), this.config.n_positions);
   }
 
-  /** Runs a whole prompt (batch 1, no past); returns the last position's logits and its cache. */
-  async prefill(ids: readonly number[]): Promise<{ logits: Float32Array; cache: SequenceCache }> {
-    const length = ids.length;
-    const empty = new Float32Array(0);
-    const outputs = await this.run({
-      ids: BigInt64Array.from(ids, BigInt),
-      positions: BigInt64Array.from({ length }, (_, i) => BigInt(i)),
-      mask: new BigInt64Array(length).fill(1n),
-      batch: 1,
-      newLength: length,
-      pastLength: 0,
-      pastKeys: () => empty,
-      pastValues: () => empty,
-    });
-    return {
-      logits: outputs.logits,
-      cache: { length, keys: outputs.newKeys, values: outputs.newValues },
-    };
-  }
-
   /**
-   * One decode step: `tokens[slot]` is each sequence's latest token. Appends the step's keys
-   * and values to `cache` and returns each slot's logits (views into one [B, V] buffer).
+   * Feeds `tokens[slot]` (at least one) to each slot of `cache`, after what it holds. Appends
+   * their keys and values to `cache` and returns each slot's logits after its last new token
+   * (views into one [B, V] buffer).
    */
-  async step(cache: BatchKvCache, tokens: readonly number[]): Promise<Float32Array[]> {
+  async forward(cache: BatchKvCache, tokens: readonly (readonly number[])[]): Promise<Float32Array[]> {
     const batch = cache.batchSize;
-    const lengths = Array.from({ length: batch }, (_, slot) => cache.sequenceLength(slot));
-    const longest = Math.max(...lengths);
-    if (longest + 1 > this.config.n_positions) {
-      throw new RangeError(`a sequence of ${longest} tokens cannot grow past the context of ${this.config.n_positions}`);
-    }
-    const outputs = await this.run({
-      ids: BigInt64Array.from(tokens, BigInt),
-      positions: BigInt64Array.from(lengths, BigInt),
-      mask: cache.nextAttentionMask(),
-      batch,
-      newLength: 1,
-      pastLength: cache.capacity,
-      pastKeys: (layer) => cache.pastKeys(layer),
-      pastValues: (layer) => cache.pastValues(layer),
+    if (tokens.length !== batch) throw new RangeError(`a batch of ${batch} slots takes ${batch} token lists, got ${tokens.length}`);
+    const counts = tokens.map((row) => row.length);
+    const width = Math.max(0, ...counts);
+    const ids = new BigInt64Array(batch * width);
+    const positions = new BigInt64Array(batch * width);
+    tokens.forEach((row, slot) => {
+      const past = cache.sequenceLength(slot);
+      if (past + row.length > this.config.n_positions) {
+        throw new RangeError(`slot ${slot} holds ${past} tokens; ${row.length} more pass the context of ${this.config.n_positions}`);
+      }
+      const padding = width - row.length;
+      row.forEach((token, t) => {
+        ids[slot * width + padding + t] = BigInt(token);
+        positions[slot * width + padding + t] = BigInt(past + t);
+      });
     });
-    cache.append(outputs.newKeys, outputs.newValues);
-    const vocab = this.config.vocab_size;
-    return Array.from({ length: batch }, (_, slot) => outputs.logits.subarray(slot * vocab, (slot + 1) * vocab));
-  }
-
-  private async run(input: {
-    ids: BigInt64Array;
-    positions: BigInt64Array;
-    mask: BigInt64Array;
-    batch: number;
-    newLength: number;
-    pastLength: number;
-    pastKeys: (layer: number) => Float32Array;
-    pastValues: (layer: number) => Float32Array;
-  }): Promise<{ logits: Float32Array; newKeys: Float32Array[]; newValues: Float32Array[] }> {
-    const { batch, newLength, pastLength } = input;
+    const pastLength = cache.capacity;
     const H = this.config.n_head;
     const D = headSize(this.config);
     const feeds: Record<string, SessionTensor> = {
-      input_ids: feedTensor('int64', input.ids, [batch, newLength]),
-      position_ids: feedTensor('int64', input.positions, [batch, newLength]),
-      attention_mask: feedTensor('int64', input.mask, [batch, pastLength + newLength]),
+      input_ids: feedTensor('int64', ids, [batch, width]),
+      position_ids: feedTensor('int64', positions, [batch, width]),
+      attention_mask: feedTensor('int64', cache.attentionMask(counts, width), [batch, pastLength + width]),
     };
     for (let layer = 0; layer < this.config.n_layer; layer++) {
-      feeds[`past.${layer}.key`] = feedTensor('float32', input.pastKeys(layer), [batch, H, D, pastLength]);
-      feeds[`past.${layer}.value`] = feedTensor('float32', input.pastValues(layer), [batch, H, pastLength, D]);
+      feeds[`past.${layer}.key`] = feedTensor('float32', cache.pastKeys(layer), [batch, H, D, pastLength]);
+      feeds[`past.${layer}.value`] = feedTensor('float32', cache.pastValues(layer), [batch, H, pastLength, D]);
     }
     const outputs = await this.session.run(feeds);
     const layers = Array.from({ length: this.config.n_layer }, (_, layer) => layer);
-    return {
-      logits: outputs.logits.data as Float32Array,
-      newKeys: layers.map((layer) => outputs[`new.${layer}.key`].data as Float32Array),
-      newValues: layers.map((layer) => outputs[`new.${layer}.value`].data as Float32Array),
-    };
+    cache.append(
+      layers.map((layer) => outputs[`new.${layer}.key`].data as Float32Array),
+      layers.map((layer) => outputs[`new.${layer}.value`].data as Float32Array),
+      counts,
+      width,
+    );
+    const logits = outputs.logits.data as Float32Array;
+    const vocab = this.config.vocab_size;
+    return Array.from({ length: batch }, (_, slot) => logits.subarray(slot * vocab, (slot + 1) * vocab));
+  }
+
+  /** Runs a whole prompt in a cache of its own; returns the last position's logits and the cache. */
+  async prefill(ids: readonly number[]): Promise<{ logits: Float32Array; cache: BatchKvCache }> {
+    const cache = this.newBatchCache();
+    cache.add();
+    const [logits] = await this.forward(cache, [ids]);
+    return { logits, cache };
   }
 }

@@ -1,25 +1,21 @@
 /**
  * The KV cache of the runtime graph, kept in JavaScript (see gpt2-graph.ts for why).
  *
- * Per layer, keys are stored transposed, [B, H, D, capacity], and values as [B, H, capacity, D]:
- * exactly the operands of the graph's two attention MatMuls (q @ K^T and p @ V), so each step
- * feeds the buffers as they are, with no concatenation or transpose of the past. A slot's
- * tokens fill columns [0, length) of its rows; the columns after are masked out. The step's
- * own key and value come out of the graph ([B, H, T, D]) and are written in afterwards.
+ * Per layer, keys are stored transposed, [slots, H, D, capacity], and values as
+ * [slots, H, capacity, D]: exactly the operands of the graph's two attention MatMuls (q @ K^T
+ * and p @ V), so each run feeds the filled slots as they are, with no concatenation or
+ * transpose of the past. A slot's tokens fill columns [0, length) of its rows; the columns
+ * after are zero and masked out. The run's own keys and values come out of the graph
+ * ([B, H, T, D]) and are written in afterwards.
  *
- * Slots are the outer dimension, so a sequence that joins is written into the next block and
- * one that leaves is closed up with one copyWithin. Capacity grows in chunks of columns.
+ * Slots are the outer dimension and preallocated: a sequence joins as an empty slot at the
+ * end (nothing moves), and one that leaves is replaced by the last slot (one sequence's block
+ * moves). So a join or a leave costs one sequence, never the batch. The whole buffer is laid
+ * out anew only when it grows, and both its slots and its columns double each time.
  */
 
-/** One sequence's cache straight from its prefill: per layer, [H, T, D] for keys and values. */
-export interface SequenceCache {
-  readonly length: number;
-  readonly keys: readonly Float32Array[];
-  readonly values: readonly Float32Array[];
-}
-
-/** Columns added at a time: masked padding stays under one chunk, regrowth is rare. */
-const CAPACITY_CHUNK = 64;
+/** The fewest columns a non-empty cache holds. */
+const MIN_COLUMNS = 64;
 
 export class BatchKvCache {
   private keys: Float32Array[];
@@ -42,59 +38,73 @@ export class BatchKvCache {
     return this.lengths.length;
   }
 
-  /** Columns per slot in the past feeds: the `past_sequence_length` of the next step. */
+  /** Columns per slot in the past feeds: the `past_sequence_length` of the next run. */
   get capacity(): number {
     return this.columnCapacity;
   }
 
   /** Tokens held for the sequence in `slot`: its next position id. */
   sequenceLength(slot: number): number {
+    this.checkSlot(slot);
     return this.lengths[slot];
   }
 
-  /** Adds a prefilled sequence as the last slot; returns its slot index. */
-  join(sequence: SequenceCache): number {
-    if (sequence.length >= this.maxLength) {
-      throw new RangeError(`a sequence of ${sequence.length} tokens leaves no room in a context of ${this.maxLength}`);
+  /** Adds an empty slot at the end; returns its index. Nothing already cached moves. */
+  add(): number {
+    this.reserve(this.batchSize + 1, this.columnCapacity);
+    this.lengths.push(0);
+    return this.lengths.length - 1;
+  }
+
+  /**
+   * Adds a slot holding a copy of `source`'s slot `from` (a sequence moving between caches,
+   * e.g. from prefill to decode); returns its index here. Copies that sequence's columns only.
+   */
+  adopt(source: BatchKvCache, from: number): number {
+    const length = source.sequenceLength(from);
+    if (source.heads !== this.heads || source.headSize !== this.headSize || source.layers !== this.layers) {
+      throw new RangeError('a slot moves only between caches of the same model');
     }
-    this.reserve(this.batchSize + 1, sequence.length + 1);
+    this.reserve(this.batchSize + 1, length + 1);
     const slot = this.lengths.length;
-    this.lengths.push(sequence.length);
+    this.lengths.push(length);
     const { heads: H, headSize: D } = this;
     const P = this.columnCapacity;
+    const sourceP = source.columnCapacity;
     for (let layer = 0; layer < this.layers; layer++) {
-      const keys = sequence.keys[layer];
-      const values = sequence.values[layer];
-      const keysT = this.keys[layer];
-      const pastValues = this.values[layer];
+      const keysFrom = source.keys[layer];
+      const keysTo = this.keys[layer];
+      for (let row = 0; row < H * D; row++) {
+        const at = (from * H * D + row) * sourceP;
+        keysTo.set(keysFrom.subarray(at, at + length), (slot * H * D + row) * P);
+      }
       for (let h = 0; h < H; h++) {
-        const block = slot * H + h;
-        for (let t = 0; t < sequence.length; t++) {
-          const source = (h * sequence.length + t) * D;
-          pastValues.set(values.subarray(source, source + D), (block * P + t) * D);
-          for (let d = 0; d < D; d++) keysT[(block * D + d) * P + t] = keys[source + d];
-        }
+        const at = (from * H + h) * sourceP * D;
+        this.values[layer].set(source.values[layer].subarray(at, at + length * D), (slot * H + h) * P * D);
       }
     }
     return slot;
   }
 
-  /** Removes `slot`; slots after it move down by one. */
-  leave(slot: number): void {
-    if (!Number.isInteger(slot) || slot < 0 || slot >= this.batchSize) {
-      throw new RangeError(`no slot ${slot} in a batch of ${this.batchSize}`);
-    }
+  /**
+   * Removes `slot` by moving the last slot into its place; returns the index the moved slot
+   * had (the old last index), or null when `slot` was the last.
+   */
+  remove(slot: number): number | null {
+    this.checkSlot(slot);
+    const last = this.batchSize - 1;
     const blockSize = this.heads * this.headSize * this.columnCapacity;
-    const end = this.batchSize * blockSize;
     for (let layer = 0; layer < this.layers; layer++) {
-      this.keys[layer].copyWithin(slot * blockSize, (slot + 1) * blockSize, end);
-      this.values[layer].copyWithin(slot * blockSize, (slot + 1) * blockSize, end);
-      // the vacated last block is where the next sequence joins, and join writes only its own columns
-      this.keys[layer].fill(0, end - blockSize, end);
-      this.values[layer].fill(0, end - blockSize, end);
+      for (const buffer of [this.keys[layer], this.values[layer]]) {
+        if (slot !== last) buffer.copyWithin(slot * blockSize, last * blockSize, (last + 1) * blockSize);
+        // the vacated block is where the next sequence joins: its columns must read as zero
+        buffer.fill(0, last * blockSize, (last + 1) * blockSize);
+      }
     }
-    this.lengths.splice(slot, 1);
+    this.lengths[slot] = this.lengths[last];
+    this.lengths.pop();
     this.shrink();
+    return slot === last ? null : last;
   }
 
   /** past.N.key: [B, H, D, capacity], a view of the filled slots. */
@@ -107,54 +117,95 @@ export class BatchKvCache {
     return this.values[layer].subarray(0, this.batchSize * this.heads * this.headSize * this.columnCapacity);
   }
 
-  /** attention_mask [B, capacity + 1] for a one-token step: each slot's own columns and the new token. */
-  nextAttentionMask(): BigInt64Array {
-    const columns = this.columnCapacity + 1;
+  /**
+   * attention_mask [B, capacity + width] for a run where slot b brings `counts[b]` new tokens,
+   * left-padded to `width`: each slot's own past columns and its real new tokens.
+   */
+  attentionMask(counts: readonly number[], width: number): BigInt64Array {
+    this.checkCounts(counts, width);
+    const columns = this.columnCapacity + width;
     const mask = new BigInt64Array(this.batchSize * columns);
     this.lengths.forEach((length, slot) => {
       mask.fill(1n, slot * columns, slot * columns + length);
-      mask[slot * columns + this.columnCapacity] = 1n;
+      mask.fill(1n, (slot + 1) * columns - counts[slot], (slot + 1) * columns);
     });
     return mask;
   }
 
-  /** Writes a one-token step's new.N.key/value ([B, H, 1, D] each) into each slot's next column. */
-  append(newKeys: readonly Float32Array[], newValues: readonly Float32Array[]): void {
-    const longest = Math.max(...this.lengths);
-    if (longest + 1 > this.maxLength) {
+  /**
+   * Writes a run's new.N.key/value ([B, H, width, D] each, left-padded as in attentionMask):
+   * slot b's last `counts[b]` positions go into its next columns.
+   */
+  append(newKeys: readonly Float32Array[], newValues: readonly Float32Array[], counts: readonly number[], width: number): void {
+    this.checkCounts(counts, width);
+    const longest = Math.max(0, ...this.lengths.map((length, slot) => length + counts[slot]));
+    if (longest > this.maxLength) {
       throw new RangeError(`the KV cache is full: ${this.maxLength} positions; finish sequences before they pass the context`);
     }
-    this.reserve(this.batchSize, longest + 1);
+    this.reserve(this.batchSize, longest);
     const { heads: H, headSize: D } = this;
     const P = this.columnCapacity;
     for (let layer = 0; layer < this.layers; layer++) {
       const keysT = this.keys[layer];
       const values = this.values[layer];
+      const fromKeys = newKeys[layer];
+      const fromValues = newValues[layer];
       this.lengths.forEach((column, slot) => {
+        const count = counts[slot];
+        const padding = width - count;
         for (let h = 0; h < H; h++) {
           const block = slot * H + h;
-          const source = block * D;
-          values.set(newValues[layer].subarray(source, source + D), (block * P + column) * D);
-          for (let d = 0; d < D; d++) keysT[(block * D + d) * P + column] = newKeys[layer][source + d];
+          const source = (block * width + padding) * D;
+          values.set(fromValues.subarray(source, source + count * D), (block * P + column) * D);
+          for (let t = 0; t < count; t++) {
+            for (let d = 0; d < D; d++) keysT[(block * D + d) * P + column + t] = fromKeys[source + t * D + d];
+          }
         }
       });
     }
-    for (let slot = 0; slot < this.lengths.length; slot++) this.lengths[slot]++;
+    this.lengths.forEach((length, slot) => (this.lengths[slot] = length + counts[slot]));
   }
 
-  /** Makes room for `slots` slots of `columns` columns, re-laying the buffers if they must grow. */
+  private checkSlot(slot: number): void {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.batchSize) {
+      throw new RangeError(`no slot ${slot} in a batch of ${this.batchSize}`);
+    }
+  }
+
+  private checkCounts(counts: readonly number[], width: number): void {
+    if (counts.length !== this.batchSize || counts.some((count) => !Number.isInteger(count) || count < 1 || count > width)) {
+      throw new RangeError(`a run over ${this.batchSize} slots takes 1 to ${width} new tokens per slot, got [${counts.join(', ')}]`);
+    }
+  }
+
+  /** Makes room for `slots` slots of `columns` columns, doubling what must grow. */
   private reserve(slots: number, columns: number): void {
     if (slots <= this.slotCapacity && columns <= this.columnCapacity) return;
     this.relayout(
       slots <= this.slotCapacity ? this.slotCapacity : Math.max(slots, 2 * this.slotCapacity),
-      columns <= this.columnCapacity ? this.columnCapacity : columnsFor(columns, this.maxLength),
+      columns <= this.columnCapacity ? this.columnCapacity : this.columnsFor(Math.max(columns, 2 * this.columnCapacity)),
     );
   }
 
-  /** After a sequence leaves: fewer columns when the longest remaining needs fewer chunks. */
+  /**
+   * After a leave: an empty cache lets its buffers go; otherwise the columns halve twice over
+   * only when the longest sequence left needs a quarter of them, so a batch hovering at a
+   * boundary never lays out its buffers step after step.
+   */
   private shrink(): void {
-    const needed = this.batchSize === 0 ? 0 : columnsFor(Math.max(...this.lengths) + 1, this.maxLength);
-    if (needed < this.columnCapacity) this.relayout(this.batchSize === 0 ? 0 : this.slotCapacity, needed);
+    if (this.batchSize === 0) {
+      this.relayout(0, 0);
+      return;
+    }
+    const needed = this.columnsFor(Math.max(...this.lengths) + 1);
+    if (4 * needed <= this.columnCapacity) this.relayout(this.slotCapacity, needed);
+  }
+
+  /** MIN_COLUMNS doubled until it holds `columns`, at most the context. */
+  private columnsFor(columns: number): number {
+    let capacity = MIN_COLUMNS;
+    while (capacity < columns) capacity *= 2;
+    return Math.min(capacity, this.maxLength);
   }
 
   private relayout(slotCapacity: number, columnCapacity: number): void {
@@ -163,23 +214,23 @@ export class BatchKvCache {
     const P = columnCapacity;
     const kept = Math.min(oldP, P);
     const blocks = this.batchSize * H;
-    this.keys = this.keys.map((from) => {
+    const size = slotCapacity * H * D * P;
+    this.keys = Array.from({ length: this.layers }, (_, layer) => {
+      const from = this.keys[layer];
+      const to = new Float32Array(size);
+      if (oldP === P) to.set(from.subarray(0, blocks * D * P));
       // each (slot, head, d) row of oldP columns becomes a row of P columns
-      const to = new Float32Array(slotCapacity * H * D * P);
-      for (let row = 0; row < blocks * D; row++) to.set(from.subarray(row * oldP, row * oldP + kept), row * P);
+      else for (let row = 0; row < blocks * D; row++) to.set(from.subarray(row * oldP, row * oldP + kept), row * P);
       return to;
     });
-    this.values = this.values.map((from) => {
+    this.values = Array.from({ length: this.layers }, (_, layer) => {
+      const from = this.values[layer];
+      const to = new Float32Array(size);
       // each (slot, head) block of oldP rows of D becomes a block of P rows
-      const to = new Float32Array(slotCapacity * H * D * P);
       for (let block = 0; block < blocks; block++) to.set(from.subarray(block * oldP * D, (block * oldP + kept) * D), block * P * D);
       return to;
     });
     this.slotCapacity = slotCapacity;
     this.columnCapacity = columnCapacity;
   }
-}
-
-function columnsFor(columns: number, maxLength: number): number {
-  return Math.min(maxLength, Math.ceil(columns / CAPACITY_CHUNK) * CAPACITY_CHUNK);
 }

@@ -4,7 +4,7 @@ import { startWorkerThread } from './worker-thread.js';
 import type { GenerationOptions } from '../generation/options.js';
 import { PieceQueue } from '../generation/piece-queue.js';
 import { type WeightType, parseWeightType } from '../quantize.js';
-import type { GenerationResult } from '../generation/scheduler.js';
+import { DEFAULT_PREFILL_CHUNK_TOKENS, type GenerationResult } from '../generation/scheduler.js';
 import type { ExecutionProviderChoice } from './session.js';
 import type { FromWorker, ModelInfo, SerializedError, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -16,6 +16,8 @@ export interface LoadOptions {
   readonly weights?: WeightType;
   /** Requests decoded together in one step at most; more wait their turn. */
   readonly maxBatchSize?: number;
+  /** Prompt tokens prefilled per scheduler iteration, across the joining requests (scheduler.ts); smaller keeps running requests streaming more evenly while a long prompt goes in. */
+  readonly prefillChunkTokens?: number;
   readonly logLevel?: string;
 }
 
@@ -62,6 +64,7 @@ export class LanguageModel {
       intraOpThreads: options.intraOpThreads ?? 0,
       weights: parseWeightType(options.weights ?? 'float32'),
       maxBatchSize: options.maxBatchSize ?? 16,
+      prefillChunkTokens: options.prefillChunkTokens ?? DEFAULT_PREFILL_CHUNK_TOKENS,
       logLevel: options.logLevel ?? process.env.LOG_LEVEL ?? 'info',
     };
     const worker = startWorkerThread(import.meta.url, 'model-worker', init);

@@ -40,7 +40,7 @@ async function start(): Promise<void> {
     intraOpThreads: init.intraOpThreads,
     logger,
   });
-  const scheduler = new GenerationScheduler(new Gpt2Decoder(session, files.config), tokenizer, init.maxBatchSize, logger);
+  const scheduler = new GenerationScheduler(new Gpt2Decoder(session, files.config), tokenizer, init.maxBatchSize, logger, init.prefillChunkTokens);
   const requests = new Map<number, SubmittedRequest>();
 
   port.on('message', (message: ToWorker) => {

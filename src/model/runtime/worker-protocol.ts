@@ -12,6 +12,7 @@ export interface WorkerInit {
   readonly intraOpThreads: number;
   readonly weights: WeightType;
   readonly maxBatchSize: number;
+  readonly prefillChunkTokens: number;
   readonly logLevel: string;
 }
 

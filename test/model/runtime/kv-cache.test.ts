@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BatchKvCache, type SequenceCache } from '../../../src/model/runtime/kv-cache.js';
+import { BatchKvCache } from '../../../src/model/runtime/kv-cache.js';
 
 const LAYERS = 2;
 const H = 2;
 const D = 3;
 /** Positions a test sequence may reach; only sizes the numbering below. */
-const MAX_T = 256;
+const MAX_T = 512;
 type Which = 'keys' | 'values';
 
 // Every element of every sequence gets its own integer (a mixed-radix number, exact in float32),
@@ -15,45 +15,58 @@ function element(sequence: number, layer: number, which: Which, h: number, t: nu
   return ((((sequence * LAYERS + layer) * 2 + (which === 'values' ? 1 : 0)) * H + h) * MAX_T + t) * D + d + 1;
 }
 
-/** A prefill's cache: [H, T, D] per layer for keys and values. */
-function prefilled(sequence: number, length: number): SequenceCache {
+/**
+ * One run's new.N.key/value, [B, H, width, D] per layer, left-padded: slot s brings positions
+ * [from[s], from[s] + counts[s]) of sequences[s] in its last counts[s] columns; padding holds
+ * junk (-7), which must never reach the cache.
+ */
+function runOutputs(sequences: readonly number[], from: readonly number[], counts: readonly number[]) {
+  const width = Math.max(...counts);
   const perLayer = (which: Which) =>
     Array.from({ length: LAYERS }, (_, layer) => {
-      const data = new Float32Array(H * length * D);
-      for (let h = 0; h < H; h++) {
-        for (let t = 0; t < length; t++) {
-          for (let d = 0; d < D; d++) data[(h * length + t) * D + d] = element(sequence, layer, which, h, t, d);
-        }
-      }
-      return data;
-    });
-  return { length, keys: perLayer('keys'), values: perLayer('values') };
-}
-
-/** One decode step's new.N.key/value, [B, H, 1, D] per layer: slot s holds position `positions[s]` of `sequences[s]`. */
-function stepOutputs(sequences: readonly number[], positions: readonly number[]): { keys: Float32Array[]; values: Float32Array[] } {
-  const perLayer = (which: Which) =>
-    Array.from({ length: LAYERS }, (_, layer) => {
-      const data = new Float32Array(sequences.length * H * D);
+      const data = new Float32Array(sequences.length * H * width * D).fill(-7);
       sequences.forEach((sequence, slot) => {
+        const padding = width - counts[slot];
         for (let h = 0; h < H; h++) {
-          for (let d = 0; d < D; d++) data[(slot * H + h) * D + d] = element(sequence, layer, which, h, positions[slot], d);
+          for (let t = 0; t < counts[slot]; t++) {
+            for (let d = 0; d < D; d++) data[((slot * H + h) * width + padding + t) * D + d] = element(sequence, layer, which, h, from[slot] + t, d);
+          }
         }
       });
       return data;
     });
-  return { keys: perLayer('keys'), values: perLayer('values') };
+  return { keys: perLayer('keys'), values: perLayer('values'), width };
 }
 
-/** Runs `steps` decode steps for slots holding `sequences`, which start at `lengths`. */
+/** Appends `counts[s]` more positions of sequences[s] to each slot, which holds `lengths[s]` now. */
+function feed(cache: BatchKvCache, sequences: readonly number[], lengths: readonly number[], counts: readonly number[]): void {
+  const outputs = runOutputs(sequences, lengths, counts);
+  cache.append(outputs.keys, outputs.values, counts, outputs.width);
+}
+
+/** Runs `steps` decode steps (one token per slot) for slots holding `sequences`, which start at `lengths`. */
 function decode(cache: BatchKvCache, sequences: readonly number[], lengths: readonly number[], steps: number): void {
   for (let step = 0; step < steps; step++) {
-    const outputs = stepOutputs(
+    feed(
+      cache,
       sequences,
       lengths.map((length) => length + step),
+      sequences.map(() => 1),
     );
-    cache.append(outputs.keys, outputs.values);
   }
+}
+
+/** A cache whose slots hold `lengths[s]` positions of sequences[s], each put in by one run. */
+function filled(sequences: readonly number[], lengths: readonly number[], maxLength = 1024): BatchKvCache {
+  const cache = new BatchKvCache(LAYERS, H, D, maxLength);
+  for (const _ of sequences) cache.add();
+  feed(
+    cache,
+    sequences,
+    sequences.map(() => 0),
+    lengths,
+  );
+  return cache;
 }
 
 /**
@@ -77,9 +90,9 @@ function expectedPast(sequences: readonly number[], lengths: readonly number[], 
   return expected;
 }
 
-function assertLayout(cache: BatchKvCache, sequences: readonly number[], lengths: readonly number[], capacity: number): void {
-  assert.equal(cache.batchSize, sequences.length, 'batch size');
-  assert.equal(cache.capacity, capacity, 'capacity');
+function assertLayout(cache: BatchKvCache, sequences: readonly number[], lengths: readonly number[], capacity: number, label = ''): void {
+  assert.equal(cache.batchSize, sequences.length, `batch size ${label}`);
+  assert.equal(cache.capacity, capacity, `capacity ${label}`);
   lengths.forEach((length, slot) => assert.equal(cache.sequenceLength(slot), length, `slot ${slot} length`));
   for (let layer = 0; layer < LAYERS; layer++) {
     assert.deepEqual(Array.from(cache.pastKeys(layer)), expectedPast(sequences, lengths, capacity, layer, 'keys'), `layer ${layer} keys`);
@@ -87,18 +100,21 @@ function assertLayout(cache: BatchKvCache, sequences: readonly number[], lengths
   }
 }
 
-/** The mask rows as arrays of 0/1 numbers. */
-function maskRows(cache: BatchKvCache): number[][] {
-  const mask = cache.nextAttentionMask();
-  const columns = cache.capacity + 1;
+/** The mask rows, for a run bringing `counts[s]` tokens per slot, as arrays of 0/1 numbers. */
+function maskRows(cache: BatchKvCache, counts: readonly number[] = Array(cache.batchSize).fill(1)): number[][] {
+  const width = Math.max(1, ...counts);
+  const mask = cache.attentionMask(counts, width);
+  const columns = cache.capacity + width;
   assert.equal(mask.length, cache.batchSize * columns, 'mask size');
   return Array.from({ length: cache.batchSize }, (_, slot) => Array.from(mask.subarray(slot * columns, (slot + 1) * columns), Number));
 }
 
-/** Mask rows of `capacity + 1` columns: 1 on [0, length) and on the last column. */
+/** Mask rows for one new token per slot: 1 on [0, length) and on the last column. */
 function expectedMask(lengths: readonly number[], capacity: number): number[][] {
   return lengths.map((length) => Array.from({ length: capacity + 1 }, (_, column) => (column < length || column === capacity ? 1 : 0)));
 }
+
+const throwsRange = (pattern: RegExp) => (error: unknown) => error instanceof RangeError && pattern.test(error.message);
 
 describe('BatchKvCache', () => {
   it('starts empty', () => {
@@ -107,158 +123,161 @@ describe('BatchKvCache', () => {
     assert.deepEqual(maskRows(cache), []);
   });
 
-  it('writes joining sequences of different lengths into consecutive slots from column 0', () => {
+  it('adds empty slots at the end and fills each from column 0 in one left-padded run', () => {
     const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    assert.equal(cache.join(prefilled(1, 3)), 0);
-    assertLayout(cache, [1], [3], 64);
-    assert.equal(cache.join(prefilled(2, 5)), 1);
-    assertLayout(cache, [1, 2], [3, 5], 64);
-    assert.equal(cache.join(prefilled(3, 1)), 2);
+    assert.equal(cache.add(), 0);
+    assert.equal(cache.add(), 1);
+    assert.equal(cache.add(), 2);
+    assertLayout(cache, [1, 2, 3], [0, 0, 0], 0);
+    feed(cache, [1, 2, 3], [0, 0, 0], [3, 5, 1]);
     assertLayout(cache, [1, 2, 3], [3, 5, 1], 64);
   });
 
-  it('masks in each slot its own columns and the new token', () => {
+  it('masks in each slot its own past and its real new tokens, padding on the left', () => {
     // a context of 6 caps the capacity at 6 columns, small enough to spell the mask out
-    const small = new BatchKvCache(LAYERS, H, D, 6);
-    small.join(prefilled(1, 3));
-    small.join(prefilled(2, 5));
-    small.join(prefilled(3, 1));
+    const small = filled([1, 2, 3], [3, 5, 1], 6);
     assert.equal(small.capacity, 6);
     assert.deepEqual(maskRows(small), [
       [1, 1, 1, 0, 0, 0, 1],
       [1, 1, 1, 1, 1, 0, 1],
       [1, 0, 0, 0, 0, 0, 1],
     ]);
-
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 3));
-    cache.join(prefilled(2, 40));
-    assert.deepEqual(maskRows(cache), expectedMask([3, 40], 64));
+    assert.deepEqual(maskRows(small, [2, 1, 3]), [
+      [1, 1, 1, 0, 0, 0, 0, 1, 1],
+      [1, 1, 1, 1, 1, 0, 0, 0, 1],
+      [1, 0, 0, 0, 0, 0, 1, 1, 1],
+    ]);
+    assert.deepEqual(maskRows(filled([1, 2], [3, 40])), expectedMask([3, 40], 64));
   });
 
-  it('appends each slot its next column', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 2));
-    cache.join(prefilled(2, 4));
-    decode(cache, [1, 2], [2, 4], 1);
-    assertLayout(cache, [1, 2], [3, 5], 64);
-    assert.deepEqual(maskRows(cache), expectedMask([3, 5], 64));
+  it('appends each slot its next columns, a chunk for some and one token for others', () => {
+    const cache = filled([1, 2, 3], [2, 4, 1]);
+    feed(cache, [1, 2, 3], [2, 4, 1], [1, 6, 3]);
+    assertLayout(cache, [1, 2, 3], [3, 10, 4], 64);
+    decode(cache, [1, 2, 3], [3, 10, 4], 2);
+    assertLayout(cache, [1, 2, 3], [5, 12, 6], 64);
+    assert.deepEqual(maskRows(cache), expectedMask([5, 12, 6], 64));
   });
 
-  it('lets a sequence join after decode steps, in the next slot', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 2));
+  it('adds a slot after decode steps without moving the others', () => {
+    const cache = filled([1], [2]);
     decode(cache, [1], [2], 4);
-    assert.equal(cache.join(prefilled(2, 3)), 1);
-    assertLayout(cache, [1, 2], [6, 3], 64);
-    decode(cache, [1, 2], [6, 3], 1);
-    assertLayout(cache, [1, 2], [7, 4], 64);
+    const before = Array.from(cache.pastKeys(0));
+    assert.equal(cache.add(), 1);
+    assert.deepEqual(Array.from(cache.pastKeys(0)).slice(0, before.length), before);
+    feed(cache, [1, 2], [6, 0], [1, 3]);
+    assertLayout(cache, [1, 2], [7, 3], 64);
   });
 
-  it('leave moves later slots down and keeps their data', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 2));
-    cache.join(prefilled(2, 6));
-    cache.join(prefilled(3, 4));
-    cache.join(prefilled(4, 5));
-    cache.leave(1);
-    assertLayout(cache, [1, 3, 4], [2, 4, 5], 64);
-    assert.deepEqual(maskRows(cache), expectedMask([2, 4, 5], 64));
-    cache.leave(0);
-    assertLayout(cache, [3, 4], [4, 5], 64);
-    cache.leave(1);
-    assertLayout(cache, [3], [4], 64);
-    decode(cache, [3], [4], 1);
-    assertLayout(cache, [3], [5], 64);
+  it('remove moves the last slot into the hole and says which slot moved', () => {
+    const cache = filled([1, 2, 3, 4], [2, 6, 4, 5]);
+    assert.equal(cache.remove(1), 3);
+    assertLayout(cache, [1, 4, 3], [2, 5, 4], 64);
+    assert.deepEqual(maskRows(cache), expectedMask([2, 5, 4], 64));
+    assert.equal(cache.remove(2), null, 'the last slot leaves and nothing moves');
+    assertLayout(cache, [1, 4], [2, 5], 64);
+    assert.equal(cache.remove(0), 1);
+    assertLayout(cache, [4], [5], 64);
+    decode(cache, [4], [5], 1);
+    assertLayout(cache, [4], [6], 64);
   });
 
-  it('a slot left behind by leave is clean when the next sequence joins', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 5));
-    cache.join(prefilled(2, 3));
-    cache.leave(0);
+  it('a slot vacated by remove is clean when the next sequence joins', () => {
+    const cache = filled([1, 2], [5, 3]);
+    cache.remove(0);
     // the new slot 1 reuses the block sequence 2 moved out of; its columns from 1 on must be zero
-    assert.equal(cache.join(prefilled(3, 1)), 1);
-    assertLayout(cache, [2, 3], [3, 1], 64);
+    assert.equal(cache.add(), 1);
+    feed(cache, [2, 3], [3, 0], [1, 1]);
+    assertLayout(cache, [2, 3], [4, 1], 64);
   });
 
-  it('refuses to leave a slot it does not have, unchanged', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 3));
-    cache.join(prefilled(2, 4));
+  it('adopt copies one slot from a cache of another capacity, and nothing else', () => {
+    const decoding = filled([1, 2], [3, 70]);
+    const prefilling = filled([3, 4], [5, 9]);
+    assert.equal(decoding.capacity, 128);
+    assert.equal(prefilling.capacity, 64);
+    assert.equal(decoding.adopt(prefilling, 1), 2);
+    assertLayout(decoding, [1, 2, 4], [3, 70, 9], 128);
+    assertLayout(prefilling, [3, 4], [5, 9], 64);
+    const long = filled([5], [200]);
+    assert.equal(prefilling.adopt(long, 0), 2);
+    assertLayout(prefilling, [3, 4, 5], [5, 9, 200], 256);
+  });
+
+  it('refuses a slot it does not have, and counts that do not fit the batch, unchanged', () => {
+    const cache = filled([1, 2], [3, 4]);
     for (const slot of [2, -1, 0.5]) {
-      assert.throws(() => cache.leave(slot), (error: unknown) => error instanceof RangeError && /batch of 2/.test(error.message));
-      assertLayout(cache, [1, 2], [3, 4], 64);
+      assert.throws(() => cache.remove(slot), throwsRange(/batch of 2/));
+      assert.throws(() => cache.sequenceLength(slot), throwsRange(/batch of 2/));
     }
+    const outputs = runOutputs([1, 2], [3, 4], [1, 1]);
+    for (const counts of [[1], [1, 0], [1, 2], [1, 1, 1]]) {
+      assert.throws(() => cache.append(outputs.keys, outputs.values, counts, 1), throwsRange(/1 to 1 new tokens per slot/));
+      assert.throws(() => cache.attentionMask(counts, 1), throwsRange(/1 to 1 new tokens per slot/));
+    }
+    assertLayout(cache, [1, 2], [3, 4], 64);
   });
 
-  it('shrinks the capacity when the longest sequence leaves', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 3));
-    cache.join(prefilled(2, 100));
-    cache.join(prefilled(3, 7));
-    assertLayout(cache, [1, 2, 3], [3, 100, 7], 128);
-    cache.leave(1);
-    assertLayout(cache, [1, 3], [3, 7], 64);
-    assert.deepEqual(maskRows(cache), expectedMask([3, 7], 64));
-    decode(cache, [1, 3], [3, 7], 2);
-    assertLayout(cache, [1, 3], [5, 9], 64);
-  });
-
-  it('keeps the capacity while the longest sequence stays', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 100));
-    cache.join(prefilled(2, 3));
-    cache.leave(1);
-    assertLayout(cache, [1], [100], 128);
-  });
-
-  it('starts over after every sequence has left', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 70));
-    cache.join(prefilled(2, 3));
-    cache.leave(0);
-    cache.leave(0);
-    assertLayout(cache, [], [], 0);
-    assert.deepEqual(maskRows(cache), []);
-    assert.equal(cache.join(prefilled(3, 2)), 0);
-    assertLayout(cache, [3], [2], 64);
-    decode(cache, [3], [2], 1);
-    assertLayout(cache, [3], [3], 64);
-  });
-
-  it('keeps all data while it grows past 64 columns', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 1024);
-    cache.join(prefilled(1, 60));
-    cache.join(prefilled(2, 5));
+  it('doubles its columns as sequences grow, keeping all data', () => {
+    const cache = filled([1, 2], [60, 5]);
     decode(cache, [1, 2], [60, 5], 4);
     assertLayout(cache, [1, 2], [64, 9], 64);
     decode(cache, [1, 2], [64, 9], 6);
     assertLayout(cache, [1, 2], [70, 15], 128);
     assert.deepEqual(maskRows(cache), expectedMask([70, 15], 128));
+    feed(cache, [1, 2], [70, 15], [100, 1]);
+    assertLayout(cache, [1, 2], [170, 16], 256);
   });
 
-  it('refuses a sequence that leaves no room in the context, unchanged', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 8);
-    cache.join(prefilled(1, 4));
-    for (const length of [8, 9]) {
-      assert.throws(() => cache.join(prefilled(2, length)), (error: unknown) => error instanceof RangeError && /context of 8/.test(error.message));
-      assertLayout(cache, [1], [4], 8);
+  it('doubles its slots as sequences join, keeping all data', () => {
+    const cache = new BatchKvCache(LAYERS, H, D, 1024);
+    const sequences: number[] = [];
+    for (let sequence = 1; sequence <= 5; sequence++) {
+      cache.add();
+      sequences.push(sequence);
+      feed(
+        cache,
+        sequences,
+        sequences.map((s) => (s === sequence ? 0 : 2 * (sequence - s))),
+        sequences.map(() => 2),
+      );
     }
-    assert.equal(cache.join(prefilled(2, 7)), 1);
-    assertLayout(cache, [1, 2], [4, 7], 8);
+    assertLayout(cache, sequences, [10, 8, 6, 4, 2], 64);
+  });
+
+  it('shrinks its columns only once the longest left needs a quarter of them', () => {
+    const cache = filled([1, 2, 3], [3, 300, 200]);
+    assert.equal(cache.capacity, 512);
+    cache.remove(1);
+    assertLayout(cache, [1, 3], [3, 200], 512, 'the longest left needs 256 of 512');
+    cache.remove(1);
+    assertLayout(cache, [1], [3], 64);
+    decode(cache, [1], [3], 2);
+    assertLayout(cache, [1], [5], 64);
+  });
+
+  it('lets its buffers go once every sequence has left, and starts over', () => {
+    const cache = filled([1, 2], [70, 3]);
+    cache.remove(0);
+    cache.remove(0);
+    assertLayout(cache, [], [], 0);
+    assert.deepEqual(maskRows(cache), []);
+    assert.equal(cache.add(), 0);
+    feed(cache, [3], [0], [2]);
+    assertLayout(cache, [3], [2], 64);
   });
 
   it('fills up to maxLength and then refuses to append, unchanged', () => {
-    const cache = new BatchKvCache(LAYERS, H, D, 8);
-    cache.join(prefilled(1, 6));
-    cache.join(prefilled(2, 2));
+    const cache = filled([1, 2], [6, 2], 8);
     decode(cache, [1, 2], [6, 2], 2);
     assertLayout(cache, [1, 2], [8, 4], 8);
     const maskBefore = maskRows(cache);
-    const outputs = stepOutputs([1, 2], [8, 4]);
-    assert.throws(() => cache.append(outputs.keys, outputs.values), (error: unknown) => error instanceof RangeError && /8 positions/.test(error.message));
+    const outputs = runOutputs([1, 2], [8, 4], [1, 1]);
+    assert.throws(() => cache.append(outputs.keys, outputs.values, [1, 1], 1), throwsRange(/8 positions/));
     assertLayout(cache, [1, 2], [8, 4], 8);
     assert.deepEqual(maskRows(cache), maskBefore);
+    const chunk = runOutputs([1, 2], [8, 4], [1, 5]);
+    assert.throws(() => cache.append(chunk.keys, chunk.values, [1, 5], 5), throwsRange(/8 positions/));
+    assertLayout(cache, [1, 2], [8, 4], 8);
   });
 });

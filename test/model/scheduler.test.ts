@@ -1,0 +1,270 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { silentLogger } from '../../src/log.js';
+import { presetConfig } from '../../src/model/config.js';
+import { ModelError } from '../../src/model/errors.js';
+import type { Tokenizer } from '../../src/model/files/tokenizer.js';
+import { initWeights } from '../../src/model/files/weights.js';
+import { type GenerationOptions, resolveGenerationOptions } from '../../src/model/generation/options.js';
+import { type GenerationResult, GenerationScheduler } from '../../src/model/generation/scheduler.js';
+import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
+import { encodeModel } from '../../src/model/onnx/encode.js';
+import { SeededRandom } from '../../src/model/random.js';
+import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
+import { Gpt2Decoder } from '../../src/model/runtime/decoder.js';
+import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
+
+const config = presetConfig('tiny'); // 2 layers, a context of 128, GPT-2's vocabulary
+
+/**
+ * Each token streams as its id and a comma, so a request's text is exactly its token ids:
+ * the comparisons below are token for token.
+ */
+const idTokenizer: Tokenizer = {
+  encode: () => assert.fail('the scheduler never encodes'),
+  decode: () => assert.fail('the scheduler never decodes'),
+  tokenBytes: (id) => new TextEncoder().encode(`${id},`),
+  eosTokenId: config.eos_token_id,
+  vocabSize: config.vocab_size,
+};
+
+/** One decoder run as the scheduler asked for it: the tokens it fed each slot. */
+type Run = readonly (readonly number[])[];
+
+/** A Gpt2Decoder that logs each run and may act before it (a cancel arriving mid-prefill). */
+class RecordingDecoder extends Gpt2Decoder {
+  readonly runs: Run[] = [];
+  beforeRun: ((run: Run) => void) | null = null;
+
+  override forward(cache: BatchKvCache, tokens: readonly (readonly number[])[]): Promise<Float32Array[]> {
+    this.runs.push(tokens.map((row) => [...row]));
+    this.beforeRun?.(tokens);
+    return super.forward(cache, tokens);
+  }
+}
+
+interface Generated {
+  readonly ids: number[];
+  readonly result: GenerationResult;
+}
+
+/** The most likely token, the lowest id on a tie: written out here, apart from sampler.ts. */
+function argmax(logits: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  return best;
+}
+
+let session: ModelSession;
+
+before(async () => {
+  session = await createModelSession(encodeModel(buildGpt2Graph(config, initWeights(config, 77), 'runtime')), { executionProvider: 'cpu', logger: silentLogger });
+});
+after(async () => {
+  await session.release();
+});
+
+/**
+ * The reference: one request alone, its whole prompt in one run, then one token per run,
+ * stopping as the scheduler must (eos, maxNewTokens, the context).
+ */
+async function greedyAlone(prompt: readonly number[], maxNewTokens: number): Promise<number[]> {
+  const decoder = new Gpt2Decoder(session, config);
+  let { logits, cache } = await decoder.prefill(prompt);
+  const ids: number[] = [];
+  for (;;) {
+    const token = argmax(logits);
+    ids.push(token);
+    if (token === config.eos_token_id || ids.length >= maxNewTokens || prompt.length + ids.length >= config.n_positions) return ids;
+    [logits] = await decoder.forward(cache, [[token]]);
+  }
+}
+
+function prompt(length: number, salt: number): number[] {
+  const random = new SeededRandom(salt);
+  return Array.from({ length }, () => Math.floor(random.next() * 50000));
+}
+
+function newScheduler(prefillChunkTokens: number, maxBatchSize = 16): { scheduler: GenerationScheduler; decoder: RecordingDecoder } {
+  const decoder = new RecordingDecoder(session, config);
+  return { scheduler: new GenerationScheduler(decoder, idTokenizer, maxBatchSize, silentLogger, prefillChunkTokens), decoder };
+}
+
+/** Submits a request; `onToken` sees each token id as it streams. */
+function generate(
+  scheduler: GenerationScheduler,
+  promptIds: readonly number[],
+  options: GenerationOptions,
+  onToken: (count: number) => void = () => undefined,
+): { done: Promise<Generated>; cancel: () => void } {
+  let text = '';
+  let cancel!: () => void;
+  const done = new Promise<Generated>((resolve, reject) => {
+    ({ cancel } = scheduler.submit({
+      promptIds,
+      options: resolveGenerationOptions(options),
+      onText: (piece) => {
+        text += piece;
+        onToken(text.split(',').length - 1);
+      },
+      onEnd: (result) => resolve({ ids: text.split(',').filter(Boolean).map(Number), result }),
+      onError: reject,
+    }));
+  });
+  return { done, cancel };
+}
+
+const isPrefillChunk = (run: Run) => run.some((row) => row.length > 1);
+
+describe('GenerationScheduler on a tiny random model', () => {
+  it('prefills requests that arrive together in one batched run per chunk, and each gets its tokens alone', async () => {
+    const { scheduler, decoder } = newScheduler(32);
+    const lengths = [5, 40, 17, 1, 33, 60, 9, 25];
+    const prompts = lengths.map((length, i) => prompt(length, i + 1));
+    const together = await Promise.all(prompts.map((ids) => generate(scheduler, ids, { greedy: true, maxNewTokens: 12 }).done));
+    for (const [i, ids] of prompts.entries()) {
+      assert.deepEqual(together[i].ids, await greedyAlone(ids, 12), `request ${i} (${ids.length} prompt tokens)`);
+      assert.deepEqual(together[i].result, { finishReason: 'length', promptTokens: ids.length, generatedTokens: 12 });
+    }
+    // 32 tokens a chunk over 8 joiners: 4 each, until a joiner's prompt is in and it moves on to decode.
+    const [first] = decoder.runs;
+    assert.deepEqual(
+      first.map((row) => row.length),
+      lengths.map((length) => Math.min(length, 4)),
+      'all eight in the first run',
+    );
+    for (const run of decoder.runs.filter(isPrefillChunk)) assert.ok(run.flat().length <= 32, `a chunk of ${run.flat().length} tokens`);
+  });
+
+  it('gives requests that join a decoding batch at different times their own tokens, prefilling between decode steps', async () => {
+    const { scheduler, decoder } = newScheduler(16);
+    const first = prompt(10, 11);
+    const joiners = [prompt(70, 12), prompt(3, 13), prompt(45, 14)];
+    const started: Promise<Generated>[] = [];
+    const submitJoiners = (count: number) => {
+      // the first joiner arrives after 2 tokens, the other two together after 6
+      if (count === 2 && started.length === 1) started.push(generate(scheduler, joiners[0], { greedy: true, maxNewTokens: 30 }).done);
+      if (count === 6 && started.length === 2) for (const ids of joiners.slice(1)) started.push(generate(scheduler, ids, { greedy: true, maxNewTokens: 20 }).done);
+    };
+    started.push(generate(scheduler, first, { greedy: true, maxNewTokens: 40 }, submitJoiners).done);
+    await scheduler.idle();
+    const results = await Promise.all(started);
+    assert.deepEqual(results[0].ids, await greedyAlone(first, 40), 'the first request');
+    for (const [i, ids] of joiners.entries()) assert.deepEqual(results[i + 1].ids, await greedyAlone(ids, i === 0 ? 30 : 20), `joiner ${i}`);
+
+    // The 70-token prompt goes in over several chunks, each followed by a decode step of the batch.
+    const runs = decoder.runs;
+    const chunks = runs.map((run, index) => ({ run, index })).filter(({ run }) => isPrefillChunk(run));
+    assert.ok(chunks.length >= 5, `${chunks.length} prefill chunks`);
+    for (const { index } of chunks.slice(0, -1)) {
+      assert.ok(!isPrefillChunk(runs[index + 1]), `run ${index + 1} is a decode step between chunks`);
+    }
+  });
+
+  it('gives sampled requests in a batch the text they get alone', async () => {
+    const requests: [number[], GenerationOptions][] = [
+      [prompt(20, 21), { seed: 1, maxNewTokens: 25 }],
+      [prompt(50, 22), { seed: 2, temperature: 0.7, topK: 10, maxNewTokens: 15 }],
+      [prompt(2, 23), { seed: 3, topP: 0.9, repetitionPenalty: 1.3, maxNewTokens: 30 }],
+    ];
+    const alone: Generated[] = [];
+    for (const [ids, options] of requests) alone.push(await generate(newScheduler(8).scheduler, ids, options).done);
+    const { scheduler } = newScheduler(8);
+    assert.deepEqual(await Promise.all(requests.map(([ids, options]) => generate(scheduler, ids, options).done)), alone);
+  });
+
+  it('lets the rest of the batch go on while sequences leave, and ends at the context', async () => {
+    const { scheduler } = newScheduler(64);
+    const requests: [number[], number][] = [
+      [prompt(8, 31), 3],
+      [prompt(12, 32), 25],
+      [prompt(110, 33), 50], // reaches the context of 128 first
+      [prompt(4, 34), 1],
+      [prompt(30, 35), 14],
+    ];
+    const results = await Promise.all(requests.map(([ids, maxNewTokens]) => generate(scheduler, ids, { greedy: true, maxNewTokens }).done));
+    for (const [i, [ids, maxNewTokens]] of requests.entries()) assert.deepEqual(results[i].ids, await greedyAlone(ids, maxNewTokens), `request ${i}`);
+    assert.equal(results[2].result.finishReason, 'context');
+    assert.equal(results[2].result.generatedTokens, config.n_positions - 110);
+    assert.deepEqual(
+      results.map((result) => result.result.finishReason),
+      ['length', 'length', 'context', 'length', 'length'],
+    );
+  });
+
+  it('cancels a request mid-prefill: it ends aborted and the batch goes on', async () => {
+    const { scheduler, decoder } = newScheduler(16);
+    const decodingPrompt = prompt(6, 41);
+    const longPrompt = prompt(90, 42);
+    const started: Promise<Generated>[] = [];
+    const decoding = generate(scheduler, decodingPrompt, { greedy: true, maxNewTokens: 20 }, (count) => {
+      if (count === 1) {
+        const cancelled = generate(scheduler, longPrompt, { greedy: true, maxNewTokens: 20 });
+        // cancelled after its second chunk went in
+        let chunks = 0;
+        decoder.beforeRun = (run) => {
+          if (run.some((row) => row.length > 1) && ++chunks === 2) cancelled.cancel();
+        };
+        started.push(cancelled.done);
+      }
+    });
+    assert.deepEqual((await decoding.done).ids, await greedyAlone(decodingPrompt, 20));
+    const [aborted] = await Promise.all(started);
+    assert.deepEqual(aborted, { ids: [], result: { finishReason: 'aborted', promptTokens: 90, generatedTokens: 0 } });
+    // the decoding request's own prompt, then the long prompt's two chunks, and none after the cancel
+    assert.deepEqual(
+      decoder.runs.filter(isPrefillChunk).map((run) => run.map((row) => row.length)),
+      [[6], [16], [16]],
+    );
+    // the prefill batch is empty again: the next request prefills alone from a clean cache
+    decoder.beforeRun = null;
+    const next = prompt(37, 43);
+    assert.deepEqual((await generate(scheduler, next, { greedy: true, maxNewTokens: 5 }).done).ids, await greedyAlone(next, 5));
+  });
+
+  it('cancels a waiting request and a decoding one', async () => {
+    const { scheduler } = newScheduler(16, 1);
+    const running = generate(scheduler, prompt(5, 51), { greedy: true, maxNewTokens: 50 }, (count) => {
+      if (count === 3) {
+        waiting.cancel();
+        running.cancel();
+      }
+    });
+    const waiting = generate(scheduler, prompt(5, 52), { greedy: true, maxNewTokens: 50 });
+    assert.deepEqual((await running.done).result, { finishReason: 'aborted', promptTokens: 5, generatedTokens: 3 });
+    assert.deepEqual((await waiting.done).result, { finishReason: 'aborted', promptTokens: 5, generatedTokens: 0 });
+  });
+
+  it('refuses an empty prompt and one that fills the context with OPTIONS_INVALID, queueing nothing', async () => {
+    const { scheduler, decoder } = newScheduler(16);
+    const refused: [number[], RegExp][] = [
+      [[], /the prompt is empty/],
+      [prompt(128, 61), /a prompt of 128 tokens leaves no room to generate in a context of 128; cut it to at most 127/],
+      [prompt(500, 62), /a prompt of 500 tokens leaves no room/],
+    ];
+    const never = () => assert.fail('a refused request gets no callback');
+    for (const [ids, message] of refused) {
+      assert.throws(
+        () => scheduler.submit({ promptIds: ids, options: resolveGenerationOptions({}), onText: never, onEnd: never, onError: never }),
+        (error: unknown) => error instanceof ModelError && error.code === 'OPTIONS_INVALID' && message.test(error.message),
+      );
+    }
+    await scheduler.idle();
+    assert.equal(decoder.runs.length, 0);
+    const fits = prompt(127, 63);
+    assert.deepEqual((await generate(scheduler, fits, { greedy: true, maxNewTokens: 5 }).done).ids, await greedyAlone(fits, 5));
+  });
+
+  it('refuses a batch size or prefill budget below 1', () => {
+    for (const [maxBatchSize, chunk, message] of [
+      [0, 16, /maxBatchSize must be an integer >= 1, got 0/],
+      [4, 0, /prefillChunkTokens must be an integer >= 1, got 0/],
+      [4, 2.5, /prefillChunkTokens must be an integer >= 1, got 2.5/],
+    ] as const) {
+      assert.throws(
+        () => new GenerationScheduler(new Gpt2Decoder(session, config), idTokenizer, maxBatchSize, silentLogger, chunk),
+        (error: unknown) => error instanceof ModelError && error.code === 'OPTIONS_INVALID' && message.test(error.message),
+      );
+    }
+  });
+});
