@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# tunebot's image. TARGET=cpu (the default): Node 20 on Debian slim. TARGET=cuda: the CUDA 12 and
+# tunebot's image. TARGET=cpu (the default): Node 24 on Debian slim. TARGET=cuda: the CUDA 12 and
 # cuDNN 9 runtime on Ubuntu, with onnxruntime-node's CUDA 12 provider (run it with --gpus all).
 #   docker build -t tunebot .
 #   docker build --build-arg TARGET=cuda -t tunebot:cuda .
@@ -8,21 +8,17 @@
 # it an admin: publish its port on loopback only, as above. .ci/image-steps.sh runs these steps
 # outside Docker in CI.
 ARG TARGET=cpu
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
 FROM ${NODE_IMAGE} AS node
 
-# Dependencies. Install scripts run only where package.json's allowScripts allows them
-# (better-sqlite3, which compiles when no prebuilt binary can be fetched), whatever npm's version.
+# Dependencies, without install scripts whatever npm's version: none is needed (better-sqlite3
+# brings prebuilt binaries in its package), and onnxruntime-node's fetches what deps-cuda asks for.
 FROM node AS deps
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 make g++ \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --ignore-scripts \
-    && npm rebuild better-sqlite3
+RUN npm ci --ignore-scripts
 
 FROM deps AS deps-cpu
 
@@ -33,12 +29,14 @@ ENV ONNXRUNTIME_NODE_INSTALL=cuda12
 RUN node node_modules/onnxruntime-node/script/install.js \
     && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
 
-# The TypeScript build, then the dev dependencies pruned away.
+# The TypeScript build, then the dev dependencies pruned away, and the Node that npm installs for
+# hosts without Node 24 (package.json's optionalDependencies): the image runs its own.
 FROM deps-${TARGET} AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build \
-    && npm prune --omit=dev
+    && npm prune --omit=dev \
+    && rm -rf node_modules/.bin/node node_modules/node-linux-*
 
 FROM node AS runtime-cpu
 

@@ -3,6 +3,8 @@
 # context that .dockerignore lets through, the build stage's npm steps, the runtime stage's
 # folder, then its CMD with its ENV, until its HEALTHCHECK command passes; then a SIGTERM, which
 # must end the bot with exit code 0. Keep the npm steps in step with the Dockerfile's RUN lines.
+# The image's Node is its base image's (ARG NODE_IMAGE); CI's own Node may be older, so the runtime
+# steps run under the Node that npm ci installed in the repo's node_modules, of the same major.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
@@ -21,17 +23,27 @@ while read -r path; do cp -r "$repo/$path" "$work/build/"; done < <(sed -n 's/^!
 
 # Stages deps and build.
 cd "$work/build"
-say "npm ci --ignore-scripts && npm rebuild better-sqlite3"
+say "npm ci --ignore-scripts"
 npm ci --ignore-scripts --no-audit --no-fund
-npm rebuild better-sqlite3
-say "npm run build && npm prune --omit=dev"
+say "npm run build && npm prune --omit=dev && rm -rf node_modules/.bin/node node_modules/node-linux-*"
 npm run build
 npm prune --omit=dev --no-audit --no-fund
+rm -rf node_modules/.bin/node node_modules/node-linux-*
 if [ -e node_modules/typescript ] || [ -e node_modules/tsx ]; then echo "npm prune left dev dependencies in node_modules" >&2; exit 1; fi
 
 # The runtime stage's /app.
 cp -r node_modules dist "$work/app/"
 cp -r "$repo/package.json" "$repo/bin" "$repo/config" "$work/app/"
+
+# The base image's Node: its major from the Dockerfile, its binary from the repo's node_modules.
+image_node_major="$(sed -n 's/^ARG NODE_IMAGE=node:\([0-9]*\)-.*$/\1/p' "$repo/Dockerfile")"
+[ -n "$image_node_major" ] || { echo "no ARG NODE_IMAGE=node:<major>-... in the Dockerfile" >&2; exit 1; }
+mkdir "$work/node-bin"
+ln -s "$(readlink -f "$repo/node_modules/.bin/node")" "$work/node-bin/node"
+export PATH="$work/node-bin:$PATH"
+node_version="$(node --version)"
+if [ "${node_version%%.*}" != "v$image_node_major" ]; then echo "the runtime steps need Node $image_node_major, as node:$image_node_major in the Dockerfile; $repo/node_modules/.bin/node is $node_version" >&2; exit 1; fi
+say "the runtime steps run under Node $node_version"
 
 # Its ENV and HEALTHCHECK, read from the Dockerfile: /data becomes a scratch folder, the port an
 # ephemeral one, and the first fine-tune runs one epoch to keep CI short.

@@ -78,6 +78,15 @@ describe('Dockerfile', () => {
     assert.deepEqual(JSON.parse(instructions.filter((i) => i.keyword === 'CMD').at(-1)?.args ?? '[]'), ['node', 'bin/tunebot.js', 'start']);
   });
 
+  it('runs the Node major that package.json engines asks for and npm installs for older hosts', () => {
+    const imageMajor = /^NODE_IMAGE=node:(\d+)-/u.exec(instructions.find((i) => i.keyword === 'ARG' && i.args.startsWith('NODE_IMAGE='))?.args ?? '')?.[1];
+    const manifest = JSON.parse(read('package.json')) as { engines: { node: string }; optionalDependencies: Record<string, string> };
+    assert.equal(manifest.engines.node, `>=${imageMajor}`);
+    const nodePackages = Object.entries(manifest.optionalDependencies).filter(([name]) => /^node-(linux|darwin|win)-/u.test(name));
+    assert.ok(nodePackages.length > 0, 'optionalDependencies install a Node');
+    for (const [name, range] of nodePackages) assert.match(range, new RegExp(`^\\^${imageMajor}\\.`, 'u'), name);
+  });
+
   it('copies into the image only what .dockerignore lets into the build context', () => {
     const context = read('.dockerignore')
       .split('\n')

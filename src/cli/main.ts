@@ -3,6 +3,7 @@ import { type CliCommand, UsageError } from './args.js';
 import { finetuneCommand } from './finetune-command.js';
 import { generateCommand } from './generate-command.js';
 import { modelCommands } from './model-commands.js';
+import { enginesNode, nodeTooOld } from './node-version.js';
 import { chatCommand, startCommand } from './serve-commands.js';
 import { serveModelCommand } from './serve-model-command.js';
 import { workerCommand } from './worker-command.js';
@@ -22,6 +23,11 @@ function findCommand(argv: readonly string[]): { command: CliCommand; rest: read
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  const tooOld = nodeTooOld(process.version, enginesNode());
+  if (tooOld) {
+    process.stderr.write(`error ${tooOld.code}: ${tooOld.message}\n`);
+    return 1;
+  }
   if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
     process.stdout.write(help());
     return 0;
