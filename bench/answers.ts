@@ -105,7 +105,7 @@ try {
     await askAll('after-finetune', sets, dump);
   }
   await learningLoop(dump);
-  // The whole run in one process (the fine-tune's worker thread included): its peak memory.
+  // This process's peak memory (the fine-tune runs in a process of its own: bench:train measures that).
   report({ event: 'memory', peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024), rssNowMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
   if (flags.dump) await writeFile(flags.dump, dump.map((line) => JSON.stringify(line)).join('\n') + '\n');
 } finally {

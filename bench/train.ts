@@ -1,43 +1,58 @@
 /**
- * npm run bench:train — training speed of a GPT-2 124M-shaped model (random init) on the CPU
- * through TrainingStepRunner, full fine-tuning and LoRA, beside llm.c's CPU trainer and the
+ * npm run bench:train — training speed and memory of GPT-2-shaped models (random init) on the
+ * CPU through TrainingStepRunner, full fine-tuning and LoRA, beside llm.c's CPU trainer and the
  * machine's fp32 MatMul rate measured in the same run, as JSON lines.
  *
- *   BENCH_TRAIN_STEPS=3          timed steps per configuration, after one warm-up step
+ *   BENCH_TRAIN_STEPS=5          timed steps per configuration, after two warm-up steps
  *   BENCH_TRAIN_LENGTHS=64,256   tokens per row (batch 4)
  *   BENCH_TRAIN_MODES=full,lora  lora is rank 8
  *   BENCH_TRAIN_MODEL=gpt2       preset (tiny for a smoke run)
+ *   BENCH_TRAIN_MEDIUM=1         0 skips the gpt2-medium full fine-tuning row (4 x 64)
  *   BENCH_TRAIN_PROFILE=1        0 skips the ONNX Runtime profile of the gradient graph
+ *
+ * Each configuration runs in a process of its own started as the trainer's is (TRAINER_ENV),
+ * so its memory figures are its own: peak resident memory (the kernel's high-water mark)
+ * and steady resident memory (after each timed step, averaged), with llm.c's beside them.
+ * Step times are reported as mean, best and worst: the mean is what a fine-tune takes.
  *
  * Work per token (PaLM appendix B, nanoGPT's estimate_mfu): 6 N + 12 L C T for full
  * fine-tuning (N parameters, L layers, C channels, T tokens per row: forward 2 N, backward
  * 4 N, attention's QK^T and AV 4 L C T forward and twice that backward). LoRA computes no
  * gradient for the frozen weights: 4 N + 12 L C T + 6 per adapter parameter.
  */
+import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../src/log.js';
-import { END_OF_TEXT_ID, type Gpt2Config, type PresetName, parameterCount } from '../src/model/config.js';
+import { END_OF_TEXT_ID, type Gpt2Config, type PresetName, parameterCount, presetConfig } from '../src/model/config.js';
 import { readModelDir } from '../src/model/files/model-files.js';
 import { initModel } from '../src/model/files/model-dir.js';
-import { GraphBuilder } from '../src/model/onnx/graph.js';
 import { encodeModel } from '../src/model/onnx/encode.js';
-import { type SessionTensor, createModelSession, feedTensor } from '../src/model/runtime/session.js';
-import { elementCount, type WeightMap } from '../src/model/tensor.js';
-import { ADAMW_SCALARS, type AdamWScalar, buildAdamWGraph, momentName, varianceName } from '../src/model/training/adamw-graph.js';
+import { type SessionTensor, feedTensor } from '../src/model/runtime/session.js';
+import { elementCount } from '../src/model/tensor.js';
 import { type TrainingBatch, makeBatch } from '../src/model/training/data.js';
-import { DEFAULT_OPTIMIZER, TrainingStepRunner, type TrainingState } from '../src/model/training/step-runner.js';
-import { type LoraSettings, type TrainableParameter, buildGradientGraph, gradientName } from '../src/model/training/train-graph.js';
+import { TRAINER_ENV } from '../src/model/training/fine-tune-job.js';
+import { TrainingStepRunner } from '../src/model/training/step-runner.js';
+import { GRADIENT_WEIGHT, type LoraSettings, buildGradientGraph } from '../src/model/training/train-graph.js';
 import { measureMatMulPeak } from './matmul-peak.js';
 import { profileRun } from './ort-profile.js';
 
 type Mode = 'full' | 'lora';
 
+interface Configuration {
+  readonly preset: PresetName;
+  readonly mode: Mode;
+  readonly length: number;
+}
+
 const PRESET = (process.env.BENCH_TRAIN_MODEL ?? 'gpt2') as PresetName;
-const STEPS = positiveInteger('BENCH_TRAIN_STEPS', process.env.BENCH_TRAIN_STEPS ?? '3');
+const STEPS = positiveInteger('BENCH_TRAIN_STEPS', process.env.BENCH_TRAIN_STEPS ?? '5');
+const WARM_UP_STEPS = 2;
 const LENGTHS = (process.env.BENCH_TRAIN_LENGTHS ?? '64,256').split(',').map((value) => positiveInteger('BENCH_TRAIN_LENGTHS', value));
 const MODES = (process.env.BENCH_TRAIN_MODES ?? 'full,lora').split(',') as Mode[];
+const MEDIUM = process.env.BENCH_TRAIN_MEDIUM !== '0' && PRESET === 'gpt2';
 const PROFILE = process.env.BENCH_TRAIN_PROFILE !== '0';
 const BATCH = 4;
 const LORA: LoraSettings = { rank: 8, alpha: 16 };
@@ -45,11 +60,13 @@ const LEARNING_RATE = 1e-4;
 const CACHE_DIR = join('.tunebot', 'bench');
 /** GPT-2 124M's MLP at 1024 tokens: [1024, 768] x [768, 3072] and back. */
 const PEAK_SHAPE = { rows: 1024, channels: 768, pairs: 4 };
-/** llm.c's train_gpt2.c (fp32, OpenMP) on a machine of this kind, batch 4: tokens per row -> tokens/s. */
+/** llm.c's train_gpt2.c (fp32, OpenMP) on a machine of this kind, batch 4, 124M: tokens per row -> tokens/s. */
 const LLMC_TOKENS_PER_S = new Map([
   [64, 58],
   [256, 45],
 ]);
+/** llm.c's resident memory training 124M (parameters, gradients, AdamW's moments and activations in fp32). */
+const LLMC_RESIDENT_GB = 1.5;
 
 for (const mode of MODES) if (mode !== 'full' && mode !== 'lora') throw new Error(`BENCH_TRAIN_MODES: "${mode}" is not full or lora`);
 
@@ -67,6 +84,11 @@ function round(value: number, digits = 2): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
 }
+
+const gigabytes = (bytes: number) => round(bytes / 1024 ** 3);
+const best = (values: readonly number[]) => Math.min(...values);
+const worst = (values: readonly number[]) => Math.max(...values);
+const mean = (values: readonly number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message.split('\n')[0] : String(error);
@@ -87,75 +109,101 @@ function flopsPerToken(config: Gpt2Config, mode: Mode, length: number, trainable
   return mode === 'full' ? 6 * n + attention : 4 * n + attention + 6 * trainable;
 }
 
-async function msOf(work: () => unknown): Promise<number> {
-  const started = performance.now();
-  await work();
-  return performance.now() - started;
+const modelDir = (preset: PresetName) => join(CACHE_DIR, preset);
+
+async function ensureModel(preset: PresetName): Promise<void> {
+  if (existsSync(join(modelDir(preset), 'onnx', 'model.onnx'))) return;
+  console.error(`creating ${preset} model in ${modelDir(preset)} ...`);
+  await initModel(modelDir(preset), preset, 0);
 }
 
-/** Milliseconds of each of `runs` calls. */
-async function timed(runs: number, work: () => unknown): Promise<number[]> {
+/** One configuration, in this process (started by runConfiguration): timed steps, then its memory. */
+async function measureConfiguration({ preset, mode, length }: Configuration): Promise<void> {
+  const { config, weights } = await readModelDir(modelDir(preset));
+  if (length > config.n_positions) throw new Error(`longer than the model's ${config.n_positions} positions`);
+  const lora = mode === 'lora' ? LORA : undefined;
+  let started = performance.now();
+  const runner = await TrainingStepRunner.create(config, weights, { lora, executionProvider: 'cpu', logger: silentLogger });
+  const setupS = (performance.now() - started) / 1000;
+  const state = runner.initialState(weights, 0, { inPlace: true });
+  const trainable = runner.parameters.reduce((sum, { dims }) => sum + elementCount(dims), 0);
+  const batch = benchBatch(length);
+  // Measured beside each configuration: on a shared machine the peak moves with the load.
+  const peak = await measureMatMulPeak(PEAK_SHAPE, 2);
+  started = performance.now();
+  let loss = 0;
+  for (let step = 0; step < WARM_UP_STEPS; step++) loss = (await runner.step(state, [batch], LEARNING_RATE)).loss;
+  const warmUpS = (performance.now() - started) / 1000;
+
+  const steps: number[] = [];
+  const systemShares: number[] = [];
+  const residentBytes: number[] = [];
+  let system = 0;
+  for (let run = 0; run < STEPS; run++) {
+    const cpuBefore = process.cpuUsage();
+    const stepStarted = performance.now();
+    await runner.step(state, [batch], LEARNING_RATE);
+    const ms = performance.now() - stepStarted;
+    const used = process.cpuUsage(cpuBefore);
+    steps.push(ms);
+    system += used.system / 1e6;
+    systemShares.push(used.system / 1e3 / ms);
+    residentBytes.push(process.memoryUsage().rss);
+  }
+  const peakBytes = process.resourceUsage().maxRSS * 1024;
+  // The step's parts: the gradient graph's run alone; the rest is AdamW and the bookkeeping.
+  const forwardBackward = mean(await timedRuns(2, () => runner.lossAndGradients(state, batch)));
+  await runner.release();
+
+  const tokens = BATCH * length;
+  const tokensPerS = (tokens * 1000) / mean(steps);
+  const flops = flopsPerToken(config, mode, length, trainable);
+  const gflopPerS = (tokensPerS * flops) / 1e9;
+  const isGpt2 = preset === 'gpt2';
+  const llmcTokensPerS = isGpt2 ? LLMC_TOKENS_PER_S.get(length) : undefined;
+  report({
+    model: preset,
+    metric: 'train_step',
+    mode,
+    batch: BATCH,
+    length,
+    trainable_parameters: trainable,
+    steps: STEPS,
+    mean_step_ms: round(mean(steps)),
+    best_step_ms: round(best(steps)),
+    worst_step_ms: round(worst(steps)),
+    mean_over_best: round(mean(steps) / best(steps), 3),
+    system_cpu_share_of_step: round(mean(systemShares), 3),
+    cpu_system_s_per_step: round(system / STEPS),
+    forward_backward_ms: round(forwardBackward),
+    optimizer_and_rest_ms: round(mean(steps) - forwardBackward),
+    tokens_per_s: round(tokensPerS),
+    best_tokens_per_s: round((tokens * 1000) / best(steps)),
+    gflop_per_token: round(flops / 1e9, 4),
+    gflop_per_s: round(gflopPerS),
+    matmul_peak_gflop_per_s: round(peak.gflopPerS),
+    share_of_matmul_peak: round(gflopPerS / peak.gflopPerS, 3),
+    llmc_tokens_per_s: llmcTokensPerS ?? null,
+    ratio_tokens_per_s: llmcTokensPerS ? round(tokensPerS / llmcTokensPerS, 3) : null,
+    peak_resident_gb: gigabytes(peakBytes),
+    steady_resident_gb: gigabytes(mean(residentBytes)),
+    // llm.c's figure is for full fine-tuning of 124M; LoRA and other sizes have no peer figure.
+    llmc_resident_gb: isGpt2 && mode === 'full' ? LLMC_RESIDENT_GB : null,
+    loss: round(loss, 4),
+    session_setup_s: round(setupS),
+    warm_up_s: round(warmUpS),
+    load_average_1m: round(loadavg()[0]),
+  });
+}
+
+async function timedRuns(runs: number, work: () => Promise<unknown>): Promise<number[]> {
   const times: number[] = [];
-  for (let run = 0; run < runs; run++) times.push(await msOf(work));
+  for (let run = 0; run < runs; run++) {
+    const started = performance.now();
+    await work();
+    times.push(performance.now() - started);
+  }
   return times;
-}
-
-const best = (times: readonly number[]) => Math.min(...times);
-const mean = (times: readonly number[]) => times.reduce((sum, time) => sum + time, 0) / times.length;
-
-async function loadBaseWeights(preset: PresetName): Promise<{ config: Gpt2Config; weights: WeightMap }> {
-  const dir = join(CACHE_DIR, preset);
-  if (!existsSync(join(dir, 'onnx', 'model.onnx'))) {
-    console.error(`creating ${preset} model in ${dir} ...`);
-    return initModel(dir, preset, 0);
-  }
-  return readModelDir(dir);
-}
-
-/** The AdamW graph alone, in its own session, fed like the runner feeds it: the optimizer's share of a step. */
-async function optimizerProbe(parameters: readonly TrainableParameter[]) {
-  const session = await createModelSession(encodeModel(buildAdamWGraph(parameters)), { executionProvider: 'cpu', logger: silentLogger });
-  const { beta1, beta2, epsilon, weightDecay, clipNorm } = DEFAULT_OPTIMIZER;
-  const scalars: Record<AdamWScalar, number> = { learning_rate: LEARNING_RATE, beta1, beta2, epsilon, weight_decay: weightDecay, clip_norm: clipNorm, step: 1 };
-  return {
-    run(state: TrainingState, gradients: Map<string, Float32Array>) {
-      const feeds: Record<string, SessionTensor> = {};
-      for (const name of ADAMW_SCALARS) feeds[name] = feedTensor('float32', Float32Array.of(scalars[name]), []);
-      for (const { name, dims } of parameters) {
-        const shape = [...dims];
-        feeds[name] = feedTensor('float32', state.parameters.get(name) as Float32Array, shape);
-        feeds[momentName(name)] = feedTensor('float32', state.moments.get(name) as Float32Array, shape);
-        feeds[varianceName(name)] = feedTensor('float32', state.variances.get(name) as Float32Array, shape);
-        feeds[gradientName(name)] = feedTensor('float32', gradients.get(name) as Float32Array, shape);
-      }
-      return session.run(feeds);
-    },
-    release: () => session.release(),
-  };
-}
-
-/**
- * Milliseconds per GB that leaves ONNX Runtime as graph outputs: a graph of one Identity per
- * parameter (in ONNX Runtime's copy, then the copy into a JavaScript buffer). An upper
- * bound on what handing outputs back costs, since real outputs skip the Identity's copy.
- */
-async function measureOutputCopy(parameters: readonly TrainableParameter[], values: Map<string, Float32Array>): Promise<number> {
-  const g = new GraphBuilder('copy_out');
-  for (const { name, dims } of parameters) g.output(g.op('Identity', [g.input(name, 'float32', dims)]), `out.${name}`, 'float32', dims);
-  const session = await createModelSession(encodeModel(g.build()), { executionProvider: 'cpu', logger: silentLogger });
-  const feeds = Object.fromEntries(parameters.map(({ name, dims }) => [name, feedTensor('float32', values.get(name) as Float32Array, [...dims])]));
-  const times = await timed(3, () => session.run(feeds));
-  await session.release();
-  const gigabytes = (parameters.reduce((sum, { dims }) => sum + elementCount(dims), 0) * 4) / 1e9;
-  return best(times.slice(1)) / gigabytes;
-}
-
-/** The multiply-add pass of TrainingStepRunner.step's gradient accumulation, over arrays of the same sizes. */
-function accumulateInto(into: Map<string, Float32Array>, values: Map<string, Float32Array>, factor: number): void {
-  for (const [name, gradient] of values) {
-    const target = into.get(name) as Float32Array;
-    for (let i = 0; i < target.length; i++) target[i] += gradient[i] * factor;
-  }
 }
 
 function phaseOf(node: string): string {
@@ -164,156 +212,78 @@ function phaseOf(node: string): string {
   return 'forward';
 }
 
-async function benchMode(config: Gpt2Config, weights: WeightMap, mode: Mode): Promise<void> {
-  const lora = mode === 'lora' ? LORA : undefined;
-  let started = performance.now();
-  const runner = await TrainingStepRunner.create(config, weights, { lora, executionProvider: 'cpu', logger: silentLogger });
-  const setupS = (performance.now() - started) / 1000;
-  const state = runner.initialState(weights, 0);
-  const trainable = runner.parameters.reduce((sum, { dims }) => sum + elementCount(dims), 0);
-  const optimizer = await optimizerProbe(runner.parameters);
-  await optimizer.run(state, state.moments); // warm-up, with zero gradients
-  const copyMsPerGb = await measureOutputCopy(runner.parameters, state.parameters);
-  // Per step out of ONNX Runtime: the gradients, then new parameters, moments and variances.
-  const copyOutMs = (copyMsPerGb * 4 * trainable * 4) / 1e9;
-
-  for (const [index, length] of LENGTHS.entries()) {
-    if (length > config.n_positions) {
-      report({ model: PRESET, mode, batch: BATCH, length, error: `longer than the model's ${config.n_positions} positions` });
-      continue;
-    }
-    try {
-      const batch = benchBatch(length);
-      // Measured beside each configuration: on a shared machine the peak moves with the load.
-      const peak = await measureMatMulPeak(PEAK_SHAPE, 2);
-      started = performance.now();
-      const warm = await runner.step(state, [batch], LEARNING_RATE);
-      const warmUpS = (performance.now() - started) / 1000;
-      // A step, the gradient run alone and the AdamW run alone take turns, so load from other
-      // work on the machine falls on all three alike; each keeps its best time.
-      const steps: number[] = [];
-      const forwardBackward: number[] = [];
-      const optimizerTimes: number[] = [];
-      const cpu = { user: 0, system: 0 };
-      let gradients = new Map<string, Float32Array>();
-      for (let run = 0; run < STEPS; run++) {
-        const cpuBefore = process.cpuUsage();
-        steps.push(await msOf(() => runner.step(state, [batch], LEARNING_RATE)));
-        const used = process.cpuUsage(cpuBefore);
-        cpu.user += used.user;
-        cpu.system += used.system;
-        forwardBackward.push(await msOf(async () => (gradients = (await runner.lossAndGradients(state, batch)).gradients)));
-        optimizerTimes.push(await msOf(() => optimizer.run(state, gradients)));
-      }
-
-      const tokens = BATCH * length;
-      const tokensPerS = (tokens * 1000) / best(steps);
-      const flops = flopsPerToken(config, mode, length, trainable);
-      const gflopPerS = (tokensPerS * flops) / 1e9;
-      const llmcTokensPerS = LLMC_TOKENS_PER_S.get(length);
-      // llm.c trains every weight: its rate is counted with the full fine-tuning formula.
-      const llmcGflopPerS = llmcTokensPerS && (llmcTokensPerS * flopsPerToken(config, 'full', length, 0)) / 1e9;
-      report({
-        model: PRESET,
-        metric: 'train_tokens_per_s',
-        mode,
-        batch: BATCH,
-        length,
-        trainable_parameters: trainable,
-        steps: STEPS,
-        step_ms: round(best(steps)),
-        mean_step_ms: round(mean(steps)),
-        tokens_per_s: round(tokensPerS),
-        gflop_per_token: round(flops / 1e9, 4),
-        gflop_per_s: round(gflopPerS),
-        matmul_peak_gflop_per_s: round(peak.gflopPerS),
-        share_of_matmul_peak: round(gflopPerS / peak.gflopPerS, 3),
-        llmc_tokens_per_s: llmcTokensPerS ?? null,
-        llmc_gflop_per_s: llmcGflopPerS ? round(llmcGflopPerS) : null,
-        ratio_tokens_per_s: llmcTokensPerS ? round(tokensPerS / llmcTokensPerS, 3) : null,
-        ratio_gflop_per_s: llmcGflopPerS ? round(gflopPerS / llmcGflopPerS, 3) : null,
-        // CPU seconds across ONNX Runtime's threads; system time is mostly page faults on
-        // freshly allocated output buffers.
-        cpu_user_s_per_step: round(cpu.user / 1e6 / STEPS),
-        cpu_system_s_per_step: round(cpu.system / 1e6 / STEPS),
-        loss: round(warm.loss, 4),
-        session_setup_s: index === 0 ? round(setupS) : undefined,
-        warm_up_step_s: round(warmUpS),
-        max_rss_gb: round(process.resourceUsage().maxRSS / 1024 ** 2),
-        load_average_1m: round(loadavg()[0]),
-      });
-
-      // With several micro-batches step() sums gradients in JavaScript: a scaling pass over
-      // every gradient, then one multiply-add pass per further micro-batch. Timed here as one
-      // such pass over these gradients (the configurations above use one micro-batch).
-      const sums = new Map([...gradients].map(([name, gradient]) => [name, gradient.slice()]));
-      const accumulatePass = best(await timed(STEPS, () => accumulateInto(sums, gradients, 0.5)));
-      const stepMs = best(steps);
-      const forwardBackwardMs = best(forwardBackward);
-      const optimizerMs = best(optimizerTimes);
-      report({
-        model: PRESET,
-        metric: 'step_split_ms',
-        mode,
-        batch: BATCH,
-        length,
-        step: round(stepMs),
-        forward_backward: round(forwardBackwardMs),
-        optimizer: round(optimizerMs),
-        js_rest: round(stepMs - forwardBackwardMs - optimizerMs),
-        ort_output_copies_upper_bound: round(copyOutMs),
-        js_accumulate_pass: round(accumulatePass),
-        forward_backward_share: round(forwardBackwardMs / stepMs, 3),
-        optimizer_share: round(optimizerMs / stepMs, 3),
-      });
-    } catch (error) {
-      report({ model: PRESET, mode, batch: BATCH, length, error: errorMessage(error), max_rss_gb: round(process.resourceUsage().maxRSS / 1024 ** 2) });
-    }
+/** Where the gradient graph's time goes, by operator and phase (its own process: the profiler's session is another copy). */
+async function profileConfiguration({ preset, mode, length }: Configuration): Promise<void> {
+  const { config, weights } = await readModelDir(modelDir(preset));
+  const batch = benchBatch(length);
+  const { graph, parameters, frozen } = buildGradientGraph(config, { lora: mode === 'lora' ? LORA : undefined });
+  const feeds: Record<string, SessionTensor> = {
+    input_ids: feedTensor('int64', batch.inputIds, [BATCH, length]),
+    attention_mask: feedTensor('int64', batch.attentionMask, [BATCH, length]),
+    targets: feedTensor('int64', batch.targets, [BATCH, length]),
+    loss_mask: feedTensor('float32', batch.lossMask, [BATCH, length]),
+    [GRADIENT_WEIGHT]: feedTensor('float32', Float32Array.of(1), []),
+  };
+  for (const name of frozen) {
+    const weight = weights.get(name) as { dims: number[]; data: Float32Array };
+    feeds[name] = feedTensor('float32', weight.data, weight.dims);
   }
-  await optimizer.release();
-  await runner.release();
-
-  if (!PROFILE) return;
-  const length = Math.max(...LENGTHS.filter((value) => value <= config.n_positions));
-  try {
-    const batch = benchBatch(length);
-    const { graph } = buildGradientGraph(config, lora ? { lora, frozen: weights } : {});
-    const feeds: Record<string, SessionTensor> = {
-      input_ids: feedTensor('int64', batch.inputIds, [BATCH, length]),
-      attention_mask: feedTensor('int64', batch.attentionMask, [BATCH, length]),
-      targets: feedTensor('int64', batch.targets, [BATCH, length]),
-      loss_mask: feedTensor('float32', batch.lossMask, [BATCH, length]),
-    };
-    for (const { name, dims } of runner.parameters) feeds[name] = feedTensor('float32', state.parameters.get(name) as Float32Array, [...dims]);
-    const profile = await profileRun(encodeModel(graph), feeds, phaseOf, 2);
-    const kernelMs = profile.ops.reduce((sum, op) => sum + op.ms, 0);
-    report({
-      model: PRESET,
-      metric: 'gradient_graph_profile',
-      mode,
-      batch: BATCH,
-      length,
-      run_ms: round(profile.runMs),
-      kernel_ms: round(kernelMs),
-      phase_ms: Object.fromEntries(Object.entries(profile.phaseMs).map(([phase, ms]) => [phase, round(ms)])),
-      top_ops: profile.ops.slice(0, 12).map(({ op, ms, nodes }) => ({ op, ms: round(ms), share: round(ms / kernelMs, 3), nodes })),
-    });
-  } catch (error) {
-    report({ model: PRESET, metric: 'gradient_graph_profile', mode, batch: BATCH, length, error: errorMessage(error) });
-  }
+  for (const { name, dims } of parameters) feeds[name] = feedTensor('float32', weights.get(name)?.data ?? new Float32Array(elementCount(dims)), [...dims]);
+  const profile = await profileRun(encodeModel(graph), feeds, phaseOf, 2);
+  const kernelMs = profile.ops.reduce((sum, op) => sum + op.ms, 0);
+  report({
+    model: preset,
+    metric: 'gradient_graph_profile',
+    mode,
+    batch: BATCH,
+    length,
+    run_ms: round(profile.runMs),
+    kernel_ms: round(kernelMs),
+    phase_ms: Object.fromEntries(Object.entries(profile.phaseMs).map(([phase, ms]) => [phase, round(ms)])),
+    top_ops: profile.ops.slice(0, 12).map(({ op, ms, nodes }) => ({ op, ms: round(ms), share: round(ms / kernelMs, 3), nodes })),
+  });
 }
 
-const benchStarted = performance.now();
-report({
-  metric: 'machine',
-  cpu: cpus()[0]?.model ?? 'unknown',
-  cores: cpus().length,
-  total_memory_gb: round(totalmem() / 1024 ** 3),
-  free_memory_gb: round(freemem() / 1024 ** 3),
-  load_average: loadavg().map((load) => round(load)),
-});
-const { config, weights } = await loadBaseWeights(PRESET);
-const peak = await measureMatMulPeak(PEAK_SHAPE, 3);
-report({ metric: 'matmul_peak', shape: '[1024,768]x[768,3072] then x[3072,768], 4 pairs', gflop: round(peak.gflop), ms: round(peak.ms), gflop_per_s: round(peak.gflopPerS) });
-for (const mode of MODES) await benchMode(config, weights, mode);
-report({ metric: 'done', wall_s: round((performance.now() - benchStarted) / 1000, 1), load_average: loadavg().map((load) => round(load)) });
+/** Runs one configuration in a child process of this script; its JSON lines pass through. */
+function runConfiguration(task: 'measure' | 'profile', configuration: Configuration): Promise<void> {
+  const child = fork(fileURLToPath(import.meta.url), [task, JSON.stringify(configuration)], { execArgv: process.execArgv, env: { ...process.env, ...TRAINER_ENV } });
+  return new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      if (code !== 0) report({ ...configuration, metric: task, error: `the configuration's process ended with ${signal ?? `code ${code}`}` });
+      resolve();
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const benchStarted = performance.now();
+  report({
+    metric: 'machine',
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    total_memory_gb: gigabytes(totalmem()),
+    free_memory_gb: gigabytes(freemem()),
+    load_average: loadavg().map((load) => round(load)),
+  });
+  const peak = await measureMatMulPeak(PEAK_SHAPE, 3);
+  report({ metric: 'matmul_peak', shape: '[1024,768]x[768,3072] then x[3072,768], 4 pairs', gflop: round(peak.gflop), ms: round(peak.ms), gflop_per_s: round(peak.gflopPerS) });
+  const { n_positions: positions } = presetConfig(PRESET);
+  for (const length of LENGTHS.filter((value) => value > positions)) report({ model: PRESET, length, skipped: `longer than the model's ${positions} positions` });
+  const lengths = LENGTHS.filter((length) => length <= positions);
+  const configurations: Configuration[] = MODES.flatMap((mode) => lengths.map((length) => ({ preset: PRESET, mode, length })));
+  if (MEDIUM) configurations.push({ preset: 'gpt2-medium', mode: 'full', length: 64 });
+  for (const preset of new Set(configurations.map((configuration) => configuration.preset))) await ensureModel(preset);
+  for (const configuration of configurations) await runConfiguration('measure', configuration);
+  if (PROFILE && lengths.length > 0) for (const mode of MODES) await runConfiguration('profile', { preset: PRESET, mode, length: Math.max(...lengths) });
+  report({ metric: 'done', wall_s: round((performance.now() - benchStarted) / 1000, 1), load_average: loadavg().map((load) => round(load)) });
+}
+
+const [task, configuration] = process.argv.slice(2);
+if (task === 'measure' || task === 'profile') {
+  const parsed = JSON.parse(configuration) as Configuration;
+  (task === 'measure' ? measureConfiguration(parsed) : profileConfiguration(parsed)).catch((error: unknown) => {
+    report({ ...parsed, metric: task, error: errorMessage(error), peak_resident_gb: gigabytes(process.resourceUsage().maxRSS * 1024) });
+  });
+} else {
+  await main();
+}

@@ -95,6 +95,7 @@ export async function createApp(config: TunebotConfig, logger: Logger, options: 
               epochs: config.fineTune.epochs,
               learningRate: config.fineTune.learningRate,
               batchSize: config.fineTune.batchSize,
+              accumulate: config.fineTune.accumulate,
               checkpointEvery: config.fineTune.checkpointEvery,
               validationFraction: 0,
               earlyStopPatience: 0,
@@ -173,7 +174,7 @@ async function tokenizerFor(registry: ModelRegistry): Promise<Tokenizer> {
 /** Settings that help when the first fine-tune fails with these codes. */
 const FIRST_FINE_TUNE_REMEDIES: Readonly<Record<string, string>> = {
   TRAINING_DIVERGED: 'lower fineTune.learningRate (TUNEBOT_FINE_TUNE_LEARNING_RATE)',
-  OUT_OF_MEMORY: 'lower fineTune.batchSize (TUNEBOT_FINE_TUNE_BATCH_SIZE), or train with LoRA (TUNEBOT_FINE_TUNE_LORA=8)',
+  OUT_OF_MEMORY: 'lower fineTune.batchSize (TUNEBOT_FINE_TUNE_BATCH_SIZE) and raise fineTune.accumulate (TUNEBOT_FINE_TUNE_ACCUMULATE) as the message says, or train with LoRA (TUNEBOT_FINE_TUNE_LORA=8)',
 };
 
 function firstFineTuneFailure(job: JobRecord): FineTuneError {

@@ -93,6 +93,8 @@ export const configSchema = z
         epochs: z.number().int().min(1),
         learningRate: z.number().positive(),
         batchSize: z.number().int().min(1),
+        /** Micro-batches per optimizer step: a smaller batch that fits in memory, with the same effective batch. */
+        accumulate: z.number().int().min(1),
         /** 0 fine-tunes every weight; a rank trains LoRA adapters instead. */
         lora: z.number().int().min(0),
         /** auto: promote when the gate does not do worse; force: always; hold: never (use /model use). */
@@ -101,12 +103,12 @@ export const configSchema = z
         noisyQuestions: z.number().int().min(0),
         /** Noisy questions per entry that the regression gate asks besides its held-out alternates, never trained on. */
         heldOutQuestions: z.number().int().min(0),
-        /**
-         * instance: the instance that takes /model finetune trains in a worker thread; queue: the job
-         * goes to a BullMQ queue on the storage's Redis and a `tunebot worker` process runs it.
-         */
         /** Steps between checkpoints: a cancelled, restarted or crashed job resumes from the last one. */
         checkpointEvery: z.number().int().min(1),
+        /**
+         * instance: the instance that takes /model finetune trains, in a trainer process of its own;
+         * queue: the job goes to a BullMQ queue on the storage's Redis and a `tunebot worker` process runs it.
+         */
         runner: z.enum(['instance', 'queue']),
         /** Queue runner: how long a worker that stopped answering keeps its job before the job fails (and waits for a retry). */
         workerLockSeconds: z.number().positive(),

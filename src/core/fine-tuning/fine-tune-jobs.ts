@@ -22,7 +22,7 @@ import { faqTrainingExamples } from './training-examples.js';
 
 /**
  * Fine-tuning as a background job: one at a time, on the scope's FAQ, from the live version.
- * The job trains (in the trainer's worker thread), scores the result with the regression
+ * The job trains (in the trainer's own process), scores the result with the regression
  * gate, publishes it as the next version, and swaps it in when the gate says so. Its record
  * is kept in the store, so a restart finds a job that was running and marks it interrupted.
  */

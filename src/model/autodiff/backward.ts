@@ -21,6 +21,13 @@ export interface GradientContext {
   attribute<T extends AttributeValue>(name: string, fallback: T): T;
   /** The rank of a value whose shape the graph declares (inputs and constants), else undefined. */
   staticDims(value: Value): readonly (number | string)[] | undefined;
+  /**
+   * Hands the rule the gradient of input i summed so far from the nodes after this one (null
+   * when none): the rule then returns the whole gradient of that input, which lets a scatter
+   * add into that sum instead of into zeros and then be summed (three tensors of the input's
+   * size fewer; for GPT-2's tied embedding, 150 MB each at 124M).
+   */
+  takeGradientSoFar(input: number): Value | null;
 }
 
 /**
@@ -83,6 +90,11 @@ export function buildBackward(
         needsGradient: (i) => dependsOnParameter.has(node.inputs[i]),
         attribute: <T extends AttributeValue>(name: string, fallback: T) => (node.attributes[name] as T | undefined) ?? fallback,
         staticDims: (value) => declared.get(value.name),
+        takeGradientSoFar: (i) => {
+          const sum = gradientOf(node.inputs[i]);
+          contributions.delete(node.inputs[i]);
+          return sum;
+        },
       }),
     );
     checkRuleResult(node, dInputs, shapes);

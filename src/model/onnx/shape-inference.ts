@@ -145,6 +145,12 @@ const arithmetic =
   (combine: CombineDims): ShapeRule =>
   (view) => ({ dims: broadcast(view.inputs.map((input) => input.dims)), elements: combineElements(view, combine) });
 
+/** SoftmaxCrossEntropyLoss: a loss per row (reduction none) or one number; its optional log_prob is the scores' shape. */
+const softmaxCrossEntropyLoss: ShapeRule = (view) => {
+  const loss = { dims: view.attribute<string>('reduction', 'mean') === 'none' ? view.inputs[1].dims : [] };
+  return view.node.outputs.length > 1 ? [loss, { dims: view.inputs[0].dims }] : loss;
+};
+
 const shape: ShapeRule = (view) => {
   const { dims } = view.inputs[0];
   if (view.attribute<number>('start', 0) !== 0 || view.attribute<number>('end', Number.MAX_SAFE_INTEGER) !== Number.MAX_SAFE_INTEGER) return UNKNOWN;
@@ -355,6 +361,7 @@ const OPERATOR_SHAPES: Readonly<Record<string, ShapeRule>> = {
   Not: sameAsFirst,
   Softmax: sameAsFirst,
   LogSoftmax: sameAsFirst,
+  SoftmaxCrossEntropyLoss: softmaxCrossEntropyLoss,
   ScatterND: sameAsFirst,
   ScatterElements: sameAsFirst,
   Add: arithmetic(addDims),
@@ -389,6 +396,7 @@ const OPERATOR_SHAPES: Readonly<Record<string, ShapeRule>> = {
   ReduceSum: reduce,
   ReduceMean: reduce,
   ReduceMax: reduce,
+  ReduceSumSquare: reduce,
   MatMul: matMul,
   Gemm: gemm,
   Einsum: einsum,

@@ -17,6 +17,11 @@ export interface SessionOptions {
   readonly executionProvider: ExecutionProviderChoice;
   /** Threads for one operator; 0 lets ONNX Runtime use every core. */
   readonly intraOpThreads?: number;
+  /**
+   * Keep ONNX Runtime's CPU arena (default true). The arena never gives memory back, so a
+   * graph whose working set is large next to what it must keep (training) runs without it.
+   */
+  readonly memoryArena?: boolean;
   readonly logger: Logger;
 }
 
@@ -39,7 +44,12 @@ export interface ModelSession {
   readonly provider: ExecutionProvider;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  run(feeds: Record<string, SessionTensor>): Promise<Record<string, SessionTensor>>;
+  /**
+   * Runs the graph. `into` names outputs that ONNX Runtime writes into the given tensors
+   * (made with feedTensor) instead of buffers of its own. onnxruntime-node still hands back a
+   * copy of each; callers that wrote `into` buffers to save memory discard those.
+   */
+  run(feeds: Record<string, SessionTensor>, into?: Record<string, SessionTensor>): Promise<Record<string, SessionTensor>>;
   release(): Promise<void>;
 }
 
@@ -91,6 +101,7 @@ function sessionOptions(provider: ExecutionProvider, options: SessionOptions): o
     intraOpNumThreads: options.intraOpThreads ?? 0,
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    enableCpuMemArena: options.memoryArena ?? true,
   };
 }
 
@@ -99,7 +110,7 @@ function wrap(session: ort.InferenceSession, provider: ExecutionProvider): Model
     provider,
     inputNames: session.inputNames,
     outputNames: session.outputNames,
-    async run(feeds) {
+    async run(feeds, into) {
       const missing = session.inputNames.filter((name) => !(name in feeds));
       const unknown = Object.keys(feeds).filter((name) => !session.inputNames.includes(name));
       if (missing.length > 0 || unknown.length > 0) {
@@ -108,8 +119,14 @@ function wrap(session: ort.InferenceSession, provider: ExecutionProvider): Model
           `feeds do not match the model's inputs: missing [${missing.join(', ')}], unknown [${unknown.join(', ')}]; the model takes [${session.inputNames.join(', ')}]`,
         );
       }
+      const unknownOutputs = Object.keys(into ?? {}).filter((name) => !session.outputNames.includes(name));
+      if (unknownOutputs.length > 0) {
+        throw new ModelError('MODEL_CORRUPT', `the model has no outputs [${unknownOutputs.join(', ')}]; it gives [${session.outputNames.join(', ')}]`);
+      }
+      // A fetch given as null gets a buffer of ONNX Runtime's; one given as a tensor is written in place.
+      const fetches = into && Object.fromEntries(session.outputNames.map((name) => [name, into[name] ?? null]));
       try {
-        return (await session.run(feeds)) as Record<string, SessionTensor>;
+        return (await (fetches ? session.run(feeds, fetches) : session.run(feeds))) as Record<string, SessionTensor>;
       } catch (error) {
         const described = Object.entries(feeds)
           .map(([name, tensor]) => `${name}: ${tensor.type}[${tensor.dims.join(', ')}]`)

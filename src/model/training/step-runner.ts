@@ -5,9 +5,10 @@ import { encodeModel } from '../onnx/encode.js';
 import { SeededRandom } from '../random.js';
 import { type ExecutionProviderChoice, type ModelSession, type SessionTensor, createModelSession, feedTensor } from '../runtime/session.js';
 import { type WeightMap, elementCount } from '../tensor.js';
-import { ADAMW_SCALARS, type AdamWScalar, buildAdamWGraph, momentName, updatedName, varianceName } from './adamw-graph.js';
+import { getWeight } from '../files/weights.js';
+import { adamwUpdate } from './adamw.js';
 import type { TrainingBatch } from './data.js';
-import { type LoraSettings, type TrainableParameter, buildGradientGraph, gradientName } from './train-graph.js';
+import { GRADIENT_SQUARE_SUM, GRADIENT_WEIGHT, type LoraSettings, type TrainableParameter, buildGradientGraph, gradientName } from './train-graph.js';
 
 export interface OptimizerSettings {
   readonly beta1: number;
@@ -36,16 +37,20 @@ export interface StepResult {
 }
 
 /**
- * Runs training steps on ONNX Runtime: the gradient graph once per micro-batch (their
- * gradients summed here, weighted by each micro-batch's share of the loss tokens, so the
- * result equals one big batch's), then the AdamW graph once.
+ * Runs training steps: the gradient graph on ONNX Runtime once per micro-batch (each weighted
+ * by its share of the step's loss tokens, so their sum equals one big batch's gradient), then
+ * AdamW in place. Parameters, moments and variances live for the whole run and are updated
+ * where they lie; a step's only new buffers are ONNX Runtime's gradient outputs.
  */
 export class TrainingStepRunner {
   private constructor(
     readonly parameters: readonly TrainableParameter[],
     private readonly gradientSession: ModelSession,
-    private readonly optimizerSession: ModelSession,
     private readonly optimizer: OptimizerSettings,
+    /** LoRA's base weights, fed to every run as they are. */
+    private readonly frozen: ReadonlyMap<string, SessionTensor>,
+    /** The step's gradients, written in place by its first micro-batch's run and summed into by the others'. */
+    private readonly gradients: ReadonlyMap<string, Float32Array>,
   ) {}
 
   static async create(
@@ -53,21 +58,35 @@ export class TrainingStepRunner {
     base: WeightMap,
     options: { lora?: LoraSettings; optimizer?: OptimizerSettings; executionProvider: ExecutionProviderChoice; logger: Logger },
   ): Promise<TrainingStepRunner> {
-    const { graph, parameters } = buildGradientGraph(config, options.lora ? { lora: options.lora, frozen: base } : {});
-    const sessionOptions = { executionProvider: options.executionProvider, logger: options.logger };
-    const gradientSession = await createModelSession(encodeModel(graph), sessionOptions);
-    const optimizerSession = await createModelSession(encodeModel(buildAdamWGraph(parameters)), sessionOptions);
-    return new TrainingStepRunner(parameters, gradientSession, optimizerSession, options.optimizer ?? DEFAULT_OPTIMIZER);
+    const { graph, parameters, frozen } = buildGradientGraph(config, { lora: options.lora });
+    const gradientSession = await createModelSession(encodeModel(graph), {
+      executionProvider: options.executionProvider,
+      logger: options.logger,
+      // ONNX Runtime's arena would keep the backward pass's largest working set for good (1.3 GB
+      // more at 124M); freed, it goes back to the allocator, which the trainer process backs
+      // with huge pages (TRAINER_ENV) so that taking it again each step stays cheap.
+      memoryArena: false,
+    });
+    const frozenFeeds = new Map(frozen.map((name) => {
+      const weight = getWeight(base, name);
+      return [name, feedTensor('float32', weight.data, weight.dims)];
+    }));
+    const gradients = new Map(parameters.map((parameter) => [parameter.name, new Float32Array(elementCount(parameter.dims))]));
+    return new TrainingStepRunner(parameters, gradientSession, options.optimizer ?? DEFAULT_OPTIMIZER, frozenFeeds, gradients);
   }
 
-  /** Fresh state: the base weights for full fine-tuning; for LoRA, A ~ N(0, 1/r) and B = 0 (the adapters start as a no-op). */
-  initialState(base: WeightMap, seed: number): TrainingState {
+  /**
+   * Fresh state: the base weights for full fine-tuning; for LoRA, A ~ N(0, 1/r) and B = 0 (the
+   * adapters start as a no-op). With `inPlace`, full fine-tuning trains the base weights' own
+   * arrays instead of copies, and the caller gives them up: at 124M a copy is 500 MB more.
+   */
+  initialState(base: WeightMap, seed: number, options: { inPlace?: boolean } = {}): TrainingState {
     const random = new SeededRandom(seed);
     const parameters = new Map<string, Float32Array>();
     for (const parameter of this.parameters) {
       const existing = base.get(parameter.name);
       if (existing) {
-        parameters.set(parameter.name, Float32Array.from(existing.data));
+        parameters.set(parameter.name, options.inPlace ? existing.data : Float32Array.from(existing.data));
       } else {
         const data = new Float32Array(elementCount(parameter.dims));
         if (parameter.name.endsWith('.lora_a')) {
@@ -81,92 +100,126 @@ export class TrainingStepRunner {
     return { parameters, moments: zeros(), variances: zeros(), step: 0 };
   }
 
-  /** Loss and gradients of one batch, no update (validation uses the loss alone). */
-  async lossAndGradients(state: TrainingState, batch: TrainingBatch): Promise<{ loss: number; gradients: Map<string, Float32Array> }> {
-    const feeds: Record<string, SessionTensor> = {
-      input_ids: feedTensor('int64', batch.inputIds, [batch.batchSize, batch.length]),
-      attention_mask: feedTensor('int64', batch.attentionMask, [batch.batchSize, batch.length]),
-      targets: feedTensor('int64', batch.targets, [batch.batchSize, batch.length]),
-      loss_mask: feedTensor('float32', batch.lossMask, [batch.batchSize, batch.length]),
-    };
-    for (const parameter of this.parameters) {
-      feeds[parameter.name] = feedTensor('float32', state.parameters.get(parameter.name) as Float32Array, [...parameter.dims]);
-    }
-    let outputs: Record<string, SessionTensor>;
-    try {
-      outputs = await this.gradientSession.run(feeds);
-    } catch (error) {
-      throw asMemoryError(error, batch);
-    }
-    const gradients = new Map(this.parameters.map((parameter) => [parameter.name, outputs[gradientName(parameter.name)].data as Float32Array]));
-    return { loss: (outputs.loss.data as Float32Array)[0], gradients };
+  /**
+   * Loss and gradients of one batch, no update (validation uses the loss alone). The
+   * gradients are the runner's own buffers: the next run writes over them.
+   */
+  async lossAndGradients(state: TrainingState, batch: TrainingBatch): Promise<{ loss: number; gradients: ReadonlyMap<string, Float32Array> }> {
+    const { loss } = await this.runGradientGraph(state, batch, 1, true);
+    return { loss, gradients: this.gradients };
   }
 
   /** One optimizer step over `microBatches`; updates `state` in place (only when every number is finite). */
   async step(state: TrainingState, microBatches: readonly TrainingBatch[], learningRate: number): Promise<StepResult> {
+    if (microBatches.length === 0) throw new ModelError('OPTIONS_INVALID', 'a training step needs at least one micro-batch');
     const lossTokens = microBatches.reduce((sum, batch) => sum + batch.lossTokens, 0);
-    let loss = 0;
-    let summed: Map<string, Float32Array> | null = null;
-    for (const batch of microBatches) {
-      const share = lossTokens === 0 ? 1 / microBatches.length : batch.lossTokens / lossTokens;
-      const result = await this.lossAndGradients(state, batch);
-      loss += share * result.loss;
-      if (!summed) {
-        summed = result.gradients;
-        if (share !== 1) for (const gradient of summed.values()) scaleInPlace(gradient, share);
-      } else {
-        for (const [name, gradient] of result.gradients) addScaled(summed.get(name) as Float32Array, gradient, share);
+    const share = (batch: TrainingBatch) => (lossTokens === 0 ? 1 / microBatches.length : batch.lossTokens / lossTokens);
+    const first = await this.runGradientGraph(state, microBatches[0], share(microBatches[0]), true);
+    let loss = share(microBatches[0]) * first.loss;
+    let squareSum = first.squareSum;
+    for (const batch of microBatches.slice(1)) {
+      const next = await this.runGradientGraph(state, batch, share(batch), false);
+      loss += share(batch) * next.loss;
+      squareSum = 0;
+      for (const [name, gradient] of next.gradients) {
+        squareSum += addInto(this.gradients.get(name) as Float32Array, gradient);
+        discard(gradient);
       }
     }
-    if (!summed) throw new ModelError('OPTIONS_INVALID', 'a training step needs at least one micro-batch');
     if (!Number.isFinite(loss)) {
       throw new ModelError('TRAINING_DIVERGED', `the loss is ${loss} at step ${state.step + 1}; the weights were not updated`);
     }
-
-    const scalars: Record<AdamWScalar, number> = {
-      learning_rate: learningRate,
-      beta1: this.optimizer.beta1,
-      beta2: this.optimizer.beta2,
-      epsilon: this.optimizer.epsilon,
-      weight_decay: this.optimizer.weightDecay,
-      clip_norm: this.optimizer.clipNorm,
-      step: state.step + 1,
-    };
-    const feeds: Record<string, SessionTensor> = {};
-    for (const name of ADAMW_SCALARS) feeds[name] = feedTensor('float32', Float32Array.of(scalars[name]), []);
-    for (const parameter of this.parameters) {
-      const dims = [...parameter.dims];
-      feeds[parameter.name] = feedTensor('float32', state.parameters.get(parameter.name) as Float32Array, dims);
-      feeds[momentName(parameter.name)] = feedTensor('float32', state.moments.get(parameter.name) as Float32Array, dims);
-      feeds[varianceName(parameter.name)] = feedTensor('float32', state.variances.get(parameter.name) as Float32Array, dims);
-      feeds[gradientName(parameter.name)] = feedTensor('float32', summed.get(parameter.name) as Float32Array, dims);
-    }
-    const outputs = await this.optimizerSession.run(feeds);
-    const gradNorm = (outputs.grad_norm.data as Float32Array)[0];
+    const gradNorm = Math.sqrt(squareSum);
     if (!Number.isFinite(gradNorm)) {
       throw new ModelError('TRAINING_DIVERGED', `the gradient norm is ${gradNorm} at step ${state.step + 1}; the weights were not updated`);
     }
+    const { beta1, beta2, epsilon, weightDecay, clipNorm } = this.optimizer;
+    const adamwStep = {
+      learningRate,
+      beta1,
+      beta2,
+      epsilon,
+      weightDecay,
+      gradientScale: clipNorm > 0 && gradNorm > clipNorm ? clipNorm / gradNorm : 1,
+      step: state.step + 1,
+    };
     for (const parameter of this.parameters) {
-      state.parameters.set(parameter.name, outputs[updatedName(parameter.name)].data as Float32Array);
-      state.moments.set(parameter.name, outputs[updatedName(momentName(parameter.name))].data as Float32Array);
-      state.variances.set(parameter.name, outputs[updatedName(varianceName(parameter.name))].data as Float32Array);
+      adamwUpdate(
+        {
+          parameter: state.parameters.get(parameter.name) as Float32Array,
+          moment: state.moments.get(parameter.name) as Float32Array,
+          variance: state.variances.get(parameter.name) as Float32Array,
+          gradient: this.gradients.get(parameter.name) as Float32Array,
+          decay: parameter.decay,
+        },
+        adamwStep,
+      );
     }
     state.step++;
     return { loss, gradNorm, lossTokens };
   }
 
-  async release(): Promise<void> {
-    await this.gradientSession.release();
-    await this.optimizerSession.release();
+  release(): Promise<void> {
+    return this.gradientSession.release();
+  }
+
+  /**
+   * One run of the gradient graph: the loss, and the gradients of weight x loss with their
+   * squared norm; written into the runner's gradient buffers when `inPlace`, else returned.
+   */
+  private async runGradientGraph(
+    state: TrainingState,
+    batch: TrainingBatch,
+    weight: number,
+    inPlace: boolean,
+  ): Promise<{ loss: number; gradients: Map<string, Float32Array>; squareSum: number }> {
+    const feeds: Record<string, SessionTensor> = {
+      input_ids: feedTensor('int64', batch.inputIds, [batch.batchSize, batch.length]),
+      attention_mask: feedTensor('int64', batch.attentionMask, [batch.batchSize, batch.length]),
+      targets: feedTensor('int64', batch.targets, [batch.batchSize, batch.length]),
+      loss_mask: feedTensor('float32', batch.lossMask, [batch.batchSize, batch.length]),
+      [GRADIENT_WEIGHT]: feedTensor('float32', Float32Array.of(weight), []),
+      ...Object.fromEntries(this.frozen),
+    };
+    for (const parameter of this.parameters) {
+      feeds[parameter.name] = feedTensor('float32', state.parameters.get(parameter.name) as Float32Array, [...parameter.dims]);
+    }
+    const into = inPlace
+      ? Object.fromEntries(this.parameters.map((parameter) => [gradientName(parameter.name), feedTensor('float32', this.gradients.get(parameter.name) as Float32Array, [...parameter.dims])]))
+      : undefined;
+    let outputs: Record<string, SessionTensor>;
+    try {
+      outputs = await this.gradientSession.run(feeds, into);
+    } catch (error) {
+      throw asMemoryError(error, batch);
+    }
+    const gradients = new Map(this.parameters.map((parameter) => [parameter.name, outputs[gradientName(parameter.name)].data as Float32Array]));
+    // The copies onnxruntime-node hands back of what it wrote in place are not needed.
+    if (inPlace) for (const gradient of gradients.values()) discard(gradient);
+    return {
+      loss: (outputs.loss.data as Float32Array)[0],
+      gradients: inPlace ? new Map() : gradients,
+      squareSum: (outputs[GRADIENT_SQUARE_SUM].data as Float32Array)[0],
+    };
   }
 }
 
-function scaleInPlace(values: Float32Array, factor: number): void {
-  for (let i = 0; i < values.length; i++) values[i] *= factor;
+/**
+ * Gives an array's memory back now rather than at V8's next collection, which can come after
+ * the next step's gradients are out (at 124M, 500 MB more resident).
+ */
+function discard(array: Float32Array): void {
+  if (array.buffer instanceof ArrayBuffer) array.buffer.transfer(0);
 }
 
-function addScaled(into: Float32Array, values: Float32Array, factor: number): void {
-  for (let i = 0; i < into.length; i++) into[i] += values[i] * factor;
+/** into += values, element by element; returns the squared norm of the sum (for clipping). */
+function addInto(into: Float32Array, values: Float32Array): number {
+  let squares = 0;
+  for (let i = 0; i < into.length; i++) {
+    into[i] += values[i];
+    squares += into[i] * into[i];
+  }
+  return squares;
 }
 
 /** ONNX Runtime reports an allocation failure as a plain error; say what to do about it. */

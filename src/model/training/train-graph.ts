@@ -2,21 +2,21 @@ import type { Gpt2Config } from '../config.js';
 import { buildBackward } from '../autodiff/backward.js';
 import { attentionWithoutCache, linear, logitsForEveryPosition, plainProjection, type Projection, transformer } from '../gpt2-graph.js';
 import { type FloatType, GraphBuilder, type Graph, type Value } from '../onnx/graph.js';
-import type { WeightMap } from '../tensor.js';
-import { getWeight, weightShapes } from '../files/weights.js';
+import { weightShapes } from '../files/weights.js';
 
 /**
  * The graphs of one training step, generated per model shape:
  *
- * - the gradient graph: trainable parameters and a batch in; the masked cross-entropy loss,
- *   its token count and the gradient of every trainable parameter out. Forward and backward
- *   in one ONNX Runtime run; micro-batches of one step each run it once.
- * - the AdamW graph (adamw-graph.ts): parameters, optimizer state, summed gradients and the
- *   hyperparameters in; clipped, decayed, bias-corrected updates out.
+ * - the gradient graph: trainable parameters, a batch and the batch's weight in its step in;
+ *   the masked cross-entropy loss, its token count, every trainable parameter's gradient of
+ *   weight x loss and those gradients' squared norm out. Forward and backward in one ONNX
+ *   Runtime run; micro-batches of one step each run it once (step-runner.ts sums them).
+ * - the optimizer: AdamW in place (adamw.ts), outside ONNX Runtime.
  *
- * Full fine-tuning feeds every weight as an input. LoRA bakes the frozen weights in as
- * initializers (ONNX Runtime pre-packs them) and trains rank-r adapters beside the four
- * projections of each block: y = x W + b + (x A) B * alpha / r.
+ * Every weight is an input, trained or not, so ONNX Runtime reads the caller's arrays where they
+ * lie: LoRA's frozen weights as initializers would be ONNX Runtime's own copies (with the
+ * encoded model and pre-packed matrices, 2.5 GB more at 124M). LoRA trains rank-r adapters
+ * beside the four projections of each block: y = x W + b + (x A) B * alpha / r.
  */
 export interface LoraSettings {
   readonly rank: number;
@@ -36,10 +36,18 @@ export interface TrainableParameter {
 export interface GradientGraph {
   readonly graph: Graph;
   readonly parameters: readonly TrainableParameter[];
+  /** The weights fed as inputs but not trained (LoRA's base model). */
+  readonly frozen: readonly string[];
 }
 
 /** Batch inputs of the gradient graph: right-padded rows, next-token targets, a loss mask. */
 export const BATCH_INPUTS = ['input_ids', 'attention_mask', 'targets', 'loss_mask'] as const;
+
+/** The scalar input that weighs the batch's gradient: its share of the step's loss tokens. */
+export const GRADIENT_WEIGHT = 'gradient_weight';
+
+/** The scalar output: the squared global norm of the weighted gradient (for clipping). */
+export const GRADIENT_SQUARE_SUM = 'gradient_square_sum';
 
 export function gradientName(parameter: string): string {
   return `grad.${parameter}`;
@@ -68,25 +76,22 @@ export function isDecayedWeight(name: string): boolean {
   return /\.(c_attn|c_proj|c_fc)\.weight$/.test(name);
 }
 
-/**
- * Builds the gradient graph. `frozen` holds the base weights for LoRA (baked in); for full
- * fine-tuning it is omitted and every weight is an input. `floatType` float64 serves tests.
- */
-export function buildGradientGraph(
-  config: Gpt2Config,
-  options: { lora?: LoraSettings; frozen?: WeightMap; floatType?: FloatType } = {},
-): GradientGraph {
+/** Builds the gradient graph. `floatType` float64 serves tests. */
+export function buildGradientGraph(config: Gpt2Config, options: { lora?: LoraSettings; floatType?: FloatType } = {}): GradientGraph {
   const floatType = options.floatType ?? 'float32';
   const g = new GraphBuilder('gpt2_gradient', floatType);
   const { lora } = options;
   const parameters = lora ? loraParameters(config, lora) : fullParameters(config);
-  const values = new Map<string, Value>(parameters.map((parameter) => [parameter.name, g.input(parameter.name, floatType, parameter.dims)]));
+  const trained = new Set(parameters.map((parameter) => parameter.name));
+  const frozen = lora ? [...weightShapes(config).keys()].filter((name) => !trained.has(name)) : [];
+  const shapes = weightShapes(config);
+  const values = new Map<string, Value>([
+    ...parameters.map((parameter): [string, Value] => [parameter.name, g.input(parameter.name, floatType, parameter.dims)]),
+    ...frozen.map((name): [string, Value] => [name, g.input(name, floatType, shapes.get(name) as number[])]),
+  ]);
   const weight = (name: string): Value => {
-    const existing = values.get(name);
-    if (existing) return existing;
-    if (!options.frozen) throw new Error(`weight ${name} is neither trainable nor frozen`);
-    const value = g.weight(name, getWeight(options.frozen, name));
-    values.set(name, value);
+    const value = values.get(name);
+    if (!value) throw new Error(`weight ${name} is neither trainable nor frozen`);
     return value;
   };
 
@@ -106,11 +111,18 @@ export function buildGradientGraph(
   const logits = logitsForEveryPosition(g, config, weight, hidden, inputIds);
   const { loss, tokens } = g.scoped('loss', () => maskedCrossEntropy(g, logits, targets, lossMask, config.vocab_size));
 
-  const gradients = g.scoped('backward', () => buildBackward(g, loss, parameters.map((parameter) => values.get(parameter.name) as Value)));
+  // Differentiating weight x loss gives weighted gradients at no extra pass over them.
+  const weighted = g.op('Mul', [loss, g.input(GRADIENT_WEIGHT, floatType, [])]);
+  const gradients = g.scoped('backward', () => buildBackward(g, weighted, parameters.map((parameter) => values.get(parameter.name) as Value)));
   g.output(loss, 'loss', floatType, []);
   g.output(tokens, 'tokens', floatType, []);
-  for (const parameter of parameters) g.output(gradients.get(parameter.name) as Value, gradientName(parameter.name), floatType, parameter.dims);
-  return { graph: g.build(), parameters };
+  const squares = parameters.map((parameter) => {
+    const gradient = gradients.get(parameter.name) as Value;
+    g.output(gradient, gradientName(parameter.name), floatType, parameter.dims);
+    return g.op('ReduceSumSquare', [gradient], { attributes: { keepdims: 0 } });
+  });
+  g.output(squares.length === 1 ? squares[0] : g.op('Sum', squares), GRADIENT_SQUARE_SUM, floatType, []);
+  return { graph: g.build(), parameters, frozen };
 }
 
 /** The projection with an adapter: x W + b + ((x A) B) * alpha / r. */
@@ -123,16 +135,20 @@ function loraProjection(g: GraphBuilder, weight: (name: string) => Value, lora: 
   };
 }
 
+/** The label SoftmaxCrossEntropyLoss skips: targets outside the loss mask. */
+const IGNORED_TARGET = -100;
+
 /**
  * Mean negative log-likelihood of the targets where loss_mask is 1:
  * sum(mask * -log softmax(logits)[target]) / max(1, sum(mask)). An all-zero mask gives 0.
+ * ONNX's SoftmaxCrossEntropyLoss, with the masked-out targets ignored, keeps the backward pass
+ * to two tensors of the logits' size (see its gradient rule).
  */
 function maskedCrossEntropy(g: GraphBuilder, logits: Value, targets: Value, lossMask: Value, vocab: number): { loss: Value; tokens: Value } {
   const rows = g.op('Reshape', [logits, g.constInt64([-1, vocab])]); // (N, V)
-  const logProbabilities = g.op('LogSoftmax', [rows], { attributes: { axis: -1 } });
-  const picked = g.op('GatherElements', [logProbabilities, g.op('Reshape', [targets, g.constInt64([-1, 1])])], { attributes: { axis: 1 } }); // (N, 1)
-  const mask = g.op('Reshape', [lossMask, g.constInt64([-1, 1])]);
-  const total = g.op('ReduceSum', [g.op('Mul', [g.op('Neg', [picked]), mask])], { attributes: { keepdims: 0 } });
+  const mask = g.op('Reshape', [lossMask, g.constInt64([-1])]); // (N)
+  const labels = g.op('Where', [g.op('Greater', [mask, g.constFloat(0)]), g.op('Reshape', [targets, g.constInt64([-1])]), g.constInt64(IGNORED_TARGET)]);
+  const total = g.op('SoftmaxCrossEntropyLoss', [rows, labels], { attributes: { reduction: 'sum', ignore_index: IGNORED_TARGET } });
   const tokens = g.op('ReduceSum', [mask], { attributes: { keepdims: 0 } });
   return { loss: g.op('Div', [total, g.op('Max', [tokens, g.constFloat(1)])]), tokens };
 }

@@ -12,6 +12,7 @@ import { loadTokenizer } from '../files/tokenizer.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { type Example, dataHash, epochBatches, makeBatch, splitRows, tokenizeExamples } from './data.js';
 import { mergeLora } from './lora-merge.js';
+import { checkBatchFits } from './memory-plan.js';
 import { renderLossCurvePng } from './loss-curve/loss-curve.js';
 import { learningRateAt } from './schedule.js';
 import { DEFAULT_OPTIMIZER, type OptimizerSettings, TrainingStepRunner, type TrainingState } from './step-runner.js';
@@ -41,6 +42,11 @@ export interface FineTuneSettings {
   readonly checkpointEvery: number;
   readonly optimizer: OptimizerSettings;
   readonly executionProvider: ExecutionProviderChoice;
+  /**
+   * The memory the run may take, checked before it starts (memory-plan.ts); default: what the
+   * system has available then, plus what the trainer already holds.
+   */
+  readonly memoryBudgetBytes?: number;
 }
 
 export const DEFAULT_FINE_TUNE: Omit<FineTuneSettings, 'modelDir' | 'outDir'> = {
@@ -86,7 +92,7 @@ export interface TrainingRecord {
   readonly baseModel: string;
   readonly dataHash: string;
   readonly examples: { readonly train: number; readonly validation: number; readonly cut: number };
-  readonly settings: Omit<FineTuneSettings, 'modelDir' | 'outDir' | 'checkpointDir'>;
+  readonly settings: Omit<FineTuneSettings, 'modelDir' | 'outDir' | 'checkpointDir' | 'memoryBudgetBytes'>;
   readonly steps: number;
   readonly stoppedEarly: boolean;
   readonly finalTrainLoss: number;
@@ -140,7 +146,10 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
     minRatio: settings.minLearningRateRatio,
   };
   const hash = dataHash(examples);
-  const { checkpointDir: _checkpointDir, modelDir: _modelDir, outDir: _outDir, ...recordedSettings } = settings;
+  const longestRow = Math.max(1, ...train.map((row) => row.ids.length - 1));
+  const memoryBudget = settings.memoryBudgetBytes ?? process.availableMemory() + process.memoryUsage.rss();
+  checkBatchFits(config, settings.lora, { batchSize: Math.min(settings.batchSize, train.length), length: longestRow, accumulate: settings.accumulate }, memoryBudget);
+  const { checkpointDir: _checkpointDir, modelDir: _modelDir, outDir: _outDir, memoryBudgetBytes: _memoryBudget, ...recordedSettings } = settings;
   const runKey = createHash('sha256').update(canonicalJson({ model: resolve(settings.modelDir), hash, recordedSettings })).digest('hex');
   const checkpointDir = settings.checkpointDir ?? `${settings.outDir}.checkpoint`;
 
@@ -152,7 +161,8 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
   });
   try {
     const resumed = await loadCheckpoint<TrainingHistory>(checkpointDir, runner.parameters, runKey);
-    const state: TrainingState = resumed?.state ?? runner.initialState(base.weights, settings.seed);
+    // The base weights are read for this run alone, so full fine-tuning trains them where they lie.
+    const state: TrainingState = resumed?.state ?? runner.initialState(base.weights, settings.seed, { inPlace: true });
     const history: TrainingHistory = resumed?.progress.history ?? { train: [], validation: [], bestValidationLoss: null, epochsWithoutImprovement: 0 };
     let epoch = resumed?.progress.epoch ?? 0;
     let stepInEpoch = resumed?.progress.stepInEpoch ?? 0;

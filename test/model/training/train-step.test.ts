@@ -8,11 +8,11 @@ import type { Graph } from '../../../src/model/onnx/graph.js';
 import { SeededRandom } from '../../../src/model/random.js';
 import { type ModelSession, createModelSession } from '../../../src/model/runtime/session.js';
 import { type WeightMap, elementCount } from '../../../src/model/tensor.js';
-import { ADAMW_SCALARS, type AdamWScalar, buildAdamWGraph, momentName, updatedName, varianceName } from '../../../src/model/training/adamw-graph.js';
+import { adamwUpdate } from '../../../src/model/training/adamw.js';
 import { type TrainingBatch, type TrainingRow, makeBatch } from '../../../src/model/training/data.js';
 import { mergeLora } from '../../../src/model/training/lora-merge.js';
 import { type OptimizerSettings, type StepResult, type TrainingState, TrainingStepRunner } from '../../../src/model/training/step-runner.js';
-import { type LoraSettings, type TrainableParameter, buildGradientGraph, gradientName, isDecayedWeight } from '../../../src/model/training/train-graph.js';
+import { GRADIENT_SQUARE_SUM, GRADIENT_WEIGHT, type LoraSettings, type TrainableParameter, buildGradientGraph, gradientName, isDecayedWeight } from '../../../src/model/training/train-graph.js';
 import { initWeights, weightShapes } from '../../../src/model/files/weights.js';
 import {
   type AdamWSettings,
@@ -30,8 +30,9 @@ import { perturbedWeights } from '../../helpers/perturbed-weights.js';
 /**
  * tunebot's training graphs against the independent float64 reference
  * (test/reference/gpt2-train-reference.ts, itself checked by finite differences):
- * - float64 graphs on a small model: loss, every gradient and two AdamW steps agree to 1e-10
- *   of each tensor's largest value; only the order of floating-point operations differs;
+ * - the float64 gradient graph and AdamW (adamw.ts run on float64 arrays) on a small model:
+ *   loss, every gradient and two steps agree to 1e-10 of each tensor's largest value; only
+ *   the order of floating-point operations differs;
  * - the float32 TrainingStepRunner on the tiny preset (real vocabulary) within float32
  *   tolerances stated at each check;
  * - accumulation over micro-batches, an all-zero loss mask, and LoRA (finite differences of
@@ -75,10 +76,13 @@ interface GraphGradients {
   readonly loss: number;
   readonly tokens: number;
   readonly gradients: ReferenceWeights;
+  readonly squareSum: number;
 }
 
+/** One run of a float64 gradient graph; `frozen` feeds LoRA's base weights, `weight` scales the gradients. */
 async function runGradientGraph(
   gradientSession: ModelSession, parameters: readonly TrainableParameter[], values: ReadonlyMap<string, Float64Array>, batch: TrainingBatch,
+  options: { frozen?: ReadonlyMap<string, Float64Array>; weight?: number } = {},
 ): Promise<GraphGradients> {
   const dims = [batch.batchSize, batch.length];
   const feeds: Record<string, ort.Tensor> = {
@@ -86,40 +90,34 @@ async function runGradientGraph(
     attention_mask: new ort.Tensor('int64', batch.attentionMask, dims),
     targets: new ort.Tensor('int64', batch.targets, dims),
     loss_mask: new ort.Tensor('float64', Float64Array.from(batch.lossMask), dims),
+    [GRADIENT_WEIGHT]: new ort.Tensor('float64', Float64Array.of(options.weight ?? 1), []),
   };
   for (const { name, dims: shape } of parameters) feeds[name] = new ort.Tensor('float64', values.get(name) as Float64Array, [...shape]);
+  const shapes = weightShapes(SMALL);
+  for (const [name, data] of options.frozen ?? []) feeds[name] = new ort.Tensor('float64', data, shapes.get(name) as number[]);
   const outputs = await gradientSession.run(feeds);
   const gradients: ReferenceWeights = new Map(parameters.map(({ name }) => [name, outputs[gradientName(name)].data as Float64Array]));
-  return { loss: Number(outputs.loss.data[0]), tokens: Number(outputs.tokens.data[0]), gradients };
+  return { loss: Number(outputs.loss.data[0]), tokens: Number(outputs.tokens.data[0]), gradients, squareSum: Number(outputs[GRADIENT_SQUARE_SUM].data[0]) };
 }
 
-async function runAdamWGraph(
-  adamSession: ModelSession, parameters: readonly TrainableParameter[], weights: ReferenceWeights, gradients: ReferenceWeights,
+/** One AdamW step with adamw.ts on copies of float64 arrays, clipped by the gradient graph's squared norm. */
+function runAdamW(
+  parameters: readonly TrainableParameter[], weights: ReferenceWeights, gradients: ReferenceWeights, squareSum: number,
   state: ReferenceOptimizerState, settings: AdamWSettings,
-): Promise<{ gradNorm: number; weights: ReferenceWeights; state: ReferenceOptimizerState }> {
-  const scalars: Record<AdamWScalar, number> = {
-    learning_rate: settings.lr, beta1: settings.beta1, beta2: settings.beta2, epsilon: settings.eps,
-    weight_decay: settings.weightDecay, clip_norm: settings.clipNorm, step: state.step + 1,
-  };
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const name of ADAMW_SCALARS) feeds[name] = new ort.Tensor('float64', Float64Array.of(scalars[name]), []);
-  for (const { name, dims } of parameters) {
-    feeds[name] = new ort.Tensor('float64', weights.get(name) as Float64Array, [...dims]);
-    feeds[momentName(name)] = new ort.Tensor('float64', state.m.get(name) as Float64Array, [...dims]);
-    feeds[varianceName(name)] = new ort.Tensor('float64', state.v.get(name) as Float64Array, [...dims]);
-    feeds[gradientName(name)] = new ort.Tensor('float64', gradients.get(name) as Float64Array, [...dims]);
+): { gradNorm: number; weights: ReferenceWeights; state: ReferenceOptimizerState } {
+  const gradNorm = Math.sqrt(squareSum);
+  const copy = (tensors: ReferenceWeights) => new Map([...tensors].map(([name, data]) => [name, Float64Array.from(data)]));
+  const [newWeights, m, v] = [copy(weights), copy(state.m), copy(state.v)];
+  for (const { name, decay } of parameters) {
+    adamwUpdate(
+      { parameter: newWeights.get(name) as Float64Array, moment: m.get(name) as Float64Array, variance: v.get(name) as Float64Array, gradient: gradients.get(name) as Float64Array, decay },
+      {
+        learningRate: settings.lr, beta1: settings.beta1, beta2: settings.beta2, epsilon: settings.eps, weightDecay: settings.weightDecay,
+        gradientScale: gradNorm > settings.clipNorm ? settings.clipNorm / gradNorm : 1, step: state.step + 1,
+      },
+    );
   }
-  const outputs = await adamSession.run(feeds);
-  const take = (name: string) => outputs[updatedName(name)].data as Float64Array;
-  return {
-    gradNorm: Number(outputs.grad_norm.data[0]),
-    weights: new Map(parameters.map(({ name }) => [name, take(name)])),
-    state: {
-      step: state.step + 1,
-      m: new Map(parameters.map(({ name }) => [name, take(momentName(name))])),
-      v: new Map(parameters.map(({ name }) => [name, take(varianceName(name))])),
-    },
-  };
+  return { gradNorm, weights: newWeights, state: { step: state.step + 1, m, v } };
 }
 
 function maxAbs(values: ArrayLike<number>): number {
@@ -156,15 +154,10 @@ describe('training graphs in float64 equal the float64 reference', () => {
   const parameters = fullGraph.parameters;
   const weights = float64Weights(SMALL, perturbedWeights(SMALL, 7));
   let gradientSession: ModelSession;
-  let adamSession: ModelSession;
   before(async () => {
     gradientSession = await session(fullGraph.graph);
-    adamSession = await session(buildAdamWGraph(parameters, 'float64'));
   });
-  after(async () => {
-    await gradientSession.release();
-    await adamSession.release();
-  });
+  after(() => gradientSession.release());
 
   it('trains every weight of the model, decaying the same ones as the reference', () => {
     assert.deepEqual(parameters.map(({ name }) => name), [...weightShapes(SMALL).keys()]);
@@ -184,19 +177,30 @@ describe('training graphs in float64 equal the float64 reference', () => {
       assert.ok(relative(graph.loss, reference.loss) < 1e-12, `loss ${graph.loss} vs ${reference.loss}`);
       assert.equal(graph.tokens, batch.lossTokens);
       const worst = assertTensorsClose(graph.gradients, reference.gradients, 1e-10, 'gradient');
+      const squareSum = [...reference.gradients.values()].reduce((sum, gradient) => sum + gradient.reduce((s, g) => s + g * g, 0), 0);
+      assert.ok(relative(graph.squareSum, squareSum) < 1e-10, `squared norm ${graph.squareSum} vs ${squareSum}`);
       t.diagnostic(`worst gradient error ${worst.toExponential(2)} of the tensor's largest value`);
     });
   }
 
-  it('two steps of gradient graph + AdamW graph, with clipping and weight decay', async (t) => {
+  it('the batch weight scales the gradients and their squared norm, not the loss', async () => {
+    const whole = await runGradientGraph(gradientSession, parameters, weights, BATCH_1);
+    const share = await runGradientGraph(gradientSession, parameters, weights, BATCH_1, { weight: 0.375 });
+    assert.equal(share.loss, whole.loss);
+    assert.ok(relative(share.squareSum, 0.375 ** 2 * whole.squareSum) < 1e-12);
+    const scaled = new Map([...whole.gradients].map(([name, gradient]) => [name, gradient.map((g) => 0.375 * g)]));
+    assertTensorsClose(share.gradients, scaled, 1e-14, 'weighted gradient');
+  });
+
+  it('two steps of gradient graph + AdamW, with clipping and weight decay', async (t) => {
     const settings: AdamWSettings = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, clipNorm: 0.5 };
     let graphWeights = weights;
     let graphState = emptyOptimizerState(SMALL);
     let referenceWeights = weights;
     let referenceState = emptyOptimizerState(SMALL);
     for (const batch of [BATCH_1, BATCH_2]) {
-      const { gradients } = await runGradientGraph(gradientSession, parameters, graphWeights, batch);
-      const graph = await runAdamWGraph(adamSession, parameters, graphWeights, gradients, graphState, settings);
+      const { gradients, squareSum } = await runGradientGraph(gradientSession, parameters, graphWeights, batch);
+      const graph = runAdamW(parameters, graphWeights, gradients, squareSum, graphState, settings);
       const reference = referenceTrainStep(SMALL, referenceWeights, referenceState, referenceBatch(batch), settings);
       assert.ok(reference.gradNorm > settings.clipNorm, `gradient norm ${reference.gradNorm} should be clipped`);
       assert.ok(relative(graph.gradNorm, reference.gradNorm) < 1e-10, `gradient norm ${graph.gradNorm} vs ${reference.gradNorm}`);
@@ -323,20 +327,37 @@ describe('the float32 TrainingStepRunner on the tiny preset', () => {
     t.diagnostic(assertSameFirstStep(TINY, runnerStep(accumulatedResult, accumulated), runnerStep(singleResult, single), 1e-6, 1e-5, lr));
   });
 
+  it('updates its state where it lies: the arrays a step starts with are the ones it ends with', async () => {
+    const own = new Map([...base].map(([name, { dims, data }]) => [name, { dims, data: Float32Array.from(data) }]));
+    const state = runner.initialState(own, 0, { inPlace: true });
+    for (const [name, { data }] of own) assert.equal(state.parameters.get(name), data, `${name}: trained where it lies`);
+    const copied = runner.initialState(base, 0);
+    for (const [name, { data }] of base) assert.notEqual(copied.parameters.get(name), data, `${name}: copied without inPlace`);
+    const arrays = (current: TrainingState) => [current.parameters, current.moments, current.variances].flatMap((tensors) => [...tensors.values()]);
+    const before = arrays(state);
+    const original = Float32Array.from(state.parameters.get('h.0.attn.c_attn.weight') as Float32Array);
+    const batch = makeBatch(randomRows(4, [{ length: 9, prompt: 3 }, { length: 6, prompt: 1 }]), END_OF_TEXT_ID);
+    for (let step = 0; step < 2; step++) await runner.step(state, [batch, batch], lr);
+    assert.equal(state.step, 2);
+    const after = arrays(state);
+    assert.ok(before.every((array, i) => array === after[i]), 'the same arrays, updated in place');
+    assert.ok((state.parameters.get('h.0.attn.c_attn.weight') as Float32Array).some((w, i) => w !== original[i]), 'and they did change');
+  });
+
   it('an all-zero loss mask: loss 0, zero gradients, and a step that only decays', async () => {
     const batch = withoutLoss(makeBatch(randomRows(3, [{ length: 7, prompt: 2 }, { length: 4, prompt: 1 }]), END_OF_TEXT_ID), [0, 1]);
     assert.equal(batch.lossTokens, 0);
     const state = runner.initialState(base, 0);
     const { loss, gradients } = await runner.lossAndGradients(state, batch);
-    assert.equal(loss, 0);
+    assert.equal(Math.abs(loss), 0); // a sum of no terms may come out as -0
+    assert.equal(gradients.size, runner.parameters.length);
     for (const [name, gradient] of gradients) assert.ok(gradient.every((value) => value === 0), `${name}: gradient is not all zero`);
 
     const result = await runner.step(state, [batch], lr);
-    assert.deepEqual(result, { loss: 0, gradNorm: 0, lossTokens: 0 });
+    assert.deepEqual({ ...result, loss: Math.abs(result.loss) }, { loss: 0, gradNorm: 0, lossTokens: 0 });
     // With g = 0 the moments stay 0 and the Adam term is 0 / (0 + eps) = 0: decayed weights
-    // are multiplied by 1 - lr * wd (each operation rounded to float32, as the graph does), the
-    // others are left alone.
-    const decay = Math.fround(1 - Math.fround(Math.fround(lr) * Math.fround(OPTIMIZER.weightDecay)));
+    // are multiplied by 1 - lr * wd (in float64, then stored as float32), the others are left alone.
+    const decay = 1 - lr * OPTIMIZER.weightDecay;
     for (const { name, decay: decayed } of runner.parameters) {
       const before = (base.get(name) as { data: Float32Array }).data;
       const expected = decayed ? before.map((w) => Math.fround(w * decay)) : before;
@@ -359,7 +380,8 @@ describe('LoRA gradients and merge in float64', () => {
   const scale = lora.alpha / lora.rank;
   const onGrid = (value: number, step: number): number => Math.round(value / step) * step;
   const base: WeightMap = new Map([...perturbedWeights(SMALL, 7)].map(([name, { dims, data }]) => [name, { dims, data: data.map((w) => onGrid(w, 2 ** -10)) }]));
-  const loraGraph = buildGradientGraph(SMALL, { lora, frozen: base, floatType: 'float64' });
+  const loraGraph = buildGradientGraph(SMALL, { lora, floatType: 'float64' });
+  const frozen = float64Weights(SMALL, base);
   const fullGraph = buildGradientGraph(SMALL, { floatType: 'float64' });
   const random = new SeededRandom(5);
   const adapters = (zeroB: boolean): ReferenceWeights =>
@@ -378,11 +400,14 @@ describe('LoRA gradients and merge in float64', () => {
     await fullSession.release();
   });
 
-  it('trains only the adapters; the base weights are baked in', () => {
+  it('trains only the adapters; the base weights are inputs it does not train', () => {
     const targets = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
     const expected = [0, 1].flatMap((l) => targets.flatMap((target) => [`h.${l}.${target}.lora_a`, `h.${l}.${target}.lora_b`]));
     assert.deepEqual(loraGraph.parameters.map(({ name }) => name), expected);
-    assert.deepEqual([...loraSession.inputNames].sort(), [...expected, 'input_ids', 'attention_mask', 'targets', 'loss_mask'].sort());
+    assert.deepEqual(loraGraph.frozen, [...weightShapes(SMALL).keys()]);
+    assert.ok(![...loraGraph.graph.initializers.keys()].some((name) => weightShapes(SMALL).has(name)), 'no weight is baked in');
+    const batchInputs = ['input_ids', 'attention_mask', 'targets', 'loss_mask', GRADIENT_WEIGHT];
+    assert.deepEqual([...loraSession.inputNames].sort(), [...expected, ...loraGraph.frozen, ...batchInputs].sort());
     assert.ok(loraGraph.parameters.every(({ decay }) => decay));
   });
 
@@ -393,12 +418,12 @@ describe('LoRA gradients and merge in float64', () => {
   for (const zeroB of [true, false]) {
     it(`adapter gradients match finite differences of the graph's loss, ${zeroB ? 'B = 0 (as training starts)' : 'non-zero B'}`, async (t) => {
       const values = adapters(zeroB);
-      const { loss, gradients } = await runGradientGraph(loraSession, loraGraph.parameters, values, BATCH_1);
+      const { loss, gradients } = await runGradientGraph(loraSession, loraGraph.parameters, values, BATCH_1, { frozen });
       const lossAt = async (name: string, index: number, delta: number): Promise<number> => {
         const tensor = values.get(name) as Float64Array;
         const original = tensor[index];
         tensor[index] = original + delta;
-        const result = await runGradientGraph(loraSession, loraGraph.parameters, values, BATCH_1);
+        const result = await runGradientGraph(loraSession, loraGraph.parameters, values, BATCH_1, { frozen });
         tensor[index] = original;
         return result.loss;
       };
@@ -425,7 +450,7 @@ describe('LoRA gradients and merge in float64', () => {
 
   it('the merged model has the adapted loss, and the adapter gradients follow from its weight gradients', async (t) => {
     const values = adapters(false);
-    const adapted = await runGradientGraph(loraSession, loraGraph.parameters, values, BATCH_1);
+    const adapted = await runGradientGraph(loraSession, loraGraph.parameters, values, BATCH_1, { frozen });
     const merged = mergeLora(SMALL, base, new Map([...values].map(([name, data]) => [name, Float32Array.from(data)])), lora);
 
     for (const [name, { data }] of merged) {

@@ -16,16 +16,18 @@ import { initModel } from '../../../src/model/files/model-dir.js';
 import { type ModelFiles, readModelDir } from '../../../src/model/files/model-files.js';
 import { readSafetensors } from '../../../src/model/files/safetensors.js';
 import { elementCount } from '../../../src/model/tensor.js';
-import { type Example, dataHash, readExamplesJsonl } from '../../../src/model/training/data.js';
+import { type Example, dataHash, readExamplesJsonl, tokenizeExamples } from '../../../src/model/training/data.js';
+import { loadTokenizer } from '../../../src/model/files/tokenizer.js';
 import { startFineTune } from '../../../src/model/training/fine-tune-job.js';
 import { TrainingStepRunner } from '../../../src/model/training/step-runner.js';
+import { trainingBytes } from '../../../src/model/training/memory-plan.js';
 import { LORA_TARGETS } from '../../../src/model/training/train-graph.js';
 import { DEFAULT_FINE_TUNE, type FineTuneSettings, type TrainingProgress, type TrainingRecord, fineTune } from '../../../src/model/training/trainer.js';
 
 /**
  * The fine-tuning loop on the tiny preset: it learns a small FAQ by heart, the same seed gives
  * the same losses, a cancelled or killed run resumes onto the uninterrupted run's loss curve,
- * the worker thread leaves the caller's event loop free, the output folder is complete, LoRA
+ * the trainer's process leaves the caller's event loop free, the output folder is complete, LoRA
  * trains adapters only, and bad input fails with the right code.
  */
 
@@ -251,7 +253,7 @@ describe('fine-tuning (tiny preset)', () => {
     assert.ok((await readFile(join(run.outDir, 'model.safetensors'))).equals(await readFile(join(root, 'reference', 'model.safetensors'))));
   });
 
-  it('in a worker thread, progress comes with the in-process losses while the event loop stays free; cancel() stops it', async () => {
+  it('in its own process, progress comes with the in-process losses while the event loop stays free; cancel() stops it', async () => {
     const progress: TrainingProgress[] = [];
     let ticks = 0;
     const ticker = setInterval(() => ticks++, 10);
@@ -379,17 +381,38 @@ describe('fine-tuning (tiny preset)', () => {
       for (const [overrides, message] of invalid) await assert.rejects(train(settings('invalid', overrides)), rejectsWith('OPTIONS_INVALID', message));
     });
 
-    // Linux refuses outright an allocation larger than RAM + swap under its heuristic (0) and
-    // strict (2) overcommit policies; with 1 it would succeed and summon the OOM killer. What
-    // is computed before that allocation takes about a fifth of RAM: too much past 32 GiB.
+    it('a batch that cannot fit is refused before training, with the largest that fits and the accumulation that keeps the step', async () => {
+      const rows = Array.from({ length: 12 }, () => ({ prompt: 'Question: what time is it?', completion: ' Time to train.' }));
+      const tokenizer = await loadTokenizer(baseDir, base.config.vocab_size);
+      const [row] = tokenizeExamples(rows.slice(0, 1), (text) => tokenizer.encode(text), tokenizer.eosTokenId, base.config.n_positions, () => {});
+      const shape = { batchSize: 12, length: row.ids.length - 1, accumulate: 2 };
+      // A budget between what 5 and 6 rows need: 5 is the answer, and 24 rows per step need 5 micro-batches.
+      const budget = (trainingBytes(base.config, undefined, { ...shape, batchSize: 5 }) + trainingBytes(base.config, undefined, { ...shape, batchSize: 6 })) / 2;
+      const outDir = join(root, 'too-big');
+      await assert.rejects(
+        train(settings('too-big', { batchSize: 12, accumulate: 2, validationFraction: 0, memoryBudgetBytes: budget }), undefined, rows),
+        rejectsWith('OUT_OF_MEMORY', new RegExp(`a batch of 12 rows of up to ${shape.length} tokens needs about .* GB to train.*the largest batch that fits is 5 rows: use --batch 5 --accumulate 5 .*25 rows per step as 24 now`)),
+      );
+      assert.equal(existsSync(outDir), false, 'no model folder');
+      assert.equal(existsSync(`${outDir}.checkpoint`), false, 'no checkpoint: no step was taken');
+      await assert.rejects(
+        train(settings('too-big', { batchSize: 12, validationFraction: 0, memoryBudgetBytes: trainingBytes(base.config, undefined, { ...shape, batchSize: 1 }) - 1 }), undefined, rows),
+        rejectsWith('OUT_OF_MEMORY', /even one row does not fit .*train LoRA adapters/),
+      );
+    });
+
+    // Past the estimate, ONNX Runtime's own allocation failure is OUT_OF_MEMORY too. Linux refuses
+    // outright an allocation larger than RAM + swap under its heuristic (0) and strict (2)
+    // overcommit policies; with 1 it would succeed and summon the OOM killer. What is computed
+    // before that allocation takes about a fifth of RAM: too much past 32 GiB.
     const provokesOutOfMemory = ['0', '2'].includes(overcommitPolicy()) && totalmem() <= 32 * 2 ** 30;
     const skipOutOfMemory = !provokesOutOfMemory && 'needs Linux with overcommit_memory 0 or 2 and at most 32 GiB of RAM';
-    it('a batch too large for memory is OUT_OF_MEMORY with a suggestion', { skip: skipOutOfMemory }, async () => {
+    it('a batch too large for memory that the estimate let through is OUT_OF_MEMORY with a suggestion', { skip: skipOutOfMemory }, async () => {
       // Rows of 2 tokens: the logits (rows x 2 x vocabulary floats) come to 1.25 x RAM.
       const rows = Math.ceil((1.25 * totalmem()) / (2 * base.config.vocab_size * 4));
       const tiny = Array.from({ length: rows }, () => ({ prompt: 'Hi', completion: ' there' }));
       await assert.rejects(
-        train(settings('oom', { batchSize: rows, maxSteps: 1, validationFraction: 0 }), undefined, tiny),
+        train(settings('oom', { batchSize: rows, maxSteps: 1, validationFraction: 0, memoryBudgetBytes: Number.MAX_SAFE_INTEGER }), undefined, tiny),
         rejectsWith('OUT_OF_MEMORY', new RegExp(`a batch of ${rows} x 2 tokens does not fit in memory .*use a smaller --batch with --accumulate`)),
       );
     });

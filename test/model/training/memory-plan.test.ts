@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parameterCount, presetConfig } from '../../../src/model/config.js';
+import { ModelError } from '../../../src/model/errors.js';
+import { checkBatchFits, trainingBytes } from '../../../src/model/training/memory-plan.js';
+
+const GPT2 = presetConfig('gpt2');
+const LORA = { rank: 8, alpha: 16 };
+
+function refusal(run: () => void): string {
+  try {
+    run();
+  } catch (error) {
+    assert.ok(error instanceof ModelError && error.code === 'OUT_OF_MEMORY', String(error));
+    return error.message;
+  }
+  assert.fail('the batch was not refused');
+}
+
+describe('the memory plan of a fine-tuning run', () => {
+  it('full fine-tuning holds 20 bytes per weight beside the process; each row adds the same', () => {
+    const length = 64;
+    const [one, two, three] = [1, 2, 3].map((batchSize) => trainingBytes(GPT2, undefined, { batchSize, length }));
+    assert.equal(three - two, two - one, 'linear in the rows');
+    const fixed = one - (two - one);
+    assert.equal(fixed, 300 * 1024 ** 2 + 20 * parameterCount(GPT2));
+    // At 124M: 2.6 GB fixed, and a 4 x 64 batch within the 3-4 GB bench:train measures.
+    const fourRows = trainingBytes(GPT2, undefined, { batchSize: 4, length });
+    assert.ok(fourRows > 3 * 1024 ** 3 && fourRows < 4.5 * 1024 ** 3, `${fourRows}`);
+  });
+
+  it('LoRA holds the weights once and its adapters like full fine-tuning', () => {
+    const shape = { batchSize: 4, length: 64 };
+    const saved = trainingBytes(GPT2, undefined, shape) - trainingBytes(GPT2, LORA, shape);
+    const adapters = GPT2.n_layer * ((768 * 8 + 8 * 2304) + (768 * 8 + 8 * 768) + (768 * 8 + 8 * 3072) + (3072 * 8 + 8 * 768));
+    assert.equal(saved, 16 * (parameterCount(GPT2) - adapters));
+  });
+
+  it('longer rows cost more per token (attention), and more tokens cost more', () => {
+    const perToken = (length: number) => (trainingBytes(GPT2, undefined, { batchSize: 2, length }) - trainingBytes(GPT2, undefined, { batchSize: 1, length })) / length;
+    assert.ok(perToken(256) > perToken(64));
+  });
+
+  it('a batch within the budget passes; one over it names the largest that fits and the accumulation for the same step', () => {
+    const shape = { batchSize: 16, length: 256, accumulate: 1 };
+    checkBatchFits(GPT2, undefined, shape, trainingBytes(GPT2, undefined, shape));
+    for (const budgetRows of [1, 3, 7, 15]) {
+      const budget = trainingBytes(GPT2, undefined, { ...shape, batchSize: budgetRows }) + 1;
+      const message = refusal(() => checkBatchFits(GPT2, undefined, shape, budget));
+      const accumulate = Math.ceil(16 / budgetRows);
+      assert.match(message, new RegExp(`the largest batch that fits is ${budgetRows} rows: use --batch ${budgetRows} --accumulate ${accumulate} `), message);
+      assert.match(message, new RegExp(`${budgetRows * accumulate} rows per step as 16 now`), message);
+    }
+  });
+
+  it('a budget below one row says so, and points at LoRA and shorter examples', () => {
+    const shape = { batchSize: 4, length: 1024, accumulate: 2 };
+    const message = refusal(() => checkBatchFits(GPT2, undefined, shape, 2 * 1024 ** 3));
+    assert.match(message, /a batch of 4 rows of up to 1024 tokens needs about [\d.]+ GB to train, and 2\.0 GB is available; even one row does not fit/);
+    assert.match(message, /--lora 8/);
+  });
+});
