@@ -163,6 +163,9 @@ export type Attend = (scores: Value) => Value;
 /** Attention's core for one layer: returns the context (B, H, T, D). Kinds differ only here. */
 export type AttentionCore = (layer: number, heads: AttentionHeads, attend: Attend) => Value;
 
+/** The MLP's activation: gelu_new, written out (below) or as one fused operator (training). */
+export type Activation = (g: GraphBuilder, x: Value) => Value;
+
 /**
  * Embeddings and the transformer blocks, shared by every graph: returns the last block's
  * output (B, T, C), before ln_f. `weight` gives a weight by its HF name (an initializer for
@@ -175,6 +178,7 @@ export function transformer(
   project: Projection,
   inputs: TransformerInputs,
   attention: AttentionCore,
+  activation: Activation = gelu,
 ): Value {
   const C = config.n_embd;
   const H = config.n_head;
@@ -207,7 +211,7 @@ export function transformer(
       });
       x = g.op('Add', [x, attended]);
       const normed2 = layerNorm(g, x, weight(`${p}ln_2.weight`), weight(`${p}ln_2.bias`), epsilon);
-      const mlp = g.scoped('mlp', () => project(gelu(g, project(normed2, `${p}mlp.c_fc`)), `${p}mlp.c_proj`));
+      const mlp = g.scoped('mlp', () => project(activation(g, project(normed2, `${p}mlp.c_fc`)), `${p}mlp.c_proj`));
       x = g.op('Add', [x, mlp]);
     });
   }
@@ -286,7 +290,7 @@ export function layerNorm(g: GraphBuilder, x: Value, scale: Value, bias: Value, 
 }
 
 /** gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in the form ONNX Runtime fuses. */
-function gelu(g: GraphBuilder, x: Value): Value {
+export function gelu(g: GraphBuilder, x: Value): Value {
   const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
   const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, g.constFloat(0.044715)])]), g.constFloat(Math.sqrt(2 / Math.PI))]);
   const gate = g.op('Add', [g.op('Tanh', [inner]), g.constFloat(1)]);

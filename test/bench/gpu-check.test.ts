@@ -77,8 +77,8 @@ describe('bench/gpu-check.sh', () => {
     assert.ok(Number.isFinite((fineTune.last_loss as { cpu: number }).cpu));
 
     assert.equal(records.at(-1)?.result, 'passed');
-    // The project's own report of the provider: the model worker's log and the trainer's two sessions.
-    assert.equal(run.stderr.match(/"provider":"cpu","msg":"model session runs on CPU"/g)?.length, 3, run.stderr);
+    // The project's own report of the provider: the model worker's log and the trainer's gradient session (AdamW runs in JavaScript).
+    assert.equal(run.stderr.match(/"provider":"cpu","msg":"model session runs on CPU"/g)?.length, 2, run.stderr);
     assert.deepEqual([...scratchFolders()].filter((name) => !before.has(name)), []);
   });
 

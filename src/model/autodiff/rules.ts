@@ -291,6 +291,29 @@ const softmaxCrossEntropyLoss: GradientRule = (c) => {
   return firstInputOnly(c, only(c, 0, () => g.op('Mul', [softmaxMinusOneHot, g.op('Unsqueeze', [perRow, g.constInt64([1])])])));
 };
 
+/**
+ * Y = FastGelu(X) (com.microsoft, no bias) = 0.5 X (1 + tanh(u)), u = k (X + a X^3), k = sqrt(2/pi),
+ * a = 0.044715: dX = dY (0.5 (1 + t) + 0.5 X (1 - t^2) k (1 + 3 a X^2)), t = tanh(u), recomputed
+ * from X here so the forward leaves only X for the backward.
+ */
+const fastGelu: GradientRule = (c) => {
+  const [x, bias] = c.inputs;
+  if (c.node.domain !== 'com.microsoft' || bias) throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only com.microsoft FastGelu without a bias is differentiated`);
+  const { g } = c;
+  const a = 0.044715;
+  const k = Math.sqrt(2 / Math.PI);
+  const half = g.constFloat(0.5);
+  const squared = g.op('Mul', [x, x]);
+  const u = g.op('Mul', [g.op('Add', [x, g.op('Mul', [g.op('Mul', [squared, x]), g.constFloat(a)])]), g.constFloat(k)]);
+  const t = g.op('Tanh', [u]);
+  const du = g.op('Mul', [g.op('Add', [g.op('Mul', [squared, g.constFloat(3 * a)]), g.constFloat(1)]), g.constFloat(k)]); // du/dX
+  const slope = g.op('Add', [
+    g.op('Mul', [g.op('Add', [t, g.constFloat(1)]), half]),
+    g.op('Mul', [g.op('Mul', [g.op('Mul', [x, half]), g.op('Sub', [g.constFloat(1), g.op('Mul', [t, t])])]), du]),
+  ]);
+  return [only(c, 0, () => g.op('Mul', [outputGradient(c), slope]))];
+};
+
 /** Y = ReduceSum(X, axes): dX = dY broadcast back over the reduced axes. */
 const reduceSum: GradientRule = (c) => {
   let dY = outputGradient(c);
@@ -322,5 +345,6 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
   Softmax: softmax,
   LogSoftmax: logSoftmax,
   SoftmaxCrossEntropyLoss: softmaxCrossEntropyLoss,
+  FastGelu: fastGelu,
   ReduceSum: reduceSum,
 };

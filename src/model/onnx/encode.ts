@@ -24,6 +24,10 @@ export interface EncodeOptions {
 export function encodeModel(graph: Graph, options: EncodeOptions = {}): Uint8Array {
   const opsets = [{ domain: '', version: OPSET_VERSION }];
   for (const [domain, version] of Object.entries(options.extraOpsets ?? {})) opsets.push({ domain, version });
+  // Every other domain the nodes use is imported too (version 1 unless extraOpsets says otherwise).
+  for (const domain of new Set(graph.nodes.map((node) => node.domain))) {
+    if (!opsets.some((opset) => opset.domain === domain)) opsets.push({ domain, version: 1 });
+  }
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: 'tunebot',

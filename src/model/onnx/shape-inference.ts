@@ -51,7 +51,7 @@ export class ShapeInference {
         inputs: node.inputs.map((name) => (name === '' ? UNKNOWN : this.lookup(name))),
         attribute: <T extends AttributeValue>(name: string, fallback: T) => (node.attributes[name] as T | undefined) ?? fallback,
       };
-      const rule = node.domain === '' ? OPERATOR_SHAPES[node.opType] : undefined;
+      const rule = (node.domain === '' ? OPERATOR_SHAPES : node.domain === 'com.microsoft' ? MICROSOFT_OPERATOR_SHAPES : {})[node.opType];
       const outputs = rule ? [rule(view)].flat() : [];
       node.outputs.forEach((output, i) => this.inferred.set(output, outputs[i] ?? UNKNOWN));
     }
@@ -401,4 +401,9 @@ const OPERATOR_SHAPES: Readonly<Record<string, ShapeRule>> = {
   Gemm: gemm,
   Einsum: einsum,
   LayerNormalization: sameAsFirst,
+};
+
+/** ONNX Runtime's contrib operators (domain com.microsoft) that tunebot's graphs use. */
+const MICROSOFT_OPERATOR_SHAPES: Readonly<Record<string, ShapeRule>> = {
+  FastGelu: sameAsFirst,
 };

@@ -34,3 +34,6 @@ process.on('message', (message: FineTuneToTrainer) => {
 });
 // The caller is gone: stop at the next step, with a checkpoint, rather than train for no one.
 process.on('disconnect', () => abort.abort());
+// Ctrl-C reaches the whole process group, this process too: like the caller's cancel, it stops
+// training at the next step with a checkpoint, where the default would drop the steps since the last.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => abort.abort());

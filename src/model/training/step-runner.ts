@@ -39,8 +39,9 @@ export interface StepResult {
 /**
  * Runs training steps: the gradient graph on ONNX Runtime once per micro-batch (each weighted
  * by its share of the step's loss tokens, so their sum equals one big batch's gradient), then
- * AdamW in place. Parameters, moments and variances live for the whole run and are updated
- * where they lie; a step's only new buffers are ONNX Runtime's gradient outputs.
+ * AdamW in place. Parameters, moments, variances and gradients live for the whole run and are
+ * updated where they lie; a step's only new buffers are the copies of the gradients that
+ * onnxruntime-node hands back besides writing them in place, given back at once.
  */
 export class TrainingStepRunner {
   private constructor(

@@ -207,6 +207,24 @@ describe('gradient rules against central finite differences (float64)', () => {
     });
   });
 
+  describe('SoftmaxCrossEntropyLoss', () => {
+    // Row 2's label is ignored: its scores get no gradient.
+    const labels = int64([4], [2, 0, -100, 4]);
+    for (const reduction of ['sum', 'none']) {
+      it(`reduction ${reduction}, an ignored row`, async () => {
+        const { gradients } = await checkOperator({ scores: parameter([4, 5]), labels }, (g, v) =>
+          g.op('SoftmaxCrossEntropyLoss', [v.scores, v.labels], { attributes: { reduction, ignore_index: -100 } }),
+        );
+        assert.ok(gradients.get('scores')!.slice(10, 15).every((d) => d === 0), 'the ignored row');
+      });
+    }
+    it('reduction sum, no ignore_index', async () => {
+      await checkOperator({ scores: parameter([3, 4]), labels: int64([3], [3, 0, 1]) }, (g, v) =>
+        g.op('SoftmaxCrossEntropyLoss', [v.scores, v.labels], { attributes: { reduction: 'sum' } }),
+      );
+    });
+  });
+
   describe('unary operators', () => {
     for (const op of ['Neg', 'Tanh', 'Identity']) {
       it(op, async () => {
@@ -481,5 +499,29 @@ describe('gradient rules against central finite differences (float64)', () => {
       assert.equal(loss, 0);
       assert.ok(gradients.get('logits')!.every((d) => d === 0));
     });
+  });
+});
+
+describe('FastGelu (com.microsoft, float only) against the derivative of gelu_new in float64', () => {
+  it('dX = dY * gelu\'(X) within float32 rounding', async () => {
+    const geluNew = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    const xs = Float32Array.from({ length: 64 }, (_, i) => (i - 32) / 8); // -4 .. 3.875, both tails and the bend
+    const weights = Float32Array.from(xs, (_, i) => Math.cos(i));
+    const g = new GraphBuilder('fast-gelu', 'float32');
+    const x = g.input('x', 'float32', [xs.length]);
+    const loss = g.op('ReduceSum', [g.op('Mul', [g.op('FastGelu', [x], { domain: 'com.microsoft' }), g.constFloat([...weights], [xs.length])])], { attributes: { keepdims: 0 } });
+    const gradients = buildBackward(g, loss, [x]);
+    g.output(gradients.get('x')!, 'dx', 'float32', [xs.length]);
+    const session = await ort.InferenceSession.create(encodeModel(g.build()));
+    try {
+      const dx = (await session.run({ x: new ort.Tensor('float32', xs, [xs.length]) })).dx.data as Float32Array;
+      const h = 1e-5;
+      xs.forEach((value, i) => {
+        const expected = (weights[i] * (geluNew(value + h) - geluNew(value - h))) / (2 * h);
+        assert.ok(Math.abs(dx[i] - expected) <= 1e-5 + 1e-5 * Math.abs(expected), `x = ${value}: ${dx[i]} vs ${expected}`);
+      });
+    } finally {
+      await session.release();
+    }
   });
 });

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { initModel } from '../../../src/model/files/model-dir.js';
-import { assertExit, tunebot } from '../../helpers/run-tunebot.js';
+import { assertExit, startTunebot, tunebot } from '../../helpers/run-tunebot.js';
 
 /** `tunebot finetune` from its sources, as a child process: summary, progress bar, exit codes. */
 
@@ -59,6 +60,25 @@ describe('tunebot finetune', () => {
       [2, 4, 'cpu', { train: 7, validation: 1, cut: 0 }],
     );
     assert.equal(existsSync(`${outDir}.checkpoint`), false);
+  });
+
+  it('Ctrl-C (SIGINT to the command and its trainer process, as a terminal sends it) stops at a step with a checkpoint the same command resumes', async () => {
+    const outDir = join(root, 'interrupted');
+    const args = ['finetune', '--model', modelDir, '--data', dataFile, '--out', outDir, '--epochs', '400', '--patience', '0', '--batch', '2', '--checkpoint-every', '1000', '--device', 'cpu'];
+    const running = startTunebot(args);
+    try {
+      await running.until(() => /fine-tuning \[[#.]{20}\] \d+% [3-9]\d*\//.test(running.stderr), 'step 3 on the progress bar');
+      const trainer = execFileSync('pgrep', ['-P', String(running.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      assert.equal(trainer.length, 1, 'one trainer process');
+      for (const pid of [running.child.pid as number, ...trainer]) process.kill(pid, 'SIGINT');
+      assert.equal(await running.exitCodeWithin(60_000), 1, running.stderr);
+      assert.match(running.stderr, /stopping at the next step/);
+      assert.match(running.stderr, /CANCELLED.*cancelled at step (\d+); the checkpoint in .*interrupted\.checkpoint resumes it/);
+      const step = JSON.parse(await readFile(join(`${outDir}.checkpoint`, 'progress.json'), 'utf8')).step as number;
+      assert.ok(step >= 3, `checkpoint at step ${step}`);
+    } finally {
+      await running.kill();
+    }
   });
 
   it('without --data it exits 2 with the usage', async () => {
