@@ -7,22 +7,27 @@ import { elementCount } from '../tensor.js';
 /**
  * What a fine-tuning run needs in memory, known before it starts, so that a batch that cannot
  * fit is refused with one that can instead of the machine swapping or the trainer being killed
- * halfway through an epoch.
+ * halfway through an epoch. At its peak a run holds:
  *
+ * - the process itself (Node, ONNX Runtime, the session): PROCESS_BYTES;
  * - the weights, trained or frozen, 4 bytes each (full fine-tuning trains them in place);
- * - per trained parameter 16 bytes: its gradient, the copy onnxruntime-node hands back of it,
- *   and AdamW's two moments;
- * - per token of a micro-batch (rows x its longest row), the gradient graph's working set: the
- *   activations the backward pass reads, about PER_LAYER_FLOATS floats per layer and channel,
- *   and the loss's tensors of the vocabulary's size, about PER_VOCABULARY_FLOATS of them; plus
- *   attention's scores, ATTENTION_COPIES tensors of heads x positions per layer;
- * - the process itself: Node, ONNX Runtime and the session, PROCESS_BYTES.
- * The coefficients come from bench:train's peak resident memory (tiny, 124M and 355M, full and
- * LoRA, 64 and 256 tokens per row), rounded up.
+ * - per trained parameter 12 bytes: its gradient and AdamW's two moments;
+ * - the larger of two things that do not meet: the backward pass's working set while it runs,
+ *   and at its end the copies onnxruntime-node hands back of the gradients (4 bytes each).
+ *   The working set, per token of a micro-batch (rows x its longest row): about
+ *   PER_LAYER_FLOATS floats per layer and channel (the activations the backward reads),
+ *   PER_VOCABULARY_FLOATS of the vocabulary's size (the logits and the loss's gradient), and
+ *   ATTENTION_FLOATS per layer, head and position (attention's scores).
+ *
+ * The coefficients cover every peak bench:train measured, with 4% to spare at 355M 4 x 64 (the
+ * tightest), 6% at 124M full 4 x 64, 18-27% for LoRA, and 85% for full fine-tuning of 4 x 256,
+ * whose working set came out smaller than LoRA's (measured, not explained). The per-layer
+ * figure is ONNX Runtime's working set, several times llm.c's activations (16 floats per
+ * layer and channel): the room left to gain.
  */
-const PER_LAYER_FLOATS = 50;
-const PER_VOCABULARY_FLOATS = 10;
-const ATTENTION_COPIES = 6;
+const PER_LAYER_FLOATS = 92;
+const PER_VOCABULARY_FLOATS = 8;
+const ATTENTION_FLOATS = 12;
 const PROCESS_BYTES = 300 * 1024 ** 2;
 
 export interface BatchShape {
@@ -33,9 +38,9 @@ export interface BatchShape {
 
 export function trainingBytes(config: Gpt2Config, lora: LoraSettings | undefined, { batchSize, length }: BatchShape): number {
   const trained = (lora ? loraParameters(config, lora) : fullParameters(config)).reduce((sum, parameter) => sum + elementCount(parameter.dims), 0);
-  const fixed = PROCESS_BYTES + 4 * parameterCount(config) + 16 * trained;
-  const perToken = 4 * (PER_LAYER_FLOATS * config.n_layer * config.n_embd + PER_VOCABULARY_FLOATS * config.vocab_size + ATTENTION_COPIES * config.n_layer * config.n_head * length);
-  return fixed + perToken * batchSize * length;
+  const perToken =
+    4 * (PER_LAYER_FLOATS * config.n_layer * config.n_embd + PER_VOCABULARY_FLOATS * config.vocab_size + ATTENTION_FLOATS * config.n_layer * config.n_head * length);
+  return PROCESS_BYTES + 4 * parameterCount(config) + 12 * trained + Math.max(4 * trained, perToken * batchSize * length);
 }
 
 /**
