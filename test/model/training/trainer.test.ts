@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -282,6 +282,18 @@ describe('fine-tuning (tiny preset)', () => {
       assert.ok(event.tokensPerSecond > 0 && Number.isFinite(event.tokensPerSecond), `tokensPerSecond ${event.tokensPerSecond}`);
       assert.ok(event.etaSeconds > 0 && Number.isFinite(event.etaSeconds), `etaSeconds ${event.etaSeconds}`);
     }
+  });
+
+  it('a trainer process killed by the kernel (SIGKILL, as the OOM killer does) rejects with OUT_OF_MEMORY, and this process goes on', async () => {
+    const job = startFineTune(settings('oom-killed', { epochs: 200 }), EXAMPLES, {
+      logLevel: 'silent',
+      onProgress: (event) => {
+        if (event.step !== 2) return;
+        // The trainer is this process's child process (there is no other in this test file).
+        for (const pid of execFileSync('pgrep', ['-P', String(process.pid)], { encoding: 'utf8' }).trim().split('\n')) process.kill(Number(pid), 'SIGKILL');
+      },
+    });
+    await assert.rejects(job.result, rejectsWith('OUT_OF_MEMORY', /the trainer was killed \(SIGKILL\), most likely for lack of memory; use a smaller --batch with --accumulate/));
   });
 
   it('writes training.json and loss-curve.png beside the model, leaves the base alone and removes the checkpoint', async () => {
