@@ -30,3 +30,15 @@ export const MODEL_ERROR_CODES = [
 export type ModelErrorCode = (typeof MODEL_ERROR_CODES)[number];
 
 export class ModelError extends CodedError<ModelErrorCode> {}
+
+/** A ModelError as it crosses to another thread or process: its code and message. */
+export interface SerializedModelError {
+  readonly code: ModelErrorCode;
+  readonly message: string;
+}
+
+/** A ModelError keeps its code; anything else (a bug, a crash) becomes WORKER_FAILED with its message. */
+export function serializeModelError(error: unknown): SerializedModelError {
+  if (error instanceof ModelError) return { code: error.code, message: error.message };
+  return { code: 'WORKER_FAILED', message: error instanceof Error ? error.message : String(error) };
+}

@@ -1,12 +1,12 @@
 import type { Worker } from 'node:worker_threads';
-import { ModelError } from '../errors.js';
+import { ModelError, type SerializedModelError } from '../errors.js';
 import { startWorkerThread } from './worker-thread.js';
 import type { GenerationOptions } from '../generation/options.js';
 import { PieceQueue } from '../generation/piece-queue.js';
 import { type WeightType, parseWeightType } from '../quantize.js';
 import { DEFAULT_PREFILL_CHUNK_TOKENS, type GenerationResult } from '../generation/scheduler.js';
 import type { ExecutionProviderChoice } from './session.js';
-import type { FromWorker, ModelInfo, SerializedError, ToWorker, WorkerInit } from './worker-protocol.js';
+import type { FromWorker, ModelInfo, ToWorker, WorkerInit } from './worker-protocol.js';
 
 export interface LoadOptions {
   readonly executionProvider?: ExecutionProviderChoice;
@@ -187,6 +187,6 @@ export class LanguageModel {
   }
 }
 
-function deserialize(error: SerializedError): ModelError {
+function deserialize(error: SerializedModelError): ModelError {
   return new ModelError(error.code, error.message);
 }

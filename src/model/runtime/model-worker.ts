@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../../log.js';
 import { parameterCount } from '../config.js';
 import { Gpt2Decoder } from './decoder.js';
-import { ModelError } from '../errors.js';
+import { ModelError, serializeModelError } from '../errors.js';
 import { resolveGenerationOptions } from '../generation/options.js';
 import { GenerationScheduler, type SubmittedRequest } from '../generation/scheduler.js';
 import { buildGpt2Graph, gpt2GraphOpsets } from '../gpt2-graph.js';
@@ -11,7 +11,7 @@ import { encodeModel } from '../onnx/encode.js';
 import { fitPrompt } from './prompt.js';
 import { createModelSession } from './session.js';
 import { loadTokenizer } from '../files/tokenizer.js';
-import type { FromWorker, SerializedError, ToWorker, WorkerInit } from './worker-protocol.js';
+import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 /**
  * The model's own thread: ONNX Runtime computes here, so the bot's event loop (heartbeats,
@@ -22,11 +22,6 @@ const port = parentPort;
 const init = workerData as WorkerInit;
 const logger = createLogger('model', init.logLevel);
 const post = (message: FromWorker) => port.postMessage(message);
-
-function serialize(error: unknown): SerializedError {
-  if (error instanceof ModelError) return { code: error.code, message: error.message };
-  return { code: 'WORKER_FAILED', message: error instanceof Error ? error.message : String(error) };
-}
 
 async function start(): Promise<void> {
   const started = performance.now();
@@ -67,12 +62,12 @@ async function start(): Promise<void> {
               },
               onError: (error) => {
                 requests.delete(id);
-                post({ type: 'error', id, error: serialize(error) });
+                post({ type: 'error', id, error: serializeModelError(error) });
               },
             }),
           );
         } catch (error) {
-          post({ type: 'error', id, error: serialize(error) });
+          post({ type: 'error', id, error: serializeModelError(error) });
         }
         break;
       }
@@ -105,4 +100,4 @@ async function start(): Promise<void> {
   });
 }
 
-start().catch((error: unknown) => post({ type: 'failed', error: serialize(error) }));
+start().catch((error: unknown) => post({ type: 'failed', error: serializeModelError(error) }));

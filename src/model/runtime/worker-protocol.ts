@@ -1,7 +1,7 @@
 import type { Gpt2Config } from '../config.js';
 import type { GenerationOptions } from '../generation/options.js';
 import type { GenerationResult } from '../generation/scheduler.js';
-import type { ModelErrorCode } from '../errors.js';
+import type { SerializedModelError } from '../errors.js';
 import type { WeightType } from '../quantize.js';
 import type { ExecutionProvider, ExecutionProviderChoice } from './session.js';
 
@@ -29,15 +29,11 @@ export interface ModelInfo {
   readonly loadMs: number;
 }
 
-export interface SerializedError {
-  readonly code: ModelErrorCode;
-  readonly message: string;
-}
 
 export type FromWorker =
   | { readonly type: 'ready'; readonly info: ModelInfo }
-  | { readonly type: 'failed'; readonly error: SerializedError }
+  | { readonly type: 'failed'; readonly error: SerializedModelError }
   | { readonly type: 'text'; readonly id: number; readonly text: string }
   | { readonly type: 'end'; readonly id: number; readonly result: GenerationResult }
-  | { readonly type: 'error'; readonly id: number; readonly error: SerializedError }
+  | { readonly type: 'error'; readonly id: number; readonly error: SerializedModelError }
   | { readonly type: 'closed' };

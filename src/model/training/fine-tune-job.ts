@@ -1,4 +1,4 @@
-import { ModelError, type ModelErrorCode } from '../errors.js';
+import { ModelError, type SerializedModelError } from '../errors.js';
 import { startChildProcess } from '../runtime/child-process.js';
 import type { Example } from './data.js';
 import type { FineTuneSettings, TrainingProgress, TrainingRecord } from './trainer.js';
@@ -10,7 +10,7 @@ export type FineTuneFromTrainer =
   | { readonly type: 'progress'; readonly progress: TrainingProgress }
   | { readonly type: 'warning'; readonly message: string }
   | { readonly type: 'done'; readonly record: TrainingRecord }
-  | { readonly type: 'failed'; readonly error: { readonly code: ModelErrorCode; readonly message: string } };
+  | { readonly type: 'failed'; readonly error: SerializedModelError };
 
 export interface FineTuneJob {
   /** Settles with training.json's record, or rejects (CANCELLED after cancel()). */

@@ -1,5 +1,5 @@
 import { createLogger } from '../../log.js';
-import { ModelError } from '../errors.js';
+import { serializeModelError } from '../errors.js';
 import type { FineTuneFromTrainer, FineTuneToTrainer } from './fine-tune-job.js';
 import { fineTune } from './trainer.js';
 
@@ -24,12 +24,7 @@ process.on('message', (message: FineTuneToTrainer) => {
     onWarning: (warning) => post({ type: 'warning', message: warning }),
   })
     .then((record) => post({ type: 'done', record }))
-    .catch((error: unknown) =>
-      post({
-        type: 'failed',
-        error: error instanceof ModelError ? { code: error.code, message: error.message } : { code: 'WORKER_FAILED', message: error instanceof Error ? error.message : String(error) },
-      }),
-    )
+    .catch((error: unknown) => post({ type: 'failed', error: serializeModelError(error) }))
     .finally(() => process.disconnect());
 });
 // The caller is gone: stop at the next step, with a checkpoint, rather than train for no one.

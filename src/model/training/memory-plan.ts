@@ -1,7 +1,6 @@
 import { type Gpt2Config, parameterCount } from '../config.js';
 import { ModelError } from '../errors.js';
-import type { LoraSettings } from './train-graph.js';
-import { fullParameters, loraParameters } from './train-graph.js';
+import { type LoraSettings, fullParameters, loraParameters } from './train-graph.js';
 import { elementCount } from '../tensor.js';
 
 /**

@@ -83,8 +83,8 @@ export function buildGradientGraph(config: Gpt2Config, options: { lora?: LoraSet
   const { lora } = options;
   const parameters = lora ? loraParameters(config, lora) : fullParameters(config);
   const trained = new Set(parameters.map((parameter) => parameter.name));
-  const frozen = lora ? [...weightShapes(config).keys()].filter((name) => !trained.has(name)) : [];
   const shapes = weightShapes(config);
+  const frozen = lora ? [...shapes.keys()].filter((name) => !trained.has(name)) : [];
   const values = new Map<string, Value>([
     ...parameters.map((parameter): [string, Value] => [parameter.name, g.input(parameter.name, floatType, parameter.dims)]),
     ...frozen.map((name): [string, Value] => [name, g.input(name, floatType, shapes.get(name) as number[])]),
