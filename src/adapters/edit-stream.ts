@@ -21,7 +21,7 @@ export interface EditStreamOptions {
 
 /**
  * A reply as it streams in, shown by posting and editing: the first text is posted at once;
- * what arrives after is shown in rounds at most one interval apart, each touching only the
+ * what arrives after is shown in rounds, each an interval after the last call of the one before, touching only the
  * messages whose text changed; text past the limit goes on in new messages. The first failure
  * to post or edit ends the rounds, and finish() rethrows it.
  */
@@ -96,7 +96,6 @@ export class EditStream {
 
   private async show(): Promise<void> {
     if (this.failure) return;
-    this.lastRoundAt = Date.now();
     try {
       for (const [i, message] of this.split().entries()) {
         const shown = this.shown[i];
@@ -112,5 +111,8 @@ export class EditStream {
     } catch (error) {
       this.failure = { error };
     }
+    // Timed from the round's last call, not its first: a message posted late in a slow round
+    // is then still edited at most once an interval.
+    this.lastRoundAt = Date.now();
   }
 }
