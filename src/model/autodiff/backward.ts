@@ -19,8 +19,15 @@ export interface GradientContext {
   /** Whether input i depends on a parameter (rules skip the gradients nobody needs). */
   needsGradient(input: number): boolean;
   attribute<T extends AttributeValue>(name: string, fallback: T): T;
-  /** The rank of a value whose shape the graph declares (inputs and constants), else undefined. */
-  staticDims(value: Value): readonly (number | string)[] | undefined;
+  /** A value's dims as far as shape inference knows them (undefined: not even its rank). */
+  dims(value: Value): readonly InferredDim[] | undefined;
+  /**
+   * The shape of `value` as an int64 tensor, built from constants and the graph inputs' dims
+   * wherever its dims are known: a Shape node on a forward activation would keep it alive until
+   * the backward pass reaches that node (ONNX Runtime frees a value after its last reader), and
+   * at 124M those kept only for their shape were 1 MB a token.
+   */
+  shapeOf(value: Value): Value;
   /**
    * Hands the rule the gradient of input i summed so far from the nodes after this one (null
    * when none): the rule then returns the whole gradient of that input, which lets a scatter
@@ -70,8 +77,8 @@ export function buildBackward(
     return parts[0];
   };
 
-  const declared = declaredDims(forward);
   const shapes = new ShapeInference(g);
+  const shapeOf = shapeBuilder(g, forward, shapes);
   for (let index = forward.nodes.length - 1; index >= 0; index--) {
     const node = forward.nodes[index];
     if (!node.outputs.some((output) => dependsOnParameter.has(output) && contributions.has(output))) continue;
@@ -89,7 +96,8 @@ export function buildBackward(
         dOutputs: node.outputs.map(gradientOf),
         needsGradient: (i) => dependsOnParameter.has(node.inputs[i]),
         attribute: <T extends AttributeValue>(name: string, fallback: T) => (node.attributes[name] as T | undefined) ?? fallback,
-        staticDims: (value) => declared.get(value.name),
+        dims: (value) => shapes.dims(value),
+        shapeOf,
         takeGradientSoFar: (i) => {
           const sum = gradientOf(node.inputs[i]);
           contributions.delete(node.inputs[i]);
@@ -151,9 +159,39 @@ function formatDims(dims: readonly InferredDim[]): string {
   return dims.map((dim) => dim ?? '?').join(', ');
 }
 
-function declaredDims(graph: Graph): Map<string, readonly (number | string)[]> {
-  const dims = new Map<string, readonly (number | string)[]>();
-  for (const input of graph.inputs) dims.set(input.name, input.dims);
-  for (const [name, tensor] of graph.initializers) dims.set(name, tensor.dims);
-  return dims;
+/** See GradientContext.shapeOf; the shapes it builds are shared by every rule that asks for the same dims. */
+function shapeBuilder(g: GraphBuilder, forward: Graph, shapes: ShapeInference): (value: Value) => Value {
+  const symbols = new Map<string, { input: Value; axis: number }>();
+  for (const input of forward.inputs) {
+    input.dims.forEach((dim, axis) => {
+      if (typeof dim === 'string' && !symbols.has(dim)) symbols.set(dim, { input: { name: input.name }, axis });
+    });
+  }
+  const built = new Map<string, Value>();
+  const inputShapes = new Map<string, Value>();
+  const inputShape = (input: Value) => {
+    let shape = inputShapes.get(input.name);
+    if (!shape) inputShapes.set(input.name, (shape = g.op('Shape', [input])));
+    return shape;
+  };
+  return (value) => {
+    const dims = shapes.dims(value);
+    if (!dims || dims.some((dim) => dim === null || (typeof dim === 'string' && !symbols.has(dim)))) return g.op('Shape', [value]);
+    const key = dims.join(',');
+    let shape = built.get(key);
+    if (!shape) {
+      if (dims.every((dim) => typeof dim === 'number')) {
+        shape = g.constInt64(dims as number[], [dims.length]);
+      } else {
+        const parts = dims.map((dim) => {
+          if (typeof dim === 'number') return g.constInt64([dim]);
+          const { input, axis } = symbols.get(dim as string) as { input: Value; axis: number };
+          return g.op('Gather', [inputShape(input), g.constInt64([axis])], { attributes: { axis: 0 } });
+        });
+        shape = parts.length === 1 ? parts[0] : g.op('Concat', parts, { attributes: { axis: 0 } });
+      }
+      built.set(key, shape);
+    }
+    return shape;
+  };
 }

@@ -1,5 +1,6 @@
 import { ModelError } from '../errors.js';
-import type { GraphBuilder, Value } from '../onnx/graph.js';
+import type { Value } from '../onnx/graph.js';
+import type { InferredDim } from '../onnx/shape-inference.js';
 import type { GradientContext, GradientRule } from './backward.js';
 
 /**
@@ -12,10 +13,20 @@ import type { GradientContext, GradientRule } from './backward.js';
 
 /**
  * Sums `gradient` over the axes along which `input` was broadcast, then gives it `input`'s
- * shape. Written with shape operators so it works for any rank and any runtime dims.
+ * shape. Where shape inference knows both, that is nothing at all (same dims) or one ReduceSum
+ * over axes fixed now; otherwise it is worked out at run time with shape operators, for any
+ * rank and any runtime dims.
  */
-export function sumToShapeOf(g: GraphBuilder, gradient: Value, input: Value): Value {
-  const inputShape = g.op('Shape', [input]);
+export function sumToShapeOf(c: GradientContext, gradient: Value, input: Value): Value {
+  const { g } = c;
+  const [inputDims, gradientDims] = [c.dims(input), c.dims(gradient)];
+  if (inputDims && gradientDims && sameDims(inputDims, gradientDims)) return gradient;
+  const axes = inputDims && gradientDims ? broadcastAxes(inputDims, gradientDims) : undefined;
+  if (axes) {
+    const summed = axes.length === 0 ? gradient : g.op('ReduceSum', [gradient, g.constInt64(axes)], { attributes: { keepdims: 1 } });
+    return g.op('Reshape', [summed, c.shapeOf(input)]);
+  }
+  const inputShape = c.shapeOf(input);
   const gradientShape = g.op('Shape', [gradient]);
   // Ranks as Shape(Shape(...)), not Size(Shape(...)): ONNX Runtime 1.30's shape inference takes
   // Size of a shape tensor for the element count of the shaped tensor (24 for [2,3,4], not 3),
@@ -23,13 +34,39 @@ export function sumToShapeOf(g: GraphBuilder, gradient: Value, input: Value): Va
   const missing = g.op('Sub', [g.op('Shape', [gradientShape]), g.op('Shape', [inputShape])]); // [1]
   const ones = g.op('Expand', [g.constInt64([1]), missing]);
   const aligned = g.op('Concat', [ones, inputShape], { attributes: { axis: 0 } }); // input's shape, padded on the left with 1s
-  const broadcastAxes = g.op('Squeeze', [g.op('NonZero', [g.op('Not', [g.op('Equal', [aligned, gradientShape])])]), g.constInt64([0])]);
-  const summed = g.op('ReduceSum', [gradient, broadcastAxes], { attributes: { keepdims: 1, noop_with_empty_axes: 1 } });
+  const broadcastAxesNow = g.op('Squeeze', [g.op('NonZero', [g.op('Not', [g.op('Equal', [aligned, gradientShape])])]), g.constInt64([0])]);
+  const summed = g.op('ReduceSum', [gradient, broadcastAxesNow], { attributes: { keepdims: 1, noop_with_empty_axes: 1 } });
   return g.op('Reshape', [summed, inputShape]);
 }
 
-function zerosLike(g: GraphBuilder, value: Value): Value {
-  return g.op('Expand', [g.constFloat(0), g.op('Shape', [value])]);
+/** Equal ranks and dims, each a known number or the same symbolic name. */
+function sameDims(a: readonly InferredDim[], b: readonly InferredDim[]): boolean {
+  return a.length === b.length && a.every((dim, i) => dim !== null && dim === b[i]);
+}
+
+/**
+ * The axes of a gradient of dims `gradientDims` to sum for an input of dims `inputDims` that was
+ * broadcast to them: the leading axes the input lacks, and those where it has 1 and the gradient
+ * may not. Undefined where that cannot be decided before run time (a symbolic or unknown input
+ * dim that the gradient's dim may differ from).
+ */
+function broadcastAxes(inputDims: readonly InferredDim[], gradientDims: readonly InferredDim[]): number[] | undefined {
+  const offset = gradientDims.length - inputDims.length;
+  if (offset < 0) return undefined;
+  const axes = Array.from({ length: offset }, (_, axis) => axis);
+  for (const [i, dim] of inputDims.entries()) {
+    const along = gradientDims[offset + i];
+    if (dim === 1) {
+      if (along !== 1) axes.push(offset + i);
+    } else if (dim === null || (typeof dim === 'string' && dim !== along)) {
+      return undefined;
+    }
+  }
+  return axes;
+}
+
+function zerosLike(c: GradientContext, value: Value): Value {
+  return c.g.op('Expand', [c.g.constFloat(0), c.shapeOf(value)]);
 }
 
 function only(context: GradientContext, i: number, build: () => Value): Value | null {
@@ -52,20 +89,20 @@ function outputGradient(context: GradientContext, i = 0): Value {
 /** Y = A + B (broadcast): dA = dY, dB = dY, each summed to its input's shape. */
 const add: GradientRule = (c) => {
   const dY = outputGradient(c);
-  return [only(c, 0, () => sumToShapeOf(c.g, dY, c.inputs[0])), only(c, 1, () => sumToShapeOf(c.g, dY, c.inputs[1]))];
+  return [only(c, 0, () => sumToShapeOf(c, dY, c.inputs[0])), only(c, 1, () => sumToShapeOf(c, dY, c.inputs[1]))];
 };
 
 /** Y = A - B: dA = dY, dB = -dY. */
 const sub: GradientRule = (c) => {
   const dY = outputGradient(c);
-  return [only(c, 0, () => sumToShapeOf(c.g, dY, c.inputs[0])), only(c, 1, () => c.g.op('Neg', [sumToShapeOf(c.g, dY, c.inputs[1])]))];
+  return [only(c, 0, () => sumToShapeOf(c, dY, c.inputs[0])), only(c, 1, () => c.g.op('Neg', [sumToShapeOf(c, dY, c.inputs[1])]))];
 };
 
 /** Y = A * B: dA = dY * B, dB = dY * A. */
 const mul: GradientRule = (c) => {
   const dY = outputGradient(c);
   const [a, b] = c.inputs;
-  return [only(c, 0, () => sumToShapeOf(c.g, c.g.op('Mul', [dY, b]), a)), only(c, 1, () => sumToShapeOf(c.g, c.g.op('Mul', [dY, a]), b))];
+  return [only(c, 0, () => sumToShapeOf(c, c.g.op('Mul', [dY, b]), a)), only(c, 1, () => sumToShapeOf(c, c.g.op('Mul', [dY, a]), b))];
 };
 
 /** Y = A / B: dA = dY / B, dB = -dY * Y / B. */
@@ -73,8 +110,8 @@ const div: GradientRule = (c) => {
   const dY = outputGradient(c);
   const [a, b] = c.inputs;
   return [
-    only(c, 0, () => sumToShapeOf(c.g, c.g.op('Div', [dY, b]), a)),
-    only(c, 1, () => sumToShapeOf(c.g, c.g.op('Neg', [c.g.op('Div', [c.g.op('Mul', [dY, c.outputs[0]]), b])]), b)),
+    only(c, 0, () => sumToShapeOf(c, c.g.op('Div', [dY, b]), a)),
+    only(c, 1, () => sumToShapeOf(c, c.g.op('Neg', [c.g.op('Div', [c.g.op('Mul', [dY, c.outputs[0]]), b])]), b)),
   ];
 };
 
@@ -97,15 +134,15 @@ const where: GradientRule = (c) => {
   const zero = c.g.constFloat(0);
   return [
     null,
-    only(c, 1, () => sumToShapeOf(c.g, c.g.op('Where', [condition, dY, zero]), a)),
-    only(c, 2, () => sumToShapeOf(c.g, c.g.op('Where', [condition, zero, dY]), b)),
+    only(c, 1, () => sumToShapeOf(c, c.g.op('Where', [condition, dY, zero]), a)),
+    only(c, 2, () => sumToShapeOf(c, c.g.op('Where', [condition, zero, dY]), b)),
   ];
 };
 
 // ---- shape operators ----------------------------------------------------------------------
 
 /** Y = Reshape(X, shape): dX = Reshape(dY, Shape(X)). Squeeze and Unsqueeze are reshapes too. */
-const reshape: GradientRule = (c) => firstInputOnly(c, c.g.op('Reshape', [outputGradient(c), c.g.op('Shape', [c.inputs[0]])]));
+const reshape: GradientRule = (c) => firstInputOnly(c, c.g.op('Reshape', [outputGradient(c), c.shapeOf(c.inputs[0])]));
 
 /** Y = Transpose(X, perm): dX = Transpose(dY, perm^-1). */
 const transpose: GradientRule = (c) => {
@@ -118,7 +155,7 @@ const transpose: GradientRule = (c) => {
 /** [Y0, Y1, ...] = Split(X, sizes, axis): dX = Concat(dY0, dY1, ...), zeros where no gradient flows. */
 const split: GradientRule = (c) => {
   const axis = c.attribute('axis', 0);
-  const parts = c.outputs.map((output, i) => c.dOutputs[i] ?? zerosLike(c.g, output));
+  const parts = c.outputs.map((output, i) => c.dOutputs[i] ?? zerosLike(c, output));
   return firstInputOnly(c, c.g.op('Concat', parts, { attributes: { axis } }));
 };
 
@@ -129,7 +166,7 @@ const concat: GradientRule = (c) => {
   const axes = c.g.constInt64([axis]);
   let start = c.g.constInt64([0]);
   return c.inputs.map((input, i) => {
-    const size = c.g.op('Gather', [c.g.op('Shape', [input]), c.g.constInt64([axis])], { attributes: { axis: 0 } });
+    const size = c.g.op('Gather', [c.shapeOf(input), c.g.constInt64([axis])], { attributes: { axis: 0 } });
     const end = c.g.op('Add', [start, size]);
     const gradient = c.needsGradient(i) ? c.g.op('Slice', [dY, start, end, axes]) : null;
     start = end;
@@ -146,7 +183,7 @@ const concat: GradientRule = (c) => {
 const matMul: GradientRule = (c) => {
   const dY = outputGradient(c);
   const [a, b] = c.inputs;
-  const bDims = c.staticDims(b);
+  const bDims = c.dims(b);
   if (bDims?.length === 2 && typeof bDims[0] === 'number' && typeof bDims[1] === 'number') {
     const [k, n] = bDims;
     return [
@@ -183,7 +220,7 @@ const gemm: GradientRule = (c) => {
     only(c, 1, () => (transB ? scaledGemm(dY, a, 1, transA) : scaledGemm(a, dY, 1 - transA, 0))),
     ...(bias
       ? [only(c, 2, () => {
-          const dC = sumToShapeOf(c.g, dY, bias);
+          const dC = sumToShapeOf(c, dY, bias);
           return beta === 1 ? dC : c.g.op('Mul', [dC, c.g.constFloat(beta)]);
         })]
       : []),
@@ -202,7 +239,7 @@ const gather: GradientRule = (c) => {
   return firstInputOnly(
     c,
     only(c, 0, () =>
-      c.g.op('ScatterND', [c.takeGradientSoFar(0) ?? zerosLike(c.g, data), c.g.op('Unsqueeze', [indices, c.g.constInt64([-1])]), outputGradient(c)], {
+      c.g.op('ScatterND', [c.takeGradientSoFar(0) ?? zerosLike(c, data), c.g.op('Unsqueeze', [indices, c.g.constInt64([-1])]), outputGradient(c)], {
         attributes: { reduction: 'add' },
       }),
     ),
@@ -215,7 +252,7 @@ const gatherElements: GradientRule = (c) => {
   return firstInputOnly(
     c,
     only(c, 0, () =>
-      c.g.op('ScatterElements', [zerosLike(c.g, data), indices, outputGradient(c)], { attributes: { axis: c.attribute('axis', 0), reduction: 'add' } }),
+      c.g.op('ScatterElements', [zerosLike(c, data), indices, outputGradient(c)], { attributes: { axis: c.attribute('axis', 0), reduction: 'add' } }),
     ),
   );
 };
@@ -241,8 +278,8 @@ const layerNormalization: GradientRule = (c) => {
   const dxhat = g.op('Mul', [dY, scale]);
   return [
     only(c, 0, () => g.op('Mul', [rstd, g.op('Sub', [g.op('Sub', [dxhat, mean(dxhat)]), g.op('Mul', [xhat, mean(g.op('Mul', [dxhat, xhat]))])])])),
-    only(c, 1, () => sumToShapeOf(g, g.op('Mul', [dY, xhat]), scale)),
-    ...(bias ? [only(c, 2, () => sumToShapeOf(g, dY, bias))] : []),
+    only(c, 1, () => sumToShapeOf(c, g.op('Mul', [dY, xhat]), scale)),
+    ...(bias ? [only(c, 2, () => sumToShapeOf(c, dY, bias))] : []),
   ];
 };
 
@@ -319,7 +356,7 @@ const reduceSum: GradientRule = (c) => {
   let dY = outputGradient(c);
   const axes = c.inputs[1];
   if (c.attribute<number>('keepdims', 1) === 0 && axes) dY = c.g.op('Unsqueeze', [dY, axes]);
-  return firstInputOnly(c, c.g.op('Expand', [dY, c.g.op('Shape', [c.inputs[0]])]));
+  return firstInputOnly(c, c.g.op('Expand', [dY, c.shapeOf(c.inputs[0])]));
 };
 
 export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {

@@ -68,6 +68,8 @@ export class GraphBuilder {
   private readonly initializers = new Map<string, ConstantTensor>();
   private readonly usedNames = new Set<string>();
   private readonly usedNodeNames = new Set<string>();
+  /** Values renamed after the graph output they became: old name -> output name. */
+  private readonly renamed = new Map<string, string>();
   private scopes: string[] = [];
 
   constructor(
@@ -106,15 +108,29 @@ export class GraphBuilder {
     return { name };
   }
 
-  /** Marks `value` as a graph output under `name` (an Identity node renames it when needed). */
+  /**
+   * Marks `value` as a graph output under `name`. A value some node of this graph produced,
+   * not yet an output, is renamed (in that node, in the nodes that read it so far, and in
+   * those added later through the old handle): ONNX Runtime then writes it straight into the
+   * caller's buffer. Otherwise an Identity node copies it, which at 124M held every gradient
+   * twice (500 MB) until the copies ran at the end of the backward pass.
+   */
   output(value: Value, name: string, type: ElementType, dims: readonly Dim[]): void {
-    let produced = value;
-    if (value.name !== name) {
+    const current = this.resolve(value.name);
+    if (current !== name) {
       this.claim(name);
-      this.nodes.push({ opType: 'Identity', domain: '', name: `${name}/identity`, inputs: [value.name], outputs: [name], attributes: {} });
-      produced = { name };
+      const producer = this.nodes.findIndex((node) => node.outputs.includes(current));
+      if (producer >= 0 && !this.outputs.some((output) => output.name === current)) {
+        this.nodes.forEach((node, i) => {
+          const rename = (names: readonly string[]) => names.map((n) => (n === current ? name : n));
+          if (i === producer || node.inputs.includes(current)) this.nodes[i] = { ...node, inputs: rename(node.inputs), outputs: rename(node.outputs) };
+        });
+        this.renamed.set(current, name);
+      } else {
+        this.nodes.push({ opType: 'Identity', domain: '', name: `${name}/identity`, inputs: [current], outputs: [name], attributes: {} });
+      }
     }
-    this.outputs.push({ name: produced.name, type, dims });
+    this.outputs.push({ name, type, dims });
   }
 
   /** A named weight, stored as an initializer under its own (Hugging Face) name. */
@@ -173,7 +189,7 @@ export class GraphBuilder {
       opType,
       domain: options.domain ?? '',
       name: base,
-      inputs: inputs.map((input) => input?.name ?? ''),
+      inputs: inputs.map((input) => (input ? this.resolve(input.name) : '')),
       outputs,
       attributes: options.attributes ?? {},
     });
@@ -188,6 +204,11 @@ export class GraphBuilder {
       nodes: [...this.nodes],
       initializers: new Map(this.initializers),
     };
+  }
+
+  /** A value's name now: the graph output's where output() renamed it. */
+  private resolve(name: string): string {
+    return this.renamed.get(name) ?? name;
   }
 
   private constant(tensor: ConstantTensor): Value {
