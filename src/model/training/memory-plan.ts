@@ -19,15 +19,15 @@ import { elementCount } from '../tensor.js';
  *   ATTENTION_FLOATS per layer, head and position (attention's scores).
  *
  * The coefficients cover every peak bench:train measured, with 4% to spare at 355M 4 x 64 (the
- * tightest), 6% at 124M full 4 x 64, 18-27% for LoRA, and 85% for full fine-tuning of 4 x 256,
- * whose working set came out smaller than LoRA's (measured, not explained). The per-layer
- * figure is ONNX Runtime's working set, several times llm.c's activations (16 floats per
- * layer and channel): the room left to gain.
+ * tightest: there the gradients' copies are the larger term), 10% at 124M full 4 x 64, 18% for
+ * LoRA 4 x 64 and about 30% at 4 x 256. The per-layer figure is twice llm.c's activations (16
+ * floats per layer and channel): ONNX Runtime frees each value after its last reader, and the
+ * allocator does not hand every freed block back at once.
  */
-const PER_LAYER_FLOATS = 92;
-const PER_VOCABULARY_FLOATS = 8;
-const ATTENTION_FLOATS = 12;
-const PROCESS_BYTES = 300 * 1024 ** 2;
+const PER_LAYER_FLOATS = 32;
+const PER_VOCABULARY_FLOATS = 4;
+const ATTENTION_FLOATS = 6;
+const PROCESS_BYTES = 600 * 1024 ** 2;
 
 export interface BatchShape {
   readonly batchSize: number;
