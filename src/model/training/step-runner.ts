@@ -63,9 +63,9 @@ export class TrainingStepRunner {
     const gradientSession = await createModelSession(encodeModel(graph), {
       executionProvider: options.executionProvider,
       logger: options.logger,
-      // ONNX Runtime's arena would keep the backward pass's largest working set for good (1.3 GB
-      // more at 124M); freed, it goes back to the allocator, which the trainer process backs
-      // with huge pages (TRAINER_ENV) so that taking it again each step stays cheap.
+      // ONNX Runtime's arena would hold the backward pass's largest working set in blocks of its
+      // own, rounded up as it grows; freed, it goes back to glibc's heap, which the trainer
+      // process keeps for the next step in huge pages (TRAINER_ENV).
       memoryArena: false,
     });
     const frozenFeeds = new Map(frozen.map((name) => {
