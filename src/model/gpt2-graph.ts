@@ -15,10 +15,9 @@ import { getWeight } from './files/weights.js';
  * - `runtime`: what tunebot itself runs. ONNX Runtime's Node binding copies every output
  *   into a fresh buffer, so a cache handed back whole each step would cost O(context) copies
  *   per token, and concatenating past and new keys inside the graph costs as much again.
- *   Here the cache lives in JavaScript (kv-cache.ts) in the layouts the attention MatMuls
- *   take as they are: past.N.key [B, H, D, P] (keys transposed) and past.N.value [B, H, P, D],
- *   fed with no copy. Attention scores the past and the step's own tokens separately and
- *   joins only the small score matrices; the graph returns the step's keys and values,
+ *   Here the cache lives in JavaScript (kv-cache.ts), past.N.key/value [B, H, P, D] (the
+ *   keys' transpose folds into their MatMul), fed with no copy. Attention scores the past and
+ *   the step's own tokens separately and joins only the small score matrices; the graph returns the step's keys and values,
  *   new.N.key/value [B, H, T, D], and the last position's logits [B, V] (a 512-token prompt
  *   needs one row of the 50257-wide head, not 512).
  *   With `weights` int8 or int4 (quantize.ts), the Conv1D projections and the head run as
@@ -65,11 +64,10 @@ export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt
     kind === 'export'
       ? { key: `past_key_values.${layer}.key`, value: `past_key_values.${layer}.value` }
       : { key: `past.${layer}.key`, value: `past.${layer}.value` };
-  const pastValueDims = ['batch_size', H, 'past_sequence_length', D];
-  const pastKeyDims = kind === 'export' ? pastValueDims : ['batch_size', H, D, 'past_sequence_length'];
+  const pastDims = ['batch_size', H, 'past_sequence_length', D];
   const past = Array.from({ length: config.n_layer }, (_, layer) => ({
-    key: g.input(pastNames(layer).key, 'float32', pastKeyDims),
-    value: g.input(pastNames(layer).value, 'float32', pastValueDims),
+    key: g.input(pastNames(layer).key, 'float32', pastDims),
+    value: g.input(pastNames(layer).value, 'float32', pastDims),
   }));
 
   const caches: { key: Value; value: Value }[] = [];
@@ -245,14 +243,15 @@ function attentionWithPresent(g: GraphBuilder, heads: AttentionHeads, past: { ke
 }
 
 /**
- * tunebot's cache: past keys (B, H, D, P) and values (B, H, P, D) are scored and weighted in
- * place, the step's own keys and values separately; only the small score matrices are joined.
+ * tunebot's cache: past keys and values (B, H, P, D) are scored and weighted where they lie (the
+ * keys through a Transpose that ONNX Runtime folds into the MatMul), the step's own keys and
+ * values separately; only the small score matrices are joined.
  */
 function attentionWithSeparatePast(g: GraphBuilder, heads: AttentionHeads, past: { key: Value; value: Value }, attend: Attend) {
-  const newKeysT = g.op('Transpose', [heads.key], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, T)
-  const scores = g.op('Concat', [g.op('MatMul', [heads.query, past.key]), g.op('MatMul', [heads.query, newKeysT])], { attributes: { axis: 3 } }); // (B, H, T, P+T)
+  const transposed = (keys: Value) => g.op('Transpose', [keys], { attributes: { perm: [0, 1, 3, 2] } }); // (B, H, D, length)
+  const scores = g.op('Concat', [g.op('MatMul', [heads.query, transposed(past.key)]), g.op('MatMul', [heads.query, transposed(heads.key)])], { attributes: { axis: 3 } }); // (B, H, T, P+T)
   const probabilities = attend(scores);
-  const pastLength = g.op('Slice', [g.op('Shape', [past.key]), g.constInt64([3]), g.constInt64([4])]); // [P]
+  const pastLength = g.op('Slice', [g.op('Shape', [past.key]), g.constInt64([2]), g.constInt64([3])]); // [P]
   const newLength = g.op('Slice', [g.op('Shape', [heads.query]), g.constInt64([2]), g.constInt64([3])]); // [T]
   const splitSizes = g.op('Concat', [pastLength, newLength], { attributes: { axis: 0 } });
   const [pastProbabilities, newProbabilities] = g.opMulti('Split', [probabilities, splitSizes], 2, { attributes: { axis: 3 } });

@@ -50,7 +50,7 @@ export class Gpt2Decoder {
       attention_mask: feedTensor('int64', cache.attentionMask(counts, width), [batch, pastLength + width]),
     };
     for (let layer = 0; layer < this.config.n_layer; layer++) {
-      feeds[`past.${layer}.key`] = feedTensor('float32', cache.pastKeys(layer), [batch, H, D, pastLength]);
+      feeds[`past.${layer}.key`] = feedTensor('float32', cache.pastKeys(layer), [batch, H, pastLength, D]);
       feeds[`past.${layer}.value`] = feedTensor('float32', cache.pastValues(layer), [batch, H, pastLength, D]);
     }
     const outputs = await this.session.run(feeds);

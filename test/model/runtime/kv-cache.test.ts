@@ -70,8 +70,8 @@ function filled(sequences: readonly number[], lengths: readonly number[], maxLen
 }
 
 /**
- * The feeds the cache should hold, built element by element: past.N.key [B, H, D, P] and
- * past.N.value [B, H, P, D], slot s holding positions [0, lengths[s]) of sequences[s] and zeros
+ * The feeds the cache should hold, built element by element: past.N.key and past.N.value,
+ * both [B, H, P, D], slot s holding positions [0, lengths[s]) of sequences[s] and zeros
  * after. Zeros and not merely masked: a masked column still goes through the MatMuls before
  * the mask applies, and an Inf or NaN left there from an earlier sequence would poison the row.
  */
@@ -81,8 +81,7 @@ function expectedPast(sequences: readonly number[], lengths: readonly number[], 
     for (let h = 0; h < H; h++) {
       for (let t = 0; t < lengths[s]; t++) {
         for (let d = 0; d < D; d++) {
-          const index = which === 'keys' ? ((s * H + h) * D + d) * P + t : ((s * H + h) * P + t) * D + d;
-          expected[index] = element(sequence, layer, which, h, t, d);
+          expected[((s * H + h) * P + t) * D + d] = element(sequence, layer, which, h, t, d);
         }
       }
     }
