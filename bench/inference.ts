@@ -11,8 +11,9 @@
  * Rates come from differences of whole runs (N+1 tokens minus 1 token), the same way for
  * both runtimes, so prompt processing does not leak into decode figures. The concurrent
  * figures are whole runs (prefill included), with the one-request run alternating with them
- * so both see the same load; each is reported as its best and its mean. staggered_arrivals
- * shows tunebot's joins: requests arriving while others decode, and a long prompt's prefill
+ * so both see the same load; each is reported as its best and its mean, and beside them the
+ * decode-only rates (each run minus its one-token run), as the single-request figure is.
+ * staggered_arrivals shows tunebot's joins: requests arriving while others decode, and a long prompt's prefill
  * chunked between decode steps (beside one run that prefills each prompt whole).
  */
 import { existsSync } from 'node:fs';
@@ -175,18 +176,30 @@ for (const preset of MODELS) {
   }
 
   const promptLength = contexts[0];
-  // Single and concurrent runs alternate, so both see the same load on a shared machine.
+  // Single and concurrent runs alternate, so both see the same load on a shared machine. Each
+  // also runs with one new token (its prefill alone), for the decode-only rates by difference.
   const prompts = Array.from({ length: CONCURRENT }, (_, i) => promptIds(promptLength, i + 1));
-  const single: number[][] = runtimes.map(() => []);
-  const together: number[][] = runtimes.map(() => []);
+  const runsOf = () => ({ whole: runtimes.map((): number[] => []), first: runtimes.map((): number[] => []) });
+  const single = runsOf();
+  const together = runsOf();
   for (let i = 0; i < repeats; i++) {
-    (await timings(runtimes, 1, (runtime) => runtime.run([promptIds(promptLength)], newTokens))).forEach(([ms], r) => single[r].push(ms));
-    (await timings(runtimes, 1, (runtime) => runtime.run(prompts, newTokens))).forEach(([ms], r) => together[r].push(ms));
+    const pairs: [ReturnType<typeof runsOf>, number[][]][] = [
+      [single, [promptIds(promptLength)]],
+      [together, prompts],
+    ];
+    for (const [runs, batch] of pairs) {
+      (await timings(runtimes, 1, (runtime) => runtime.run(batch, newTokens))).forEach(([ms], r) => runs.whole[r].push(ms));
+      (await timings(runtimes, 1, (runtime) => runtime.run(batch, 1))).forEach(([ms], r) => runs.first[r].push(ms));
+    }
   }
   const rate = (tokens: number) => (ms: number) => (tokens * 1000) / ms;
   const figures = (times: number[][], tokens: number) => ({ best: times.map((t) => rate(tokens)(Math.min(...t))), mean: times.map((t) => mean(t.map(rate(tokens)))) });
-  const alone = figures(single, newTokens);
-  const aggregate = figures(together, CONCURRENT * newTokens);
+  // Decode alone: the newTokens - 1 tokens after the first, from the same repeat's two runs.
+  const decodeTimes = (runs: ReturnType<typeof runsOf>) => runs.whole.map((whole, r) => whole.map((ms, i) => ms - runs.first[r][i]));
+  const alone = figures(single.whole, newTokens);
+  const aggregate = figures(together.whole, CONCURRENT * newTokens);
+  const aloneDecode = figures(decodeTimes(single), newTokens - 1);
+  const aggregateDecode = figures(decodeTimes(together), CONCURRENT * (newTokens - 1));
   report({
     model: preset,
     metric: 'aggregate_tokens_per_s',
@@ -204,6 +217,14 @@ for (const preset of MODELS) {
     tunebot_vs_batch_1: round(aggregate.best[0] / alone.best[0]),
     tunebot_vs_batch_1_mean: round(aggregate.mean[0] / alone.mean[0]),
     transformers_js_vs_batch_1: round(aggregate.best[transformersJs] / alone.best[transformersJs]),
+    // The same without the prompts' prefill (8 prompts take 8 times one prompt's compute).
+    tunebot_decode: round(aggregateDecode.best[0]),
+    tunebot_decode_mean: round(aggregateDecode.mean[0]),
+    tunebot_decode_batch_1: round(aloneDecode.best[0]),
+    tunebot_decode_batch_1_mean: round(aloneDecode.mean[0]),
+    tunebot_decode_vs_batch_1: round(aggregateDecode.best[0] / aloneDecode.best[0]),
+    tunebot_decode_vs_batch_1_mean: round(aggregateDecode.mean[0] / aloneDecode.mean[0]),
+    transformers_js_decode_vs_batch_1: round(aggregateDecode.best[transformersJs] / aloneDecode.best[transformersJs]),
     ...quantizedFigures(aggregate.best, (value, float32) => value / float32),
     loadavg: loadavg().map(round),
     max_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
