@@ -156,7 +156,10 @@ export class BatchKvCache {
           for (let h = 0; h < H; h++) {
             const block = slot * H + h;
             const source = (block * width + padding) * D;
-            buffer.set(from.subarray(source, source + count * D), (block * P + column) * D);
+            const target = (block * P + column) * D;
+            // an element loop, not set(subarray(...)): a decode step copies 2 x layers x slots x
+            // heads rows of D floats, and a subarray object per row cost more than the copy
+            for (let i = 0; i < count * D; i++) buffer[target + i] = from[source + i];
           }
         });
       }
