@@ -12,21 +12,23 @@ import { elementCount } from '../tensor.js';
  * - the weights, trained or frozen, 4 bytes each (full fine-tuning trains them in place);
  * - per trained parameter 12 bytes: its gradient and AdamW's two moments;
  * - the larger of two things that do not meet: the backward pass's working set while it runs,
- *   and at its end the copies onnxruntime-node hands back of the gradients (4 bytes each).
+ *   and at its end the copies onnxruntime-node hands back of the gradients, counted twice
+ *   (8 bytes a trained parameter): glibc does not always give one step's freed copies to the
+ *   next (gpt2-medium 4 x 64 peaked at 6.9-7.5 GB in most runs, 8.1 GB in one).
  *   The working set, per token of a micro-batch (rows x its longest row): about
  *   PER_LAYER_FLOATS floats per layer and channel (the activations the backward reads),
  *   PER_VOCABULARY_FLOATS of the vocabulary's size (the logits and the loss's gradient), and
  *   ATTENTION_FLOATS per layer, head and position (attention's scores).
  *
- * The coefficients cover every peak bench:train measured, with 4% to spare at 355M 4 x 64 (the
- * tightest: there the gradients' copies are the larger term), 10% at 124M full 4 x 64, 18% for
- * LoRA 4 x 64 and about 30% at 4 x 256. The per-layer figure is twice llm.c's activations (16
- * floats per layer and channel): ONNX Runtime frees each value after its last reader, and the
+ * The coefficients cover every peak bench:train measured, with 5% to spare at 355M 4 x 64 (the
+ * tightest), 13-16% for LoRA (whose working set ONNX Runtime's arena holds) and 19-23% for
+ * full fine-tuning of 124M. The per-layer figure is about twice llm.c's activations (16 floats
+ * per layer and channel): ONNX Runtime frees each value after its last reader, and the
  * allocator does not hand every freed block back at once.
  */
-const PER_LAYER_FLOATS = 32;
+const PER_LAYER_FLOATS = 36;
 const PER_VOCABULARY_FLOATS = 4;
-const ATTENTION_FLOATS = 6;
+const ATTENTION_FLOATS = 7;
 const PROCESS_BYTES = 600 * 1024 ** 2;
 
 export interface BatchShape {
@@ -39,7 +41,7 @@ export function trainingBytes(config: Gpt2Config, lora: LoraSettings | undefined
   const trained = (lora ? loraParameters(config, lora) : fullParameters(config)).reduce((sum, parameter) => sum + elementCount(parameter.dims), 0);
   const perToken =
     4 * (PER_LAYER_FLOATS * config.n_layer * config.n_embd + PER_VOCABULARY_FLOATS * config.vocab_size + ATTENTION_FLOATS * config.n_layer * config.n_head * length);
-  return PROCESS_BYTES + 4 * parameterCount(config) + 12 * trained + Math.max(4 * trained, perToken * batchSize * length);
+  return PROCESS_BYTES + 4 * parameterCount(config) + 12 * trained + Math.max(8 * trained, perToken * batchSize * length);
 }
 
 /**

@@ -19,16 +19,16 @@ function refusal(run: () => void): string {
 
 describe('the memory plan of a fine-tuning run', () => {
   it('full fine-tuning holds 16 bytes per weight beside the process, and the larger of the gradient copies and the working set', () => {
-    // One short row's working set is smaller than the gradients' copies (4 bytes a weight).
-    assert.equal(trainingBytes(GPT2, undefined, { batchSize: 1, length: 16 }), 600 * 1024 ** 2 + 20 * parameterCount(GPT2));
+    // One short row's working set is smaller than the gradients' copies (counted twice, 8 bytes a weight).
+    assert.equal(trainingBytes(GPT2, undefined, { batchSize: 1, length: 16 }), 600 * 1024 ** 2 + 24 * parameterCount(GPT2));
     // Past that, each row adds the same.
     const [four, five, six] = [4, 5, 6].map((batchSize) => trainingBytes(GPT2, undefined, { batchSize, length: 256 }));
     assert.equal(six - five, five - four, 'linear in the rows');
-    // bench:train measured 2.69 GiB at 4 x 64 and 6.95 GiB for 355M: the plan is above both, not far.
+    // bench:train measured up to 2.82 GiB at 4 x 64 and 8.09 GiB for 355M: the plan is above both, not far.
     const fourRows = trainingBytes(GPT2, undefined, { batchSize: 4, length: 64 });
-    assert.ok(fourRows > 2.69 * 1024 ** 3 && fourRows < 3.1 * 1024 ** 3, `${fourRows}`);
+    assert.ok(fourRows > 2.82 * 1024 ** 3 && fourRows < 3.5 * 1024 ** 3, `${fourRows}`);
     const medium = trainingBytes(presetConfig('gpt2-medium'), undefined, { batchSize: 4, length: 64 });
-    assert.ok(medium > 6.95 * 1024 ** 3 && medium < 7.6 * 1024 ** 3, `${medium}`);
+    assert.ok(medium > 8.09 * 1024 ** 3 && medium < 9 * 1024 ** 3, `${medium}`);
   });
 
   it('LoRA holds the weights once and 12 bytes per adapter parameter besides the working set', () => {
