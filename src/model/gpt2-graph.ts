@@ -30,11 +30,6 @@ export interface Gpt2GraphOptions {
   readonly weights?: WeightType;
 }
 
-/** The operator sets a graph built with `options` needs beside the standard one (encodeModel's extraOpsets). */
-export function gpt2GraphOpsets(options: Gpt2GraphOptions = {}): Record<string, number> {
-  return (options.weights ?? 'float32') === 'float32' ? {} : { 'com.microsoft': 1 };
-}
-
 /** Added to the scores of masked keys; finite, so a row with every key masked stays finite. */
 const MASKED_SCORE = -1e9;
 
@@ -77,7 +72,11 @@ export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt
     return result.context;
   };
   const project = bits === null ? plainProjection(g, weight) : quantizedProjection(g, weights, weight, bits);
-  const hidden = transformer(g, config, weight, project, { inputIds, positionIds, attentionMask }, attention);
+  // The export graph keeps to standard operators (Transformers.js and Optimum load it); tunebot's
+  // own runs take FastGelu, one pass over the MLP's activations where the written-out form
+  // takes nine (ONNX Runtime 1.30 does not fuse it).
+  const activation = kind === 'export' ? gelu : fastGelu;
+  const hidden = transformer(g, config, weight, project, { inputIds, positionIds, attentionMask }, attention, activation);
 
   g.scoped('head', () => {
     if (kind === 'export') {
@@ -161,7 +160,7 @@ export type Attend = (scores: Value) => Value;
 /** Attention's core for one layer: returns the context (B, H, T, D). Kinds differ only here. */
 export type AttentionCore = (layer: number, heads: AttentionHeads, attend: Attend) => Value;
 
-/** The MLP's activation: gelu_new, written out (below) or as one fused operator (training). */
+/** The MLP's activation: gelu_new, written out (below) or as one fused operator (fastGelu). */
 export type Activation = (g: GraphBuilder, x: Value) => Value;
 
 /**
@@ -288,10 +287,15 @@ export function layerNorm(g: GraphBuilder, x: Value, scale: Value, bias: Value, 
   return g.op('LayerNormalization', [x, scale, bias], { attributes: { axis: -1, epsilon: { float: epsilon } } });
 }
 
-/** gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in the form ONNX Runtime fuses. */
+/** gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written out in standard operators. */
 export function gelu(g: GraphBuilder, x: Value): Value {
   const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
   const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, g.constFloat(0.044715)])]), g.constFloat(Math.sqrt(2 / Math.PI))]);
   const gate = g.op('Add', [g.op('Tanh', [inner]), g.constFloat(1)]);
   return g.op('Mul', [g.op('Mul', [x, g.constFloat(0.5)]), gate]);
+}
+
+/** gelu_new as ONNX Runtime's com.microsoft FastGelu (float only). */
+export function fastGelu(g: GraphBuilder, x: Value): Value {
+  return g.op('FastGelu', [x], { domain: 'com.microsoft' });
 }

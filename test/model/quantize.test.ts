@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/log.js';
 import { presetConfig } from '../../src/model/config.js';
 import { Gpt2Decoder } from '../../src/model/runtime/decoder.js';
 import { ModelError } from '../../src/model/errors.js';
-import { type MatMulAccuracy, buildGpt2Graph, gpt2GraphOpsets, matMulNBits } from '../../src/model/gpt2-graph.js';
+import { type MatMulAccuracy, buildGpt2Graph, matMulNBits } from '../../src/model/gpt2-graph.js';
 import { LanguageModel } from '../../src/model/runtime/language-model.js';
 import { saveModel } from '../../src/model/files/model-dir.js';
 import { defaultGenerationConfig } from '../../src/model/files/model-files.js';
@@ -199,7 +199,7 @@ describe('the tiny model with quantized weights', () => {
 
   async function promptLogits(weightType: WeightType): Promise<Float32Array[]> {
     const options = { weights: weightType };
-    const session = await createModelSession(encodeModel(buildGpt2Graph(config, weights, 'runtime', options), { extraOpsets: gpt2GraphOpsets(options) }), {
+    const session = await createModelSession(encodeModel(buildGpt2Graph(config, weights, 'runtime', options)), {
       executionProvider: 'cpu',
       logger: silentLogger,
     });

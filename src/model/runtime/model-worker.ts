@@ -5,7 +5,7 @@ import { Gpt2Decoder } from './decoder.js';
 import { ModelError, serializeModelError } from '../errors.js';
 import { resolveGenerationOptions } from '../generation/options.js';
 import { GenerationScheduler, type SubmittedRequest } from '../generation/scheduler.js';
-import { buildGpt2Graph, gpt2GraphOpsets } from '../gpt2-graph.js';
+import { buildGpt2Graph } from '../gpt2-graph.js';
 import { readModelDir } from '../files/model-files.js';
 import { encodeModel } from '../onnx/encode.js';
 import { fitPrompt } from './prompt.js';
@@ -27,8 +27,7 @@ async function start(): Promise<void> {
   const started = performance.now();
   const files = await readModelDir(init.modelDir);
   const tokenizer = await loadTokenizer(init.modelDir, files.config.vocab_size);
-  const graphOptions = { weights: init.weights };
-  const graph = encodeModel(buildGpt2Graph(files.config, files.weights, 'runtime', graphOptions), { extraOpsets: gpt2GraphOpsets(graphOptions) });
+  const graph = encodeModel(buildGpt2Graph(files.config, files.weights, 'runtime', { weights: init.weights }));
   files.weights.clear(); // ONNX Runtime holds its own copy now
   const session = await createModelSession(graph, {
     executionProvider: init.executionProvider,

@@ -1,6 +1,6 @@
 import type { Gpt2Config } from '../config.js';
 import { buildBackward } from '../autodiff/backward.js';
-import { attentionWithoutCache, gelu, linear, logitsForEveryPosition, plainProjection, type Projection, transformer } from '../gpt2-graph.js';
+import { attentionWithoutCache, fastGelu, gelu, linear, logitsForEveryPosition, plainProjection, type Projection, transformer } from '../gpt2-graph.js';
 import { type FloatType, GraphBuilder, type Graph, type Value } from '../onnx/graph.js';
 import { weightShapes } from '../files/weights.js';
 
@@ -114,7 +114,7 @@ export function buildGradientGraph(config: Gpt2Config, options: { lora?: LoraSet
     (_layer, heads, attend) => attentionWithoutCache(g, heads, attend),
     // ONNX Runtime's FastGelu (float only): the backward keeps its input alone instead of the
     // eight tensors the written-out form leaves for it (at 124M, 1 MB a token).
-    floatType === 'float32' ? fusedGelu : gelu,
+    floatType === 'float32' ? fastGelu : gelu,
   );
   const logits = logitsForEveryPosition(g, config, weight, hidden, inputIds);
   const { loss, tokens } = g.scoped('loss', () => maskedCrossEntropy(g, logits, targets, lossMask, config.vocab_size));
@@ -142,8 +142,6 @@ function loraProjection(g: GraphBuilder, weight: (name: string) => Value, lora: 
     return g.op('Add', [base, g.op('Mul', [low, scale])]);
   };
 }
-
-const fusedGelu = (g: GraphBuilder, x: Value): Value => g.op('FastGelu', [x], { domain: 'com.microsoft' });
 
 /** The label SoftmaxCrossEntropyLoss skips: targets outside the loss mask. */
 const IGNORED_TARGET = -100;
