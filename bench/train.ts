@@ -48,6 +48,11 @@ interface Configuration {
   readonly length: number;
 }
 
+/** What a configuration's process is handed: the MatMul rate measured just before it started. */
+interface Measurement extends Configuration {
+  readonly matmulPeakGflopPerS: number;
+}
+
 const PRESET = (process.env.BENCH_TRAIN_MODEL ?? 'gpt2') as PresetName;
 const STEPS = positiveInteger('BENCH_TRAIN_STEPS', process.env.BENCH_TRAIN_STEPS ?? '5');
 const WARM_UP_STEPS = 2;
@@ -121,7 +126,7 @@ async function ensureModel(preset: PresetName): Promise<void> {
 }
 
 /** One configuration, in this process (started by runConfiguration): timed steps, then its memory. */
-async function measureConfiguration({ preset, mode, length }: Configuration): Promise<void> {
+async function measureConfiguration({ preset, mode, length, matmulPeakGflopPerS }: Measurement): Promise<void> {
   const { config, weights } = await readModelDir(modelDir(preset));
   if (length > config.n_positions) throw new Error(`longer than the model's ${config.n_positions} positions`);
   const lora = mode === 'lora' ? LORA : undefined;
@@ -131,8 +136,6 @@ async function measureConfiguration({ preset, mode, length }: Configuration): Pr
   const state = runner.initialState(weights, 0, { inPlace: true });
   const trainable = runner.parameters.reduce((sum, { dims }) => sum + elementCount(dims), 0);
   const batch = benchBatch(length);
-  // Measured beside each configuration: on a shared machine the peak moves with the load.
-  const peak = await measureMatMulPeak(PEAK_SHAPE, 2);
   started = performance.now();
   let loss = 0;
   for (let step = 0; step < WARM_UP_STEPS; step++) loss = (await runner.step(state, [batch], LEARNING_RATE)).loss;
@@ -196,8 +199,8 @@ async function measureConfiguration({ preset, mode, length }: Configuration): Pr
     best_tokens_per_s: round((tokens * 1000) / best(steps)),
     gflop_per_token: round(flops / 1e9, 4),
     gflop_per_s: round(gflopPerS),
-    matmul_peak_gflop_per_s: round(peak.gflopPerS),
-    share_of_matmul_peak: round(gflopPerS / peak.gflopPerS, 3),
+    matmul_peak_gflop_per_s: round(matmulPeakGflopPerS),
+    share_of_matmul_peak: round(gflopPerS / matmulPeakGflopPerS, 3),
     llmc_tokens_per_s: llmcTokensPerS ?? null,
     ratio_tokens_per_s: llmcTokensPerS ? round(tokensPerS / llmcTokensPerS, 3) : null,
     peak_resident_gb: gigabytes(peakBytes),
@@ -250,7 +253,7 @@ async function profileConfiguration({ preset, mode, length }: Configuration): Pr
 }
 
 /** Runs one configuration in a child process of this script; its JSON lines pass through. */
-function runConfiguration(task: 'measure' | 'profile', configuration: Configuration): Promise<void> {
+function runConfiguration(task: 'measure' | 'profile', configuration: Configuration | Measurement): Promise<void> {
   const child = fork(fileURLToPath(import.meta.url), [task, JSON.stringify(configuration)], { execArgv: process.execArgv, env: { ...process.env, ...TRAINER_ENV } });
   return new Promise((resolve) => {
     child.on('exit', (code, signal) => {
@@ -278,14 +281,20 @@ async function main(): Promise<void> {
   const configurations: Configuration[] = MODES.flatMap((mode) => lengths.map((length) => ({ preset: PRESET, mode, length })));
   if (MEDIUM) configurations.push({ preset: 'gpt2-medium', mode: 'full', length: 64 });
   for (const preset of new Set(configurations.map((configuration) => configuration.preset))) await ensureModel(preset);
-  for (const configuration of configurations) await runConfiguration('measure', configuration);
+  for (const configuration of configurations) {
+    // Measured beside each configuration (on a shared machine the rate moves with the load), in
+    // this process: in the configuration's own it would leave its buffers in the heap that the
+    // training shares (the trainer's glibc maps nothing apart, TRAINER_ENV), 0.3 GB more at its peak.
+    const { gflopPerS } = await measureMatMulPeak(PEAK_SHAPE, 2);
+    await runConfiguration('measure', { ...configuration, matmulPeakGflopPerS: gflopPerS });
+  }
   if (PROFILE && lengths.length > 0) for (const mode of MODES) await runConfiguration('profile', { preset: PRESET, mode, length: Math.max(...lengths) });
   report({ metric: 'done', wall_s: round((performance.now() - benchStarted) / 1000, 1), load_average: loadavg().map((load) => round(load)) });
 }
 
 const [task, configuration] = process.argv.slice(2);
 if (task === 'measure' || task === 'profile') {
-  const parsed = JSON.parse(configuration) as Configuration;
+  const parsed = JSON.parse(configuration) as Measurement;
   (task === 'measure' ? measureConfiguration(parsed) : profileConfiguration(parsed)).catch((error: unknown) => {
     report({ ...parsed, metric: task, error: errorMessage(error), peak_resident_gb: gigabytes(process.resourceUsage().maxRSS * 1024) });
   });

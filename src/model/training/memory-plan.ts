@@ -21,8 +21,8 @@ import { elementCount } from '../tensor.js';
  *   ATTENTION_FLOATS per layer, head and position (attention's scores).
  *
  * The coefficients cover every peak bench:train measured, with 5% to spare at 355M 4 x 64 (the
- * tightest), 13-16% for LoRA (whose working set ONNX Runtime's arena holds) and 19-23% for
- * full fine-tuning of 124M. The per-layer figure is about twice llm.c's activations (16 floats
+ * tightest, its 8.1 GB run), 11-12% for LoRA (whose working set ONNX Runtime's arena holds)
+ * and 11-21% for full fine-tuning of 124M. The per-layer figure is about twice llm.c's activations (16 floats
  * per layer and channel): ONNX Runtime frees each value after its last reader, and the
  * allocator does not hand every freed block back at once.
  */
