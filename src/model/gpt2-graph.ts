@@ -217,12 +217,16 @@ export function transformer(
 
 /** ln_f, then logits for every position: (B, T, C) -> (B*T, C) @ wte^T -> (B, T, V). */
 export function logitsForEveryPosition(g: GraphBuilder, config: Gpt2Config, weight: (name: string) => Value, hidden: Value, inputIds: Value): Value {
-  const normed = layerNorm(g, hidden, weight('ln_f.weight'), weight('ln_f.bias'), config.layer_norm_epsilon);
-  const rows = g.op('Reshape', [normed, g.constInt64([-1, config.n_embd])]);
-  const logits = g.op('Gemm', [rows, weight('wte.weight')], { attributes: { transB: 1 } });
   const batchAndTime = g.op('Slice', [g.op('Shape', [inputIds]), g.constInt64([0]), g.constInt64([2])]);
   const shape = g.op('Concat', [batchAndTime, g.constInt64([config.vocab_size])], { attributes: { axis: 0 } });
-  return g.op('Reshape', [logits, shape]);
+  return g.op('Reshape', [logitRows(g, config, weight, hidden), shape]);
+}
+
+/** ln_f, then the logits of every position as rows: (B, T, C) -> (B*T, C) @ wte^T -> (B*T, V). */
+export function logitRows(g: GraphBuilder, config: Gpt2Config, weight: (name: string) => Value, hidden: Value): Value {
+  const normed = layerNorm(g, hidden, weight('ln_f.weight'), weight('ln_f.bias'), config.layer_norm_epsilon);
+  const rows = g.op('Reshape', [normed, g.constInt64([-1, config.n_embd])]);
+  return g.op('Gemm', [rows, weight('wte.weight')], { attributes: { transB: 1 } });
 }
 
 /** Attention over the step's own tokens only (training: no cache). */

@@ -168,12 +168,6 @@ function shapeBuilder(g: GraphBuilder, forward: Graph, shapes: ShapeInference): 
     });
   }
   const built = new Map<string, Value>();
-  const inputShapes = new Map<string, Value>();
-  const inputShape = (input: Value) => {
-    let shape = inputShapes.get(input.name);
-    if (!shape) inputShapes.set(input.name, (shape = g.op('Shape', [input])));
-    return shape;
-  };
   return (value) => {
     const dims = shapes.dims(value);
     if (!dims || dims.some((dim) => dim === null || (typeof dim === 'string' && !symbols.has(dim)))) return g.op('Shape', [value]);
@@ -185,8 +179,10 @@ function shapeBuilder(g: GraphBuilder, forward: Graph, shapes: ShapeInference): 
       } else {
         const parts = dims.map((dim) => {
           if (typeof dim === 'number') return g.constInt64([dim]);
+          // Shape's start and end, not Gather(Shape(...)): ONNX Runtime 1.30's ReshapeFusion
+          // takes a Reshape fed that way for one of its own patterns and fails to load the model.
           const { input, axis } = symbols.get(dim as string) as { input: Value; axis: number };
-          return g.op('Gather', [inputShape(input), g.constInt64([axis])], { attributes: { axis: 0 } });
+          return g.op('Shape', [input], { attributes: { start: axis, end: axis + 1 } });
         });
         shape = parts.length === 1 ? parts[0] : g.op('Concat', parts, { attributes: { axis: 0 } });
       }

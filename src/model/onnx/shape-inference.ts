@@ -151,10 +151,15 @@ const softmaxCrossEntropyLoss: ShapeRule = (view) => {
   return view.node.outputs.length > 1 ? [loss, { dims: view.inputs[0].dims }] : loss;
 };
 
+/** Shape(X) with start and end (opset 15): X's dims [start, end), negative ones counted from the end, clamped. */
 const shape: ShapeRule = (view) => {
   const { dims } = view.inputs[0];
-  if (view.attribute<number>('start', 0) !== 0 || view.attribute<number>('end', Number.MAX_SAFE_INTEGER) !== Number.MAX_SAFE_INTEGER) return UNKNOWN;
-  return dims ? { dims: [dims.length], elements: dims } : { dims: [null] };
+  const start = view.attribute<number>('start', 0);
+  const end = view.attribute<number>('end', Number.MAX_SAFE_INTEGER);
+  if (!dims) return start === 0 && end === Number.MAX_SAFE_INTEGER ? { dims: [null] } : UNKNOWN;
+  const at = (index: number) => Math.min(Math.max(index < 0 ? index + dims.length : index, 0), dims.length);
+  const elements = dims.slice(at(start), Math.max(at(start), at(end)));
+  return { dims: [elements.length], elements };
 };
 
 /** Reshape(X, shape): 0 copies X's dim (allowzero = 0), -1 takes what is left of X's elements. */

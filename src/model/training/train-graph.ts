@@ -1,6 +1,6 @@
 import type { Gpt2Config } from '../config.js';
 import { buildBackward } from '../autodiff/backward.js';
-import { attentionWithoutCache, fastGelu, gelu, linear, logitsForEveryPosition, plainProjection, type Projection, transformer } from '../gpt2-graph.js';
+import { attentionWithoutCache, fastGelu, gelu, linear, logitRows, plainProjection, type Projection, transformer } from '../gpt2-graph.js';
 import { type FloatType, GraphBuilder, type Graph, type Value } from '../onnx/graph.js';
 import { weightShapes } from '../files/weights.js';
 
@@ -116,8 +116,10 @@ export function buildGradientGraph(config: Gpt2Config, options: { lora?: LoraSet
     // eight tensors the written-out form leaves for it (at 124M, 1 MB a token).
     floatType === 'float32' ? fastGelu : gelu,
   );
-  const logits = logitsForEveryPosition(g, config, weight, hidden, inputIds);
-  const { loss, tokens } = g.scoped('loss', () => maskedCrossEntropy(g, logits, targets, lossMask, config.vocab_size));
+  // Rows (B*T, V), never reshaped to (B, T, V): the backward would read that Reshape's input
+  // for its shape, whose batch x length shape inference cannot name, and hold the logits twice.
+  const logits = logitRows(g, config, weight, hidden);
+  const { loss, tokens } = g.scoped('loss', () => maskedCrossEntropy(g, logits, targets, lossMask));
 
   // Differentiating weight x loss gives weighted gradients at no extra pass over them.
   const weighted = g.op('Mul', [loss, g.input(GRADIENT_WEIGHT, floatType, [])]);
@@ -147,13 +149,12 @@ function loraProjection(g: GraphBuilder, weight: (name: string) => Value, lora: 
 const IGNORED_TARGET = -100;
 
 /**
- * Mean negative log-likelihood of the targets where loss_mask is 1:
+ * Mean negative log-likelihood of the targets where loss_mask is 1, over logit rows (N, V):
  * sum(mask * -log softmax(logits)[target]) / max(1, sum(mask)). An all-zero mask gives 0.
  * ONNX's SoftmaxCrossEntropyLoss, with the masked-out targets ignored, keeps the backward pass
  * to two tensors of the logits' size (see its gradient rule).
  */
-function maskedCrossEntropy(g: GraphBuilder, logits: Value, targets: Value, lossMask: Value, vocab: number): { loss: Value; tokens: Value } {
-  const rows = g.op('Reshape', [logits, g.constInt64([-1, vocab])]); // (N, V)
+function maskedCrossEntropy(g: GraphBuilder, rows: Value, targets: Value, lossMask: Value): { loss: Value; tokens: Value } {
   const mask = g.op('Reshape', [lossMask, g.constInt64([-1])]); // (N)
   const labels = g.op('Where', [g.op('Greater', [mask, g.constFloat(0)]), g.op('Reshape', [targets, g.constInt64([-1])]), g.constInt64(IGNORED_TARGET)]);
   const total = g.op('SoftmaxCrossEntropyLoss', [rows, labels], { attributes: { reduction: 'sum', ignore_index: IGNORED_TARGET } });

@@ -23,7 +23,7 @@ import { SeededRandom } from '../../../src/model/random.js';
 const random = new SeededRandom(20240611);
 
 type Operand =
-  | { readonly kind: 'parameter' | 'float'; readonly dims: readonly number[]; readonly data: Float64Array }
+  | { readonly kind: 'parameter' | 'float'; readonly dims: readonly number[]; readonly data: Float64Array; readonly declared?: readonly (number | string)[] }
   | { readonly kind: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array }
   | { readonly kind: 'bool'; readonly dims: readonly number[]; readonly data: Uint8Array };
 type Operands = Readonly<Record<string, Operand>>;
@@ -34,6 +34,12 @@ const normals = (n: number) => Float64Array.from({ length: n }, () => random.nor
 
 /** A differentiable input, standard normal unless given. */
 const parameter = (dims: readonly number[], data: ArrayLike<number> = normals(count(dims))): Operand => ({ kind: 'parameter', dims, data: Float64Array.from(data) });
+/**
+ * A parameter whose graph input declares `declared` (symbolic dims such as "rows"): the rules
+ * then know its shape only by name, or not at all where two names differ, and must build it at
+ * run time.
+ */
+const symbolic = (declared: readonly (number | string)[], dims: readonly number[]): Operand => ({ ...parameter(dims), declared } as Operand);
 /** A float input that is not a parameter (a mask, a second operand held fixed). */
 const fixed = (dims: readonly number[], data: ArrayLike<number> = normals(count(dims))): Operand => ({ kind: 'float', dims, data: Float64Array.from(data) });
 const int64 = (dims: readonly number[], data: readonly number[]): Operand => ({ kind: 'int64', dims, data: BigInt64Array.from(data.map(BigInt)) });
@@ -41,10 +47,15 @@ const bool = (dims: readonly number[], data: readonly boolean[]): Operand => ({ 
 /** Values bounded away from zero, for divisors. */
 const awayFromZero = (dims: readonly number[]) => parameter(dims, Array.from(normals(count(dims)), (v) => Math.sign(v || 1) * (0.5 + Math.abs(v) / 2)));
 
+/** The dims a graph input declares for `operand`: its symbolic ones where it has them. */
+function declaredDims(operand: Operand): readonly (number | string)[] {
+  return 'declared' in operand && operand.declared ? operand.declared : operand.dims;
+}
+
 function declareInputs(g: GraphBuilder, operands: Operands): Values {
   const values: Values = {};
   for (const [name, operand] of Object.entries(operands)) {
-    values[name] = g.input(name, operand.kind === 'parameter' || operand.kind === 'float' ? g.floatType : operand.kind, operand.dims);
+    values[name] = g.input(name, operand.kind === 'parameter' || operand.kind === 'float' ? g.floatType : operand.kind, declaredDims(operand));
   }
   return values;
 }
@@ -78,9 +89,9 @@ async function checkGradients(operands: Operands, buildLoss: (g: GraphBuilder, v
   const names = Object.keys(operands).filter((name) => operands[name].kind === 'parameter');
   const gradients = buildBackward(g, loss, names.map((name) => values[name]));
   const shapes = new ShapeInference(g);
-  for (const name of names) assert.deepEqual(shapes.dims(gradients.get(name)!), operands[name].dims, `d_${name}'s dims are known, so buildBackward checked them`);
+  for (const name of names) assert.deepEqual(shapes.dims(gradients.get(name)!), declaredDims(operands[name]), `d_${name}'s dims are known, so buildBackward checked them`);
   g.output(loss, 'loss', 'float64', []);
-  for (const name of names) g.output(gradients.get(name)!, `d_${name}`, 'float64', operands[name].dims);
+  for (const name of names) g.output(gradients.get(name)!, `d_${name}`, 'float64', declaredDims(operands[name]));
 
   const session = await ort.InferenceSession.create(encodeModel(g.build()));
   try {
@@ -197,6 +208,15 @@ describe('gradient rules against central finite differences (float64)', () => {
       });
     }
 
+    // Dims known by name only: the axes to sum are still fixed when the graph is built, and
+    // the input's shape comes from the graph inputs' (a Shape of the forward value would keep it
+    // alive until the backward pass); "cols" and "width" name the same size at run time but
+    // not to shape inference, so that sum is worked out at run time.
+    it('Add: [rows,3,4] with [3,1] declared by name, and with [width,1] that only run time matches', async () => {
+      await checkOperator({ a: symbolic(['rows', 'cols', 4], [2, 3, 4]), b: symbolic(['cols', 1], [3, 1]) }, (g, v) => g.op('Add', [v.a, v.b]));
+      await checkOperator({ a: symbolic(['rows', 'cols', 4], [2, 3, 4]), b: symbolic(['width', 1], [3, 1]) }, (g, v) => g.op('Add', [v.a, v.b]));
+    });
+
     const condition = Array.from({ length: 24 }, (_, i) => (i * 7) % 3 !== 0);
     it('Where: condition [2,3,4], A [4], B [3,1]', async () => {
       const { gradients } = await checkOperator({ c: bool([2, 3, 4], condition), a: parameter([4]), b: parameter([3, 1]) }, (g, v) => g.op('Where', [v.c, v.a, v.b]));
@@ -236,6 +256,9 @@ describe('gradient rules against central finite differences (float64)', () => {
   describe('shape operators', () => {
     it('Reshape [2,3,4] -> [4,-1]', async () => {
       await checkOperator({ x: parameter([2, 3, 4]) }, (g, v) => g.op('Reshape', [v.x, g.constInt64([4, -1])]));
+    });
+    it('Reshape [rows,3,4] -> [4,-1], its input shape known by name only', async () => {
+      await checkOperator({ x: symbolic(['rows', 3, 4], [2, 3, 4]) }, (g, v) => g.op('Reshape', [v.x, g.constInt64([4, -1])]));
     });
     it('Squeeze [2,1,3] on axis 1', async () => {
       await checkOperator({ x: parameter([2, 1, 3]) }, (g, v) => g.op('Squeeze', [v.x, g.constInt64([1])]));

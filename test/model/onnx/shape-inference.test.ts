@@ -119,4 +119,18 @@ describe('ShapeInference: what stays unknown', () => {
     assert.deepEqual(shapes.dims(nonZero), [2, null]);
     assert.equal(shapes.dims(g.op('MatMulNBits', [x], { domain: 'com.microsoft' })), undefined);
   });
+
+  it('Shape with start and end gives that slice of the dims, negative ones counted from the end', () => {
+    const g = new GraphBuilder('slices');
+    const x = g.input('x', 'float32', ['batch', 'sequence', 4]);
+    const shapes = new ShapeInference(g);
+    // a scalar expanded to the slice has the slice for its dims
+    const slice = (attributes: Record<string, number>) => shapes.dims(g.op('Expand', [g.constFloat(0), g.op('Shape', [x], { attributes })]));
+    assert.deepEqual(slice({ start: 1 }), ['sequence', 4]);
+    assert.deepEqual(slice({ start: 0, end: 1 }), ['batch']);
+    assert.deepEqual(slice({ start: -1 }), [4]);
+    assert.deepEqual(slice({ start: 1, end: -1 }), ['sequence']);
+    assert.deepEqual(slice({ start: 2, end: 1 }), []);
+    assert.deepEqual(slice({ start: -9, end: 9 }), ['batch', 'sequence', 4]);
+  });
 });

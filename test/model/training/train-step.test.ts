@@ -169,6 +169,21 @@ describe('training graphs in float64 equal the float64 reference', () => {
     assert.equal(parameters.filter(({ decay }) => decay).length, 4 * SMALL.n_layer);
   });
 
+  it('keeps no forward activation for its shape alone, and makes each gradient in its output', () => {
+    // ONNX Runtime frees a value after its last reader: a Shape node in the backward pass on a
+    // forward activation keeps all of it alive until then, and an Identity copying a gradient
+    // into its output holds the gradient twice (both once took 124M's working set past 3 GB).
+    for (const { graph } of [fullGraph, buildGradientGraph(SMALL, { lora: { rank: 2, alpha: 4 } })]) {
+      const forwardValues = new Set(graph.nodes.filter((node) => !node.name.startsWith('backward/')).flatMap((node) => node.outputs));
+      const shapesOfActivations = graph.nodes.filter((node) => node.name.startsWith('backward/') && node.opType === 'Shape' && forwardValues.has(node.inputs[0]));
+      // The one exception: the loss's labels, N int64s.
+      assert.deepEqual(shapesOfActivations.map((node) => `${node.name}(${node.inputs[0]})`), ['backward/grad/loss/SoftmaxCrossEntropyLoss/Shape(loss/Where)']);
+      assert.deepEqual(graph.nodes.filter((node) => node.opType === 'Identity').map((node) => node.name), []);
+      const produced = new Set(graph.nodes.flatMap((node) => node.outputs));
+      for (const output of graph.outputs) assert.ok(produced.has(output.name), `${output.name} is a node's own output`);
+    }
+  });
+
   for (const [label, batch] of [['a right-padded batch with repeated ids', BATCH_1], ['a batch with an all-zero-loss-mask row', BATCH_2]] as const) {
     it(`loss and every gradient, ${label}`, async (t) => {
       const graph = await runGradientGraph(gradientSession, parameters, weights, batch);
