@@ -33,8 +33,9 @@ export interface FineTuneListeners {
  * the next instead of handing it back (trim_threshold), one arena serves every thread
  * (arena_max), and it is backed by transparent huge pages (hugetlb). At 124M, 4 x 64, a
  * full fine-tuning step then spends about 0% of its time in system CPU, where it spent 2-25%
- * (varying from run to run with what glibc kept), for 0.2 GB more at the peak. Other processes
- * keep their defaults.
+ * (varying from run to run with what glibc kept). The price is a heap that fragments around
+ * the logits-sized blocks: peaks of 2.8-3.0 GB at 4 x 64 (2.6-2.8 before) and 3.9-6.0 GB at
+ * 4 x 256 (3.9-4.4), which the memory plan allows for. Other processes keep their defaults.
  */
 export const TRAINER_ENV = { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184:glibc.malloc.arena_max=1' };
 

@@ -20,15 +20,17 @@ import { elementCount } from '../tensor.js';
  *   PER_VOCABULARY_FLOATS of the vocabulary's size (the logits and the loss's gradient), and
  *   ATTENTION_FLOATS per layer, head and position (attention's scores).
  *
- * The coefficients cover every peak bench:train measured, with 5% to spare at 355M 4 x 64 (the
- * tightest, its 8.1 GB run), 11-12% for LoRA (whose working set ONNX Runtime's arena holds)
- * and 11-21% for full fine-tuning of 124M. The per-layer figure is about twice llm.c's activations (16 floats
- * per layer and channel): ONNX Runtime frees each value after its last reader, and the
- * allocator does not hand every freed block back at once.
+ * The coefficients cover every peak bench:train measured, with 5% to spare at 355M 4 x 64 (its
+ * 8.1 GB run), 9% at 124M full 4 x 256 (peaks of 3.9 to 6.0 GB there: the trainer's glibc
+ * keeps every block in one heap, TRAINER_ENV, and the logits-sized ones fragment it), 11% at
+ * 124M full 4 x 64 and 26% or more for LoRA (whose working set ONNX Runtime's arena holds).
+ * The per-layer figure is three times llm.c's activations (16 floats per layer and channel):
+ * ONNX Runtime frees each value after its last reader, and the heap does not reuse every freed
+ * block.
  */
-const PER_LAYER_FLOATS = 36;
-const PER_VOCABULARY_FLOATS = 4;
-const ATTENTION_FLOATS = 7;
+const PER_LAYER_FLOATS = 48;
+const PER_VOCABULARY_FLOATS = 6;
+const ATTENTION_FLOATS = 9;
 const PROCESS_BYTES = 600 * 1024 ** 2;
 
 export interface BatchShape {
