@@ -171,7 +171,7 @@ function shapeBuilder(g: GraphBuilder, forward: Graph, shapes: ShapeInference): 
   return (value) => {
     const dims = shapes.dims(value);
     if (!dims || dims.some((dim) => dim === null || (typeof dim === 'string' && !symbols.has(dim)))) return g.op('Shape', [value]);
-    const key = dims.join(',');
+    const key = JSON.stringify(dims);
     let shape = built.get(key);
     if (!shape) {
       if (dims.every((dim) => typeof dim === 'number')) {
@@ -179,8 +179,7 @@ function shapeBuilder(g: GraphBuilder, forward: Graph, shapes: ShapeInference): 
       } else {
         const parts = dims.map((dim) => {
           if (typeof dim === 'number') return g.constInt64([dim]);
-          // Shape's start and end, not Gather(Shape(...)): ONNX Runtime 1.30's ReshapeFusion
-          // takes a Reshape fed that way for one of its own patterns and fails to load the model.
+          // one node (Shape with start and end) where Gather(Shape(...)) would take two
           const { input, axis } = symbols.get(dim as string) as { input: Value; axis: number };
           return g.op('Shape', [input], { attributes: { start: axis, end: axis + 1 } });
         });
