@@ -28,10 +28,10 @@ export interface FineTuneListeners {
 /**
  * The trainer process's environment (glibc's malloc). Every allocation comes from the heap
  * (mmap_max=0: glibc would otherwise map each block over 32 MB afresh, the logits-sized and
- * embedding-sized ones of every step among them, and the kernel would fault and zero them
- * again, compacting memory for huge pages as it went), the heap keeps what a step frees for
- * the next instead of handing it back (trim_threshold), one arena serves every thread
- * (arena_max), and it is backed by transparent huge pages (hugetlb). At 124M, 4 x 64, a
+ * embedding-sized ones of every step among them, and in some runs the kernel faulted in about
+ * 200 fresh huge pages a step, with 0.5 s of system CPU every other step); the heap keeps what
+ * a step frees for the next instead of handing it back (trim_threshold); one arena serves every
+ * thread (arena_max); and it is backed by transparent huge pages (hugetlb). At 124M, 4 x 64, a
  * full fine-tuning step then spends about 0% of its time in system CPU, where it spent 2-25%
  * (varying from run to run with what glibc kept). The price is a heap that fragments around
  * the logits-sized blocks: peaks of 2.8-3.0 GB at 4 x 64 (2.6-2.8 before) and 3.9-6.0 GB at
