@@ -182,11 +182,11 @@ for (const preset of MODELS) {
   const runsOf = () => ({ whole: runtimes.map((): number[] => []), first: runtimes.map((): number[] => []) });
   const single = runsOf();
   const together = runsOf();
+  const pairs: [ReturnType<typeof runsOf>, number[][]][] = [
+    [single, [promptIds(promptLength)]],
+    [together, prompts],
+  ];
   for (let i = 0; i < repeats; i++) {
-    const pairs: [ReturnType<typeof runsOf>, number[][]][] = [
-      [single, [promptIds(promptLength)]],
-      [together, prompts],
-    ];
     for (const [runs, batch] of pairs) {
       (await timings(runtimes, 1, (runtime) => runtime.run(batch, newTokens))).forEach(([ms], r) => runs.whole[r].push(ms));
       (await timings(runtimes, 1, (runtime) => runtime.run(batch, 1))).forEach(([ms], r) => runs.first[r].push(ms));

@@ -49,9 +49,10 @@ export class Gpt2Decoder {
       position_ids: feedTensor('int64', positions, [batch, width]),
       attention_mask: feedTensor('int64', cache.attentionMask(counts, width), [batch, pastLength + width]),
     };
+    const pastDims = [batch, H, pastLength, D];
     for (let layer = 0; layer < this.config.n_layer; layer++) {
-      feeds[`past.${layer}.key`] = feedTensor('float32', cache.pastKeys(layer), [batch, H, pastLength, D]);
-      feeds[`past.${layer}.value`] = feedTensor('float32', cache.pastValues(layer), [batch, H, pastLength, D]);
+      feeds[`past.${layer}.key`] = feedTensor('float32', cache.pastKeys(layer), pastDims);
+      feeds[`past.${layer}.value`] = feedTensor('float32', cache.pastValues(layer), pastDims);
     }
     const outputs = await this.session.run(feeds);
     const layers = Array.from({ length: this.config.n_layer }, (_, layer) => layer);
