@@ -5,19 +5,20 @@
  *   p = p * (1 - lr * wd)                  [tensors with decay only]
  *   p = p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
  *
- * A plain loop rather than an ONNX Runtime graph, as llm.c does it: the update is a few
- * operations per element, bound by memory, and a graph's outputs come back from
- * onnxruntime-node as new buffers (1.5 GB per step at 124M, with the page faults and the
- * garbage that go with them), while this pass writes the arrays it reads and allocates nothing.
+ * In float32, by a WebAssembly SIMD kernel (adamw-kernel.ts) over chunks copied into its
+ * memory, rather than an ONNX Runtime graph: the update is a few operations per element, and a
+ * graph's outputs come back from onnxruntime-node as new buffers (1.5 GB per step at 124M),
+ * while this pass writes the arrays it reads and allocates nothing. The chunks stay in the
+ * cache between the copy in, the update and the copy out.
  */
-export type FloatArray = Float32Array | Float64Array;
+import { type AdamWKernel, CHUNK, instantiateAdamWKernel } from './adamw-kernel.js';
 
 /** One trainable tensor as the optimizer sees it: four arrays of one length. */
 export interface OptimizedTensor {
-  readonly parameter: FloatArray;
-  readonly moment: FloatArray;
-  readonly variance: FloatArray;
-  readonly gradient: FloatArray;
+  readonly parameter: Float32Array;
+  readonly moment: Float32Array;
+  readonly variance: Float32Array;
+  readonly gradient: Float32Array;
   /** AdamW's decoupled weight decay applies to it. */
   readonly decay: boolean;
 }
@@ -34,21 +35,31 @@ export interface AdamWStep {
   readonly step: number;
 }
 
+let kernel: AdamWKernel | undefined;
+
 export function adamwUpdate(tensor: OptimizedTensor, step: AdamWStep): void {
-  const { parameter, moment, variance, gradient } = tensor;
+  kernel ??= instantiateAdamWKernel();
+  const { update, regions } = kernel;
   const { beta1, beta2, epsilon, gradientScale } = step;
-  // One number per step is folded into each coefficient, so the loop does few operations.
+  // One number per step is folded into each coefficient, so the kernel does few operations.
   const momentCoefficient = (1 - beta1) * gradientScale;
   const varianceCoefficient = (1 - beta2) * gradientScale * gradientScale;
   const stepSize = step.learningRate / (1 - beta1 ** step.step);
   const varianceScale = 1 / (1 - beta2 ** step.step);
   const decayFactor = tensor.decay ? 1 - step.learningRate * step.weightDecay : 1;
-  for (let i = 0; i < parameter.length; i++) {
-    const g = gradient[i];
-    const m = beta1 * moment[i] + momentCoefficient * g;
-    const v = beta2 * variance[i] + varianceCoefficient * g * g;
-    moment[i] = m;
-    variance[i] = v;
-    parameter[i] = parameter[i] * decayFactor - (stepSize * m) / (Math.sqrt(v * varianceScale) + epsilon);
+  const { length } = tensor.parameter;
+  for (const array of [tensor.moment, tensor.variance, tensor.gradient]) {
+    if (array.length !== length) throw new RangeError(`AdamW: arrays of ${array.length} and ${length} values`);
+  }
+  for (let start = 0; start < length; start += CHUNK) {
+    const count = Math.min(CHUNK, length - start);
+    const padded = Math.ceil(count / 4) * 4;
+    for (const name of ['parameter', 'moment', 'variance', 'gradient'] as const) {
+      regions[name].set(tensor[name].subarray(start, start + count));
+      // The kernel takes elements in fours: the last chunk's are filled up with zeros, written nowhere.
+      regions[name].fill(0, count, padded);
+    }
+    update(padded, beta1, beta2, momentCoefficient, varianceCoefficient, stepSize, varianceScale, epsilon, decayFactor);
+    for (const name of ['parameter', 'moment', 'variance'] as const) tensor[name].set(regions[name].subarray(0, count), start);
   }
 }
