@@ -9,16 +9,23 @@
  *   BENCH_TRAIN_MODEL=gpt2       preset (tiny for a smoke run)
  *   BENCH_TRAIN_MEDIUM=1         0 skips the gpt2-medium full fine-tuning row (4 x 64)
  *   BENCH_TRAIN_PROFILE=1        0 skips the ONNX Runtime profile of the gradient graph
+ *   BENCH_TRAIN_FAQ=1            0 skips the FAQ-shaped rows (longest length, each mode)
  *
  * Each configuration runs in a process of its own started as the trainer's is (TRAINER_ENV),
  * so its memory figures are its own: peak resident memory (the kernel's high-water mark)
  * and steady resident memory (after each timed step, averaged), with llm.c's beside them.
  * Step times are reported as mean, best and worst: the mean is what a fine-tune takes.
  *
+ * Rows are llm.c's (every position's target counts in the loss) and, beside them, FAQ-shaped:
+ * only the answer's last FAQ_LOSS_SHARE of each row counts, as in the FAQ fine-tuning batches
+ * tunebot builds (bench/answers' FAQ, default settings: 16.6% of positions), and only those
+ * positions go through the head.
+ *
  * Work per token (PaLM appendix B, nanoGPT's estimate_mfu): 6 N + 12 L C T for full
  * fine-tuning (N parameters, L layers, C channels, T tokens per row: forward 2 N, backward
- * 4 N, attention's QK^T and AV 4 L C T forward and twice that backward). LoRA computes no
- * gradient for the frozen weights: 4 N + 12 L C T + 6 per adapter parameter.
+ * 4 N, attention's QK^T and AV 4 L C T forward and twice that backward), the head's 6 V C of
+ * it for counted positions only. LoRA computes no gradient for the frozen weights: 4 N + 12 L
+ * C T + 6 per adapter parameter, the head's 4 V C for counted positions only.
  */
 import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -36,7 +43,7 @@ import { type TrainingBatch, makeBatch } from '../src/model/training/data.js';
 import { TRAINER_ENV } from '../src/model/training/fine-tune-job.js';
 import { adamwUpdate } from '../src/model/training/adamw.js';
 import { DEFAULT_OPTIMIZER, TrainingStepRunner } from '../src/model/training/step-runner.js';
-import { GRADIENT_WEIGHT, type LoraSettings, buildGradientGraph } from '../src/model/training/train-graph.js';
+import { GRADIENT_WEIGHT, type LoraSettings, batchFeeds, buildGradientGraph } from '../src/model/training/train-graph.js';
 import { measureMatMulPeak } from './matmul-peak.js';
 import { profileRun } from './ort-profile.js';
 
@@ -46,6 +53,8 @@ interface Configuration {
   readonly preset: PresetName;
   readonly mode: Mode;
   readonly length: number;
+  /** The share of each row's positions whose target counts in the loss (1: every one). */
+  readonly lossShare: number;
 }
 
 /** What a configuration's process is handed: the MatMul rate measured just before it started. */
@@ -60,6 +69,9 @@ const LENGTHS = (process.env.BENCH_TRAIN_LENGTHS ?? '64,256').split(',').map((va
 const MODES = (process.env.BENCH_TRAIN_MODES ?? 'full,lora').split(',') as Mode[];
 const MEDIUM = process.env.BENCH_TRAIN_MEDIUM !== '0' && PRESET === 'gpt2';
 const PROFILE = process.env.BENCH_TRAIN_PROFILE !== '0';
+const FAQ = process.env.BENCH_TRAIN_FAQ !== '0';
+/** Positions whose target counts, in the FAQ fine-tuning batches tunebot builds (see above). */
+const FAQ_LOSS_SHARE = 0.17;
 const BATCH = 4;
 const LORA: LoraSettings = { rank: 8, alpha: 16 };
 const LEARNING_RATE = 1e-4;
@@ -102,18 +114,19 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message.split('\n')[0] : String(error);
 }
 
-/** Deterministic made-up token ids (any ids will do for timing); every target counts in the loss. */
-function benchBatch(length: number): TrainingBatch {
+/** Deterministic made-up token ids (any ids will do for timing); the last lossShare of each row's targets count. */
+function benchBatch(length: number, lossShare: number): TrainingBatch {
   const rows = Array.from({ length: BATCH }, (_, row) => ({
     ids: Array.from({ length: length + 1 }, (_, i) => (i * 7919 + row * 104729 + 13) % 50000),
-    promptLength: 0,
+    promptLength: lossShare === 1 ? 0 : length + 1 - Math.max(1, Math.round(lossShare * length)),
   }));
   return makeBatch(rows, END_OF_TEXT_ID);
 }
 
-function flopsPerToken(config: Gpt2Config, mode: Mode, length: number, trainable: number): number {
+function flopsPerToken(config: Gpt2Config, mode: Mode, length: number, trainable: number, lossShare: number): number {
   const attention = 12 * config.n_layer * config.n_embd * length;
-  const n = parameterCount(config);
+  const head = config.vocab_size * config.n_embd;
+  const n = parameterCount(config) - head + head * lossShare;
   return mode === 'full' ? 6 * n + attention : 4 * n + attention + 6 * trainable;
 }
 
@@ -126,7 +139,7 @@ async function ensureModel(preset: PresetName): Promise<void> {
 }
 
 /** One configuration, in this process (started by runConfiguration): timed steps, then its memory. */
-async function measureConfiguration({ preset, mode, length, matmulPeakGflopPerS }: Measurement): Promise<void> {
+async function measureConfiguration({ preset, mode, length, lossShare, matmulPeakGflopPerS }: Measurement): Promise<void> {
   const { config, weights } = await readModelDir(modelDir(preset));
   if (length > config.n_positions) throw new Error(`longer than the model's ${config.n_positions} positions`);
   const lora = mode === 'lora' ? LORA : undefined;
@@ -135,7 +148,7 @@ async function measureConfiguration({ preset, mode, length, matmulPeakGflopPerS 
   const setupS = (performance.now() - started) / 1000;
   const state = runner.initialState(weights, 0, { inPlace: true });
   const trainable = runner.parameters.reduce((sum, { dims }) => sum + elementCount(dims), 0);
-  const batch = benchBatch(length);
+  const batch = benchBatch(length, lossShare);
   started = performance.now();
   let loss = 0;
   for (let step = 0; step < WARM_UP_STEPS; step++) loss = (await runner.step(state, [batch], LEARNING_RATE)).loss;
@@ -175,16 +188,18 @@ async function measureConfiguration({ preset, mode, length, matmulPeakGflopPerS 
 
   const tokens = BATCH * length;
   const tokensPerS = (tokens * 1000) / mean(steps);
-  const flops = flopsPerToken(config, mode, length, trainable);
+  const flops = flopsPerToken(config, mode, length, trainable, lossShare);
   const gflopPerS = (tokensPerS * flops) / 1e9;
   const isGpt2 = preset === 'gpt2';
-  const llmcTokensPerS = isGpt2 ? LLMC_TOKENS_PER_S.get(length) : undefined;
+  // llm.c's rows count every position.
+  const llmcTokensPerS = isGpt2 && lossShare === 1 ? LLMC_TOKENS_PER_S.get(length) : undefined;
   report({
     model: preset,
     metric: 'train_step',
     mode,
     batch: BATCH,
     length,
+    loss_share: round(batch.lossTokens / (BATCH * length), 3),
     trainable_parameters: trainable,
     steps: STEPS,
     mean_step_ms: round(mean(steps)),
@@ -206,7 +221,7 @@ async function measureConfiguration({ preset, mode, length, matmulPeakGflopPerS 
     peak_resident_gb: gigabytes(peakBytes),
     steady_resident_gb: gigabytes(mean(residentBytes)),
     // llm.c's figure is for full fine-tuning of 124M; LoRA and other sizes have no peer figure.
-    llmc_resident_gb: isGpt2 && mode === 'full' ? LLMC_RESIDENT_GB : null,
+    llmc_resident_gb: isGpt2 && mode === 'full' && lossShare === 1 ? LLMC_RESIDENT_GB : null,
     loss: round(loss, 4),
     session_setup_s: round(setupS),
     warm_up_s: round(warmUpS),
@@ -221,15 +236,12 @@ function phaseOf(node: string): string {
 }
 
 /** Where the gradient graph's time goes, by operator and phase (its own process: the profiler's session is another copy). */
-async function profileConfiguration({ preset, mode, length }: Configuration): Promise<void> {
+async function profileConfiguration({ preset, mode, length, lossShare }: Configuration): Promise<void> {
   const { config, weights } = await readModelDir(modelDir(preset));
-  const batch = benchBatch(length);
+  const batch = benchBatch(length, lossShare);
   const { graph, parameters, frozen } = buildGradientGraph(config, { lora: mode === 'lora' ? LORA : undefined });
   const feeds: Record<string, SessionTensor> = {
-    input_ids: feedTensor('int64', batch.inputIds, [BATCH, length]),
-    attention_mask: feedTensor('int64', batch.attentionMask, [BATCH, length]),
-    targets: feedTensor('int64', batch.targets, [BATCH, length]),
-    loss_mask: feedTensor('float32', batch.lossMask, [BATCH, length]),
+    ...batchFeeds(batch),
     [GRADIENT_WEIGHT]: feedTensor('float32', Float32Array.of(1), []),
   };
   for (const name of frozen) {
@@ -278,8 +290,9 @@ async function main(): Promise<void> {
   const { n_positions: positions } = presetConfig(PRESET);
   for (const length of LENGTHS.filter((value) => value > positions)) report({ model: PRESET, length, skipped: `longer than the model's ${positions} positions` });
   const lengths = LENGTHS.filter((length) => length <= positions);
-  const configurations: Configuration[] = MODES.flatMap((mode) => lengths.map((length) => ({ preset: PRESET, mode, length })));
-  if (MEDIUM) configurations.push({ preset: 'gpt2-medium', mode: 'full', length: 64 });
+  const configurations: Configuration[] = MODES.flatMap((mode) => lengths.map((length) => ({ preset: PRESET, mode, length, lossShare: 1 })));
+  if (FAQ && lengths.length > 0) for (const mode of MODES) configurations.push({ preset: PRESET, mode, length: Math.max(...lengths), lossShare: FAQ_LOSS_SHARE });
+  if (MEDIUM) configurations.push({ preset: 'gpt2-medium', mode: 'full', length: 64, lossShare: 1 });
   for (const preset of new Set(configurations.map((configuration) => configuration.preset))) await ensureModel(preset);
   for (const configuration of configurations) {
     // Measured beside each configuration (on a shared machine the rate moves with the load), in
@@ -288,7 +301,7 @@ async function main(): Promise<void> {
     const { gflopPerS } = await measureMatMulPeak(PEAK_SHAPE, 2);
     await runConfiguration('measure', { ...configuration, matmulPeakGflopPerS: gflopPerS });
   }
-  if (PROFILE && lengths.length > 0) for (const mode of MODES) await runConfiguration('profile', { preset: PRESET, mode, length: Math.max(...lengths) });
+  if (PROFILE && lengths.length > 0) for (const mode of MODES) await runConfiguration('profile', { preset: PRESET, mode, length: Math.max(...lengths), lossShare: 1 });
   report({ metric: 'done', wall_s: round((performance.now() - benchStarted) / 1000, 1), load_average: loadavg().map((load) => round(load)) });
 }
 

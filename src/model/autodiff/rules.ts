@@ -257,6 +257,21 @@ const gatherElements: GradientRule = (c) => {
   );
 };
 
+/**
+ * Y = GatherND(X, indices) (batch_dims 0): each row of indices [..., k] picks a slice of X by
+ * its first k coordinates; dX scatters dY back to those slices (adding where one is picked twice).
+ */
+const gatherND: GradientRule = (c) => {
+  if (c.attribute<number>('batch_dims', 0) !== 0) throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only GatherND with batch_dims 0 is differentiated`);
+  const [data, indices] = c.inputs;
+  return firstInputOnly(
+    c,
+    only(c, 0, () =>
+      c.g.op('ScatterND', [c.takeGradientSoFar(0) ?? zerosLike(c, data), indices, outputGradient(c)], { attributes: { reduction: 'add' } }),
+    ),
+  );
+};
+
 // ---- normalization and probabilities -----------------------------------------------------
 
 /**
@@ -378,6 +393,7 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
   Gemm: gemm,
   Gather: gather,
   GatherElements: gatherElements,
+  GatherND: gatherND,
   LayerNormalization: layerNormalization,
   Softmax: softmax,
   LogSoftmax: logSoftmax,

@@ -3,7 +3,8 @@ import type { AttributeValue, ConstantTensor, ElementType, Graph, ValueInfo } fr
 
 const { onnx } = onnxProto;
 
-const ELEMENT_TYPES: Record<ElementType, number> = {
+/** ONNX's number for each element type (TensorProto.DataType), as a Cast's `to` takes it. */
+export const ELEMENT_TYPES: Readonly<Record<ElementType, number>> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,

@@ -283,6 +283,14 @@ const gather: ShapeRule = (view) => {
 
 const gatherElements: ShapeRule = (view) => ({ dims: view.inputs[1].dims });
 
+/** GatherND (batch_dims 0): indices [..., k] pick slices of X by their first k coordinates. */
+const gatherND: ShapeRule = (view) => {
+  const [data, indices] = view.inputs;
+  const depth = indices.dims?.[indices.dims.length - 1];
+  if (!data.dims || !indices.dims || typeof depth !== 'number' || view.attribute<number>('batch_dims', 0) !== 0) return UNKNOWN;
+  return { dims: [...indices.dims.slice(0, -1), ...data.dims.slice(depth)] };
+};
+
 const nonZero: ShapeRule = (view) => ({ dims: [view.inputs[0].dims?.length ?? null, null] });
 
 /** Range(start, limit, delta); 0 to a symbolic limit by 1 (positions 0..T-1) has the symbol's length. */
@@ -396,6 +404,7 @@ const OPERATOR_SHAPES: Readonly<Record<string, ShapeRule>> = {
   Slice: slice,
   Gather: gather,
   GatherElements: gatherElements,
+  GatherND: gatherND,
   NonZero: nonZero,
   Range: range,
   ReduceSum: reduce,

@@ -8,7 +8,7 @@ import { type WeightMap, elementCount } from '../tensor.js';
 import { getWeight } from '../files/weights.js';
 import { adamwUpdate } from './adamw.js';
 import type { TrainingBatch } from './data.js';
-import { GRADIENT_SQUARE_SUM, GRADIENT_WEIGHT, type LoraSettings, type TrainableParameter, buildGradientGraph, gradientName } from './train-graph.js';
+import { GRADIENT_SQUARE_SUM, GRADIENT_WEIGHT, type LoraSettings, type TrainableParameter, batchFeeds, buildGradientGraph, gradientName } from './train-graph.js';
 
 export interface OptimizerSettings {
   readonly beta1: number;
@@ -177,11 +177,15 @@ export class TrainingStepRunner {
     weight: number,
     inPlace: boolean,
   ): Promise<{ loss: number; gradients: Map<string, Float32Array>; squareSum: number }> {
+    // A batch with no target in its loss has a zero loss and zero gradients; ONNX Runtime's loss
+    // kernel takes no empty batch, so nothing runs.
+    if (batch.lossTokens === 0) {
+      if (inPlace) for (const gradient of this.gradients.values()) gradient.fill(0);
+      const zeros = inPlace ? [] : this.parameters.map((parameter): [string, Float32Array] => [parameter.name, new Float32Array(elementCount(parameter.dims))]);
+      return { loss: 0, gradients: new Map(zeros), squareSum: 0 };
+    }
     const feeds: Record<string, SessionTensor> = {
-      input_ids: feedTensor('int64', batch.inputIds, [batch.batchSize, batch.length]),
-      attention_mask: feedTensor('int64', batch.attentionMask, [batch.batchSize, batch.length]),
-      targets: feedTensor('int64', batch.targets, [batch.batchSize, batch.length]),
-      loss_mask: feedTensor('float32', batch.lossMask, [batch.batchSize, batch.length]),
+      ...batchFeeds(batch),
       [GRADIENT_WEIGHT]: feedTensor('float32', Float32Array.of(weight), []),
       ...Object.fromEntries(this.frozen),
     };

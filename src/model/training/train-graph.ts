@@ -1,8 +1,11 @@
 import type { Gpt2Config } from '../config.js';
 import { buildBackward } from '../autodiff/backward.js';
 import { attentionWithoutCache, fastGelu, gelu, linear, logitRows, plainProjection, type Projection, transformer } from '../gpt2-graph.js';
+import { ELEMENT_TYPES } from '../onnx/encode.js';
 import { type FloatType, GraphBuilder, type Graph, type Value } from '../onnx/graph.js';
 import { weightShapes } from '../files/weights.js';
+import { type SessionTensor, feedTensor } from '../runtime/session.js';
+import type { TrainingBatch } from './data.js';
 
 /**
  * The graphs of one training step, generated per model shape:
@@ -40,8 +43,29 @@ export interface GradientGraph {
   readonly frozen: readonly string[];
 }
 
-/** Batch inputs of the gradient graph: right-padded rows, next-token targets, a loss mask. */
-export const BATCH_INPUTS = ['input_ids', 'attention_mask', 'targets', 'loss_mask'] as const;
+/**
+ * A batch as the gradient graph takes it: right-padded rows (B, T), and the positions whose
+ * next-token target counts in the loss, as (row, column) pairs [K, 2] with those K targets.
+ */
+export function batchFeeds(batch: TrainingBatch): Record<string, SessionTensor> {
+  const positions = new BigInt64Array(2 * batch.lossTokens);
+  const targets = new BigInt64Array(batch.lossTokens);
+  let picked = 0;
+  for (let i = 0; i < batch.lossMask.length; i++) {
+    if (batch.lossMask[i] === 0) continue;
+    positions[2 * picked] = BigInt(Math.floor(i / batch.length));
+    positions[2 * picked + 1] = BigInt(i % batch.length);
+    targets[picked++] = batch.targets[i];
+  }
+  if (picked !== batch.lossTokens) throw new RangeError(`the batch counts ${batch.lossTokens} loss tokens and its mask ${picked}`);
+  const dims = [batch.batchSize, batch.length];
+  return {
+    input_ids: feedTensor('int64', batch.inputIds, dims),
+    attention_mask: feedTensor('int64', batch.attentionMask, dims),
+    loss_positions: feedTensor('int64', positions, [picked, 2]),
+    loss_targets: feedTensor('int64', targets, [picked]),
+  };
+}
 
 /** The scalar input that weighs the batch's gradient: its share of the step's loss tokens. */
 export const GRADIENT_WEIGHT = 'gradient_weight';
@@ -97,8 +121,8 @@ export function buildGradientGraph(config: Gpt2Config, options: { lora?: LoraSet
 
   const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
   const attentionMask = g.input('attention_mask', 'int64', ['batch_size', 'sequence_length']);
-  const targets = g.input('targets', 'int64', ['batch_size', 'sequence_length']);
-  const lossMask = g.input('loss_mask', floatType, ['batch_size', 'sequence_length']);
+  const lossPositions = g.input('loss_positions', 'int64', ['loss_tokens', 2]);
+  const lossTargets = g.input('loss_targets', 'int64', ['loss_tokens']);
 
   // positions 0..T-1 for every row (training rows are right-padded): (1, T)
   const length = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [inputIds]), g.constInt64([1]), g.constInt64([2])]), g.constInt64([0])]);
@@ -116,10 +140,12 @@ export function buildGradientGraph(config: Gpt2Config, options: { lora?: LoraSet
     // eight tensors the written-out form leaves for it (at 124M, 1 MB a token).
     floatType === 'float32' ? fastGelu : gelu,
   );
-  // Rows (B*T, V), never reshaped to (B, T, V): the backward would read that Reshape's input
-  // for its shape, whose batch x length shape inference cannot name, and hold the logits twice.
-  const logits = logitRows(g, config, weight, hidden);
-  const { loss, tokens } = g.scoped('loss', () => maskedCrossEntropy(g, logits, targets, lossMask));
+  // Only the positions whose target counts go through ln_f and the head, the vocabulary-wide
+  // third of the step's work at 124M: in FAQ rows most positions are the prompt's. Logit rows
+  // (K, V), never reshaped: a Reshape's input would be read by the backward for its shape.
+  const counted = g.op('GatherND', [hidden, lossPositions]); // (K, C)
+  const logits = logitRows(g, config, weight, counted);
+  const { loss, tokens } = g.scoped('loss', () => meanCrossEntropy(g, logits, lossTargets));
 
   // Differentiating weight x loss gives weighted gradients at no extra pass over them.
   const weighted = g.op('Mul', [loss, g.input(GRADIENT_WEIGHT, floatType, [])]);
@@ -145,19 +171,13 @@ function loraProjection(g: GraphBuilder, weight: (name: string) => Value, lora: 
   };
 }
 
-/** The label SoftmaxCrossEntropyLoss skips: targets outside the loss mask. */
-const IGNORED_TARGET = -100;
-
 /**
- * Mean negative log-likelihood of the targets where loss_mask is 1, over logit rows (N, V):
- * sum(mask * -log softmax(logits)[target]) / max(1, sum(mask)). An all-zero mask gives 0.
- * ONNX's SoftmaxCrossEntropyLoss, with the masked-out targets ignored, keeps the backward pass
- * to two tensors of the logits' size (see its gradient rule).
+ * Mean negative log-likelihood of the targets over logit rows (K, V): sum(-log
+ * softmax(logits)[target]) / max(1, K); no rows give 0. ONNX's SoftmaxCrossEntropyLoss keeps
+ * the backward pass to two tensors of the logits' size (see its gradient rule).
  */
-function maskedCrossEntropy(g: GraphBuilder, rows: Value, targets: Value, lossMask: Value): { loss: Value; tokens: Value } {
-  const mask = g.op('Reshape', [lossMask, g.constInt64([-1])]); // (N)
-  const labels = g.op('Where', [g.op('Greater', [mask, g.constFloat(0)]), g.op('Reshape', [targets, g.constInt64([-1])]), g.constInt64(IGNORED_TARGET)]);
-  const total = g.op('SoftmaxCrossEntropyLoss', [rows, labels], { attributes: { reduction: 'sum', ignore_index: IGNORED_TARGET } });
-  const tokens = g.op('ReduceSum', [mask], { attributes: { keepdims: 0 } });
+function meanCrossEntropy(g: GraphBuilder, rows: Value, targets: Value): { loss: Value; tokens: Value } {
+  const total = g.op('SoftmaxCrossEntropyLoss', [rows, targets], { attributes: { reduction: 'sum' } });
+  const tokens = g.op('Cast', [g.op('Squeeze', [g.op('Shape', [targets])])], { attributes: { to: ELEMENT_TYPES[g.floatType] } });
   return { loss: g.op('Div', [total, g.op('Max', [tokens, g.constFloat(1)])]), tokens };
 }

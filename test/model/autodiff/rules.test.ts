@@ -368,6 +368,16 @@ describe('gradient rules against central finite differences (float64)', () => {
     it('GatherElements on axis 0 with repeated indices', async () => {
       await checkOperator({ x: parameter([3, 2]), i: int64([4, 2], [0, 2, 0, 2, 1, 1, 0, 0]) }, (g, v) => g.op('GatherElements', [v.x, v.i], { attributes: { axis: 0 } }));
     });
+    it('GatherND: (row, column) pairs pick rows of a batch, one of them twice', async () => {
+      // the training loss's pick: positions [K, 2] of a (B, T, C) batch give (K, C)
+      const positions = [0, 1, 1, 2, 0, 1, 1, 0];
+      const { gradients, weights } = await checkOperator({ x: parameter([2, 3, 2]), p: int64([4, 2], positions) }, (g, v) => g.op('GatherND', [v.x, v.p]));
+      const [dx, r] = [gradients.get('x')!, weights[0]]; // dY = R, [4, 2]
+      for (let d = 0; d < 2; d++) {
+        assert.ok(Math.abs(dx[(0 * 3 + 1) * 2 + d] - (r[0 * 2 + d] + r[2 * 2 + d])) < 1e-12, 'x[0][1], picked twice, gets both');
+        assert.equal(dx[(0 * 3 + 0) * 2 + d], 0, 'x[0][0] is never picked');
+      }
+    });
   });
 
   describe('normalization and probabilities', () => {

@@ -17,7 +17,7 @@ import { buildGradientGraph } from '../../../src/model/training/train-graph.js';
  * and how many were known is asserted so that coverage cannot quietly fall to nothing.
  */
 const SMALL = makeConfig({ n_layer: 2, n_head: 2, n_embd: 8, n_positions: 16, vocab_size: 13, initializer_range: 0.4 });
-const SYMBOLS: Readonly<Record<string, number>> = { batch_size: 3, sequence_length: 5 };
+const SYMBOLS: Readonly<Record<string, number>> = { batch_size: 3, sequence_length: 5, loss_tokens: 4 };
 
 /** The graph's inputs, constants and nodes written again into a builder (values keyed by their original names). */
 function replay(graph: Graph): { g: GraphBuilder; values: Map<string, Value> } {
@@ -38,7 +38,8 @@ function feedsFor(graph: Graph): Record<string, SessionTensor> {
   for (const input of graph.inputs) {
     const dims = input.dims.map((dim) => (typeof dim === 'number' ? dim : SYMBOLS[dim]));
     const size = elementCount(dims);
-    if (input.type === 'int64') feeds[input.name] = feedTensor('int64', BigInt64Array.from({ length: size }, (_, i) => BigInt(i % 2 === 0 ? 1 : 7)), dims);
+    // 1 and 2: ids, targets and (row, column) pairs inside the batch alike
+    if (input.type === 'int64') feeds[input.name] = feedTensor('int64', BigInt64Array.from({ length: size }, (_, i) => BigInt(1 + (i % 2))), dims);
     else feeds[input.name] = feedTensor('float32', Float32Array.from({ length: size }, (_, i) => Math.sin(i)), dims);
   }
   return feeds;
@@ -117,6 +118,9 @@ describe('ShapeInference: what stays unknown', () => {
     assert.deepEqual(shapes.dims(reshaped), [null, null]);
     assert.deepEqual(shapes.dims(rebuilt), ['batch', 2, 2]);
     assert.deepEqual(shapes.dims(nonZero), [2, null]);
+    const positions = g.input('positions', 'int64', ['picked', 2]);
+    assert.deepEqual(shapes.dims(g.op('GatherND', [g.input('y', 'float32', ['batch', 'sequence', 4]), positions])), ['picked', 4]);
+    assert.equal(shapes.dims(g.op('GatherND', [x, reshaped])), undefined, 'an index depth that only the run decides');
     assert.equal(shapes.dims(g.op('MatMulNBits', [x], { domain: 'com.microsoft' })), undefined);
   });
 

@@ -11,7 +11,7 @@ import { type WeightMap, elementCount } from '../../../src/model/tensor.js';
 import { type TrainingBatch, type TrainingRow, makeBatch } from '../../../src/model/training/data.js';
 import { mergeLora } from '../../../src/model/training/lora-merge.js';
 import { type OptimizerSettings, type StepResult, type TrainingState, TrainingStepRunner } from '../../../src/model/training/step-runner.js';
-import { GRADIENT_SQUARE_SUM, GRADIENT_WEIGHT, type LoraSettings, type TrainableParameter, buildGradientGraph, gradientName, isDecayedWeight } from '../../../src/model/training/train-graph.js';
+import { GRADIENT_SQUARE_SUM, GRADIENT_WEIGHT, type LoraSettings, type TrainableParameter, batchFeeds, buildGradientGraph, gradientName, isDecayedWeight } from '../../../src/model/training/train-graph.js';
 import { initWeights, weightShapes } from '../../../src/model/files/weights.js';
 import {
   type AdamWSettings,
@@ -84,12 +84,8 @@ async function runGradientGraph(
   gradientSession: ModelSession, parameters: readonly TrainableParameter[], values: ReadonlyMap<string, Float64Array>, batch: TrainingBatch,
   options: { frozen?: ReadonlyMap<string, Float64Array>; weight?: number } = {},
 ): Promise<GraphGradients> {
-  const dims = [batch.batchSize, batch.length];
   const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', batch.inputIds, dims),
-    attention_mask: new ort.Tensor('int64', batch.attentionMask, dims),
-    targets: new ort.Tensor('int64', batch.targets, dims),
-    loss_mask: new ort.Tensor('float64', Float64Array.from(batch.lossMask), dims),
+    ...batchFeeds(batch),
     [GRADIENT_WEIGHT]: new ort.Tensor('float64', Float64Array.of(options.weight ?? 1), []),
   };
   for (const { name, dims: shape } of parameters) feeds[name] = new ort.Tensor('float64', values.get(name) as Float64Array, [...shape]);
@@ -156,8 +152,7 @@ describe('training graphs in float64 equal the float64 reference', () => {
     for (const { graph } of [fullGraph, buildGradientGraph(SMALL, { lora: { rank: 2, alpha: 4 } })]) {
       const forwardValues = new Set(graph.nodes.filter((node) => !node.name.startsWith('backward/')).flatMap((node) => node.outputs));
       const shapesOfActivations = graph.nodes.filter((node) => node.name.startsWith('backward/') && node.opType === 'Shape' && forwardValues.has(node.inputs[0]));
-      // The one exception: the loss's labels, N int64s.
-      assert.deepEqual(shapesOfActivations.map((node) => `${node.name}(${node.inputs[0]})`), ['backward/grad/loss/SoftmaxCrossEntropyLoss/Shape(loss/Where)']);
+      assert.deepEqual(shapesOfActivations.map((node) => `${node.name}(${node.inputs[0]})`), []);
       assert.deepEqual(graph.nodes.filter((node) => node.opType === 'Identity').map((node) => node.name), []);
       const produced = new Set(graph.nodes.flatMap((node) => node.outputs));
       for (const output of graph.outputs) assert.ok(produced.has(output.name), `${output.name} is a node's own output`);
@@ -403,7 +398,7 @@ describe('LoRA gradients and merge in float64', () => {
     assert.deepEqual(loraGraph.parameters.map(({ name }) => name), expected);
     assert.deepEqual(loraGraph.frozen, [...weightShapes(SMALL).keys()]);
     assert.ok(![...loraGraph.graph.initializers.keys()].some((name) => weightShapes(SMALL).has(name)), 'no weight is baked in');
-    const batchInputs = ['input_ids', 'attention_mask', 'targets', 'loss_mask', GRADIENT_WEIGHT];
+    const batchInputs = ['input_ids', 'attention_mask', 'loss_positions', 'loss_targets', GRADIENT_WEIGHT];
     assert.deepEqual([...loraSession.inputNames].sort(), [...expected, ...loraGraph.frozen, ...batchInputs].sort());
     assert.ok(loraGraph.parameters.every(({ decay }) => decay));
   });
