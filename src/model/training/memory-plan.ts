@@ -17,7 +17,8 @@ import { elementCount } from '../tensor.js';
  *   next (gpt2-medium 4 x 64 peaked at 6.9-7.5 GB in most runs, 8.1 GB in one).
  *   The working set, per token of a micro-batch (rows x its longest row): about
  *   PER_LAYER_FLOATS floats per layer and channel (the activations the backward reads),
- *   PER_VOCABULARY_FLOATS of the vocabulary's size (the logits and the loss's gradient), and
+ *   PER_VOCABULARY_FLOATS of the vocabulary's size (the logits and the loss's gradient; the
+ *   head runs on the positions whose target counts only, and the plan takes every one), and
  *   ATTENTION_FLOATS per layer, head and position (attention's scores).
  *
  * The coefficients cover every peak bench:train measured, with 5% to spare at 355M 4 x 64 (its
