@@ -16,10 +16,11 @@ import { elementCount } from '../tensor.js';
  *   (8 bytes a trained parameter): glibc does not always give one step's freed copies to the
  *   next (gpt2-medium 4 x 64 peaked at 6.9-7.5 GB in most runs, 8.1 GB in one).
  *   The working set, per token of a micro-batch (rows x its longest row): about
- *   PER_LAYER_FLOATS floats per layer and channel (the activations the backward reads),
- *   PER_VOCABULARY_FLOATS of the vocabulary's size (the logits and the loss's gradient; the
- *   head runs on the positions whose target counts only, and the plan takes every one), and
- *   ATTENTION_FLOATS per layer, head and position (attention's scores).
+ *   PER_LAYER_FLOATS floats per layer and channel (the activations the backward reads) and
+ *   ATTENTION_FLOATS per layer, head and position (attention's scores); and per position whose
+ *   target counts in the loss (the only ones the head runs on), PER_VOCABULARY_FLOATS of the
+ *   vocabulary's size (the logits and the loss's gradient). In FAQ rows those are the answer's,
+ *   about a sixth of the positions (at 124M, 8 x 270 tokens: 2.6 GB of logits if every one counted).
  *
  * The coefficients cover every peak bench:train measured, with 5% to spare at 355M 4 x 64 (its
  * 8.1 GB run), 9% at 124M full 4 x 256 (peaks of 3.9 to 6.0 GB there: the trainer's glibc
@@ -38,13 +39,16 @@ export interface BatchShape {
   readonly batchSize: number;
   /** Tokens in the longest row a micro-batch can hold. */
   readonly length: number;
+  /** The most positions of one row whose target counts in the loss (default: all `length`). */
+  readonly lossTokensPerRow?: number;
 }
 
-export function trainingBytes(config: Gpt2Config, lora: LoraSettings | undefined, { batchSize, length }: BatchShape): number {
+export function trainingBytes(config: Gpt2Config, lora: LoraSettings | undefined, { batchSize, length, lossTokensPerRow = length }: BatchShape): number {
   const trained = (lora ? loraParameters(config, lora) : fullParameters(config)).reduce((sum, parameter) => sum + elementCount(parameter.dims), 0);
-  const perToken =
-    4 * (PER_LAYER_FLOATS * config.n_layer * config.n_embd + PER_VOCABULARY_FLOATS * config.vocab_size + ATTENTION_FLOATS * config.n_layer * config.n_head * length);
-  return PROCESS_BYTES + 4 * parameterCount(config) + 12 * trained + Math.max(8 * trained, perToken * batchSize * length);
+  const perPosition = 4 * (PER_LAYER_FLOATS * config.n_layer * config.n_embd + ATTENTION_FLOATS * config.n_layer * config.n_head * length);
+  const perLossToken = 4 * PER_VOCABULARY_FLOATS * config.vocab_size;
+  const workingSet = batchSize * (perPosition * length + perLossToken * Math.min(lossTokensPerRow, length));
+  return PROCESS_BYTES + 4 * parameterCount(config) + 12 * trained + Math.max(8 * trained, workingSet);
 }
 
 /**
@@ -62,11 +66,11 @@ export function checkBatchFits(
   const gb = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GB`;
   const asked = `a batch of ${shape.batchSize} rows of up to ${shape.length} tokens needs about ${gb(needed)} to train, and ${gb(availableBytes)} is available`;
   let largest = shape.batchSize - 1;
-  while (largest > 0 && trainingBytes(config, lora, { batchSize: largest, length: shape.length }) > availableBytes) largest--;
+  while (largest > 0 && trainingBytes(config, lora, { ...shape, batchSize: largest }) > availableBytes) largest--;
   if (largest === 0) {
     throw new ModelError(
       'OUT_OF_MEMORY',
-      `${asked}; even one row does not fit (${gb(trainingBytes(config, lora, { batchSize: 1, length: shape.length }))}): train LoRA adapters (--lora 8) or on shorter examples`,
+      `${asked}; even one row does not fit (${gb(trainingBytes(config, lora, { ...shape, batchSize: 1 }))}): train LoRA adapters (--lora 8) or on shorter examples`,
     );
   }
   const effective = shape.batchSize * shape.accumulate;

@@ -147,8 +147,15 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
   };
   const hash = dataHash(examples);
   const longestRow = Math.max(1, ...train.map((row) => row.ids.length - 1));
+  // Validation rows run the graph too. A row's targets count from index promptLength on.
+  const lossTokensPerRow = Math.max(1, ...rows.map((row) => row.ids.length - Math.max(1, row.promptLength)));
   const memoryBudget = settings.memoryBudgetBytes ?? process.availableMemory() + process.memoryUsage.rss();
-  checkBatchFits(config, settings.lora, { batchSize: Math.min(settings.batchSize, train.length), length: longestRow, accumulate: settings.accumulate }, memoryBudget);
+  checkBatchFits(
+    config,
+    settings.lora,
+    { batchSize: Math.min(settings.batchSize, train.length), length: longestRow, lossTokensPerRow, accumulate: settings.accumulate },
+    memoryBudget,
+  );
   const { checkpointDir: _checkpointDir, modelDir: _modelDir, outDir: _outDir, memoryBudgetBytes: _memoryBudget, ...recordedSettings } = settings;
   const runKey = createHash('sha256').update(canonicalJson({ model: resolve(settings.modelDir), hash, recordedSettings })).digest('hex');
   const checkpointDir = settings.checkpointDir ?? `${settings.outDir}.checkpoint`;

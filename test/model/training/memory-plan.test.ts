@@ -40,6 +40,18 @@ describe('the memory plan of a fine-tuning run', () => {
     assert.equal(saved, 12 * (parameterCount(GPT2) - adapters));
   });
 
+  it('counts the head\'s logits for the positions whose target counts only (FAQ rows: the answer\'s)', () => {
+    const everyPosition = trainingBytes(GPT2, undefined, { batchSize: 8, length: 270 });
+    const answersOnly = trainingBytes(GPT2, undefined, { batchSize: 8, length: 270, lossTokensPerRow: 45 });
+    // 8 rows x 225 positions fewer, each with 6 floats of the 50257-wide vocabulary
+    assert.equal(everyPosition - answersOnly, 8 * 225 * 4 * 6 * GPT2.vocab_size);
+    assert.equal(trainingBytes(GPT2, undefined, { batchSize: 8, length: 270, lossTokensPerRow: 999 }), everyPosition, 'never more than every position');
+    // and the refusal plans with them: a budget that 8 answer-only rows fit passes, while 8 rows counting everywhere would not
+    checkBatchFits(GPT2, undefined, { batchSize: 8, length: 270, lossTokensPerRow: 45, accumulate: 1 }, answersOnly);
+    const message = refusal(() => checkBatchFits(GPT2, undefined, { batchSize: 8, length: 270, accumulate: 1 }, answersOnly));
+    assert.match(message, /the largest batch that fits is \d rows/);
+  });
+
   it('longer rows cost more per token (attention), and more tokens cost more', () => {
     const perToken = (length: number) => (trainingBytes(GPT2, undefined, { batchSize: 2, length }) - trainingBytes(GPT2, undefined, { batchSize: 1, length })) / length;
     assert.ok(perToken(256) > perToken(64));

@@ -397,7 +397,7 @@ describe('fine-tuning (tiny preset)', () => {
       const rows = Array.from({ length: 12 }, () => ({ prompt: 'Question: what time is it?', completion: ' Time to train.' }));
       const tokenizer = await loadTokenizer(baseDir, base.config.vocab_size);
       const [row] = tokenizeExamples(rows.slice(0, 1), (text) => tokenizer.encode(text), tokenizer.eosTokenId, base.config.n_positions, () => {});
-      const shape = { batchSize: 12, length: row.ids.length - 1, accumulate: 2 };
+      const shape = { batchSize: 12, length: row.ids.length - 1, lossTokensPerRow: row.ids.length - row.promptLength, accumulate: 2 };
       // A budget between what 5 and 6 rows need: 5 is the answer, and 24 rows per step need 5 micro-batches.
       const budget = (trainingBytes(base.config, undefined, { ...shape, batchSize: 5 }) + trainingBytes(base.config, undefined, { ...shape, batchSize: 6 })) / 2;
       const outDir = join(root, 'too-big');
