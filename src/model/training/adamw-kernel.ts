@@ -2,7 +2,7 @@
  * The AdamW update as a WebAssembly module with 128-bit SIMD, written out as bytes (no
  * toolchain: the module is one small function). In the WebAssembly text format:
  *
- *   (memory (export "memory") 1)               ;; four regions of CHUNK floats: p, m, v, g
+ *   (memory (export "memory") 4)               ;; four regions of CHUNK floats: p, m, v, g
  *   (func (export "update") (param $count i32)  ;; elements, a multiple of 4
  *     (param $beta1 $beta2 $momentCoefficient $varianceCoefficient
  *            $stepSize $varianceScale $epsilon $decayFactor f32)   ;; each f32x4.splat
@@ -17,9 +17,13 @@
  * 6 ns an element here; this kernel is under 1 ns).
  */
 
-/** Elements of each region: 4 x 4096 float32 fill the module's one 64 KiB page. */
-export const CHUNK = 4096;
+/**
+ * Elements of each region: 4 x 16384 float32 are 256 KiB, four 64 KiB pages, which stay in a
+ * core's L2 cache between the copy in, the update and the copy out (4096 took 7% longer).
+ */
+export const CHUNK = 16384;
 const REGION_BYTES = CHUNK * 4;
+const PAGES = (4 * REGION_BYTES) / 65536;
 const REGIONS = { parameter: 0, moment: 1, variance: 2, gradient: 3 } as const;
 export type Region = keyof typeof REGIONS;
 
@@ -105,7 +109,7 @@ function adamwModuleBytes(): Uint8Array {
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vector([[0x60, ...vector([[I32], ...Array.from({ length: SCALARS }, () => [F32])]), ...vector([])]])),
     ...section(3, vector([unsigned(0)])),
-    ...section(5, vector([[0x00, ...unsigned(1)]])),
+    ...section(5, vector([[0x00, ...unsigned(PAGES)]])),
     ...section(7, vector([[...name('memory'), 0x02, 0], [...name('update'), 0x00, 0]])),
     ...section(10, vector([[...unsigned(code.length), ...code]])),
   ]);
