@@ -298,6 +298,9 @@ describe('gradient rules against central finite differences (float64)', () => {
     it('MatMul [2,2,3,4] x [2,2,4,5] (batched)', async () => {
       await checkOperator({ a: parameter([2, 2, 3, 4]), b: parameter([2, 2, 4, 5]) }, (g, v) => g.op('MatMul', [v.a, v.b]));
     });
+    it('MatMul [2,3,4] x [2,4,5] (batched, one batch axis)', async () => {
+      await checkOperator({ a: parameter([2, 3, 4]), b: parameter([2, 4, 5]) }, (g, v) => g.op('MatMul', [v.a, v.b]));
+    });
     it('Gemm transB = 1, no bias', async () => {
       await checkOperator({ a: parameter([3, 4]), b: parameter([5, 4]) }, (g, v) => g.op('Gemm', [v.a, v.b], { attributes: { transB: 1 } }));
     });
