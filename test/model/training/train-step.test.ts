@@ -135,6 +135,15 @@ describe('training graphs in float64 equal the float64 reference', () => {
   });
   after(() => gradientSession.release());
 
+  it('feeds the positions whose target counts, row by row, with those targets', () => {
+    const feeds = batchFeeds(BATCH_1);
+    assert.deepEqual(feeds.loss_positions.dims, [10, 2]);
+    const pairs = Array.from({ length: 10 }, (_, i) => [Number(feeds.loss_positions.data[2 * i]), Number(feeds.loss_positions.data[2 * i + 1])]);
+    assert.deepEqual(pairs, [[0, 1], [0, 2], [0, 3], [0, 4], [0, 5], [1, 0], [1, 1], [1, 2], [1, 3], [2, 2]]);
+    assert.deepEqual(Array.from(feeds.loss_targets.data as BigInt64Array, Number), [3, 7, 3, 1, 8, 2, 5, 9, 4, 10]);
+    assert.throws(() => batchFeeds({ ...BATCH_1, lossTokens: 9 }), /the batch counts 9 loss tokens and its mask 10/);
+  });
+
   it('trains every weight of the model, decaying the same ones as the reference', () => {
     assert.deepEqual(parameters.map(({ name }) => name), [...weightShapes(SMALL).keys()]);
     for (const { name, dims, decay } of parameters) {
