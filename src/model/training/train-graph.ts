@@ -11,9 +11,10 @@ import type { TrainingBatch } from './data.js';
  * The graphs of one training step, generated per model shape:
  *
  * - the gradient graph: trainable parameters, a batch and the batch's weight in its step in;
- *   the masked cross-entropy loss, its token count, every trainable parameter's gradient of
- *   weight x loss and those gradients' squared norm out. Forward and backward in one ONNX
- *   Runtime run; micro-batches of one step each run it once (step-runner.ts sums them).
+ *   the cross-entropy loss over the positions the batch names, their count, every trainable
+ *   parameter's gradient of weight x loss and those gradients' squared norm out. Forward and
+ *   backward in one ONNX Runtime run; micro-batches of one step each run it once
+ *   (step-runner.ts sums them).
  * - the optimizer: AdamW in place (adamw.ts), outside ONNX Runtime.
  *
  * Every weight is an input, trained or not, so ONNX Runtime reads the caller's arrays where they
@@ -173,11 +174,12 @@ function loraProjection(g: GraphBuilder, weight: (name: string) => Value, lora: 
 
 /**
  * Mean negative log-likelihood of the targets over logit rows (K, V): sum(-log
- * softmax(logits)[target]) / max(1, K); no rows give 0. ONNX's SoftmaxCrossEntropyLoss keeps
- * the backward pass to two tensors of the logits' size (see its gradient rule).
+ * softmax(logits)[target]) / K. ONNX's SoftmaxCrossEntropyLoss keeps the backward pass to two
+ * tensors of the logits' size (see its gradient rule). K is at least 1: ONNX Runtime's loss
+ * kernel takes no empty input, and the runner runs no batch without a counted target.
  */
 function meanCrossEntropy(g: GraphBuilder, rows: Value, targets: Value): { loss: Value; tokens: Value } {
   const total = g.op('SoftmaxCrossEntropyLoss', [rows, targets], { attributes: { reduction: 'sum' } });
   const tokens = g.op('Cast', [g.op('Squeeze', [g.op('Shape', [targets])])], { attributes: { to: ELEMENT_TYPES[g.floatType] } });
-  return { loss: g.op('Div', [total, g.op('Max', [tokens, g.constFloat(1)])]), tokens };
+  return { loss: g.op('Div', [total, tokens]), tokens };
 }
