@@ -17,9 +17,9 @@ import { getWeight } from './files/weights.js';
  *   per token, and concatenating past and new keys inside the graph costs as much again.
  *   Here the cache lives in JavaScript (kv-cache.ts), past.N.key/value [B, H, P, D] (the
  *   keys' transpose folds into their MatMul), fed with no copy. Attention scores the past and
- *   the step's own tokens separately and joins only the small score matrices; the graph returns the step's keys and values,
- *   new.N.key/value [B, H, T, D], and the last position's logits [B, V] (a 512-token prompt
- *   needs one row of the 50257-wide head, not 512).
+ *   the step's own tokens separately and joins only the small score matrices; the graph
+ *   returns the step's keys and values, new.N.key/value [B, H, T, D], and the last position's
+ *   logits [B, V] (a 512-token prompt needs one row of the 50257-wide head, not 512).
  *   With `weights` int8 or int4 (quantize.ts), the Conv1D projections and the head run as
  *   com.microsoft MatMulNBits over block-quantized copies; the embedding Gather keeps wte in fp32.
  */

@@ -235,15 +235,7 @@ const gemm: GradientRule = (c) => {
  */
 const gather: GradientRule = (c) => {
   if (c.attribute<number>('axis', 0) !== 0) throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only Gather on axis 0 is differentiated`);
-  const [data, indices] = c.inputs;
-  return firstInputOnly(
-    c,
-    only(c, 0, () =>
-      c.g.op('ScatterND', [c.takeGradientSoFar(0) ?? zerosLike(c, data), c.g.op('Unsqueeze', [indices, c.g.constInt64([-1])]), outputGradient(c)], {
-        attributes: { reduction: 'add' },
-      }),
-    ),
-  );
+  return firstInputOnly(c, only(c, 0, () => scatterBack(c, c.g.op('Unsqueeze', [c.inputs[1], c.g.constInt64([-1])]))));
 };
 
 /** Y = GatherElements(X, indices, axis): dX scatters dY back (adding on repeats). */
@@ -263,14 +255,16 @@ const gatherElements: GradientRule = (c) => {
  */
 const gatherND: GradientRule = (c) => {
   if (c.attribute<number>('batch_dims', 0) !== 0) throw new ModelError('MODEL_CORRUPT', `${c.node.name}: only GatherND with batch_dims 0 is differentiated`);
-  const [data, indices] = c.inputs;
-  return firstInputOnly(
-    c,
-    only(c, 0, () =>
-      c.g.op('ScatterND', [c.takeGradientSoFar(0) ?? zerosLike(c, data), indices, outputGradient(c)], { attributes: { reduction: 'add' } }),
-    ),
-  );
+  return firstInputOnly(c, only(c, 0, () => scatterBack(c, c.inputs[1])));
 };
+
+/**
+ * The gradient of a gather's data (input 0): dY's slices added back where GatherND-style
+ * `indices` [..., k] picked them, into the gradient summed so far from later nodes or zeros.
+ */
+function scatterBack(c: GradientContext, indices: Value): Value {
+  return c.g.op('ScatterND', [c.takeGradientSoFar(0) ?? zerosLike(c, c.inputs[0]), indices, outputGradient(c)], { attributes: { reduction: 'add' } });
+}
 
 // ---- normalization and probabilities -----------------------------------------------------
 

@@ -111,6 +111,11 @@ export interface TrainingRow {
   readonly promptLength: number;
 }
 
+/** A row's targets that count in the loss: those at index max(1, promptLength) and after. */
+export function countedTargets(row: TrainingRow): number {
+  return row.ids.length - Math.max(1, row.promptLength);
+}
+
 /** Each cut example is reported by itself up to this many; the rest only in a final count. */
 const CUT_WARNINGS_IN_FULL = 10;
 
@@ -205,18 +210,20 @@ export function makeBatch(rows: readonly TrainingRow[], eosId: number): Training
   const lossMask = new Float32Array(batchSize * length);
   let tokens = 0;
   let lossTokens = 0;
-  rows.forEach(({ ids, promptLength }, b) => {
+  rows.forEach((row, b) => {
+    const { ids } = row;
     const offset = b * length;
+    const counted = countedTargets(row);
+    // position t predicts ids[t + 1]: the last `counted` positions count
+    const firstCounted = ids.length - 1 - counted;
     for (let t = 0; t < ids.length - 1; t++) {
       inputIds[offset + t] = BigInt(ids[t]);
       attentionMask[offset + t] = 1n;
       targets[offset + t] = BigInt(ids[t + 1]);
-      if (t + 1 >= promptLength) {
-        lossMask[offset + t] = 1;
-        lossTokens++;
-      }
+      if (t >= firstCounted) lossMask[offset + t] = 1;
     }
     tokens += ids.length - 1;
+    lossTokens += counted;
   });
   return { batchSize, length, inputIds, attentionMask, targets, lossMask, tokens, lossTokens };
 }

@@ -10,7 +10,7 @@ import type { ExecutionProviderChoice } from '../runtime/session.js';
 import type { WeightMap } from '../tensor.js';
 import { loadTokenizer } from '../files/tokenizer.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { type Example, dataHash, epochBatches, makeBatch, splitRows, tokenizeExamples } from './data.js';
+import { type Example, countedTargets, dataHash, epochBatches, makeBatch, splitRows, tokenizeExamples } from './data.js';
 import { mergeLora } from './lora-merge.js';
 import { checkBatchFits } from './memory-plan.js';
 import { renderLossCurvePng } from './loss-curve/loss-curve.js';
@@ -147,8 +147,8 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
   };
   const hash = dataHash(examples);
   const longestRow = Math.max(1, ...train.map((row) => row.ids.length - 1));
-  // Validation rows run the graph too. A row's targets count from index promptLength on.
-  const lossTokensPerRow = Math.max(1, ...rows.map((row) => row.ids.length - Math.max(1, row.promptLength)));
+  // Validation rows run the graph too.
+  const lossTokensPerRow = Math.max(1, ...rows.map(countedTargets));
   const memoryBudget = settings.memoryBudgetBytes ?? process.availableMemory() + process.memoryUsage.rss();
   checkBatchFits(
     config,
