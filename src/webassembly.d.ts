@@ -1,5 +1,5 @@
 /**
- * The part of the WebAssembly JavaScript API that tunebot uses (adamw-kernel.ts). Node has
+ * The part of the WebAssembly JavaScript API that tunebot uses (adamw-kernel.ts, adamw.ts). Node has
  * the global; @types/node does not declare it, and lib.dom would bring the browser's globals.
  */
 declare namespace WebAssembly {
@@ -11,6 +11,8 @@ declare namespace WebAssembly {
     readonly exports: Record<string, unknown>;
   }
   class Memory {
+    /** initial and maximum in 64 KiB pages. */
+    constructor(descriptor: { initial: number; maximum?: number });
     readonly buffer: ArrayBuffer;
   }
 }

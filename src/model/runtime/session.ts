@@ -22,6 +22,12 @@ export interface SessionOptions {
    * graph whose working set is large next to what it must keep (training) runs without it.
    */
   readonly memoryArena?: boolean;
+  /**
+   * Let ONNX Runtime plan a run's intermediate tensors as one block, laid out from the first
+   * run (default true). Without it each tensor is allocated when made and freed when last
+   * used, which in a run far larger than its inputs (training) keeps less alive at once.
+   */
+  readonly memoryPattern?: boolean;
   readonly logger: Logger;
 }
 
@@ -102,6 +108,7 @@ function sessionOptions(provider: ExecutionProvider, options: SessionOptions): o
     interOpNumThreads: 1,
     executionMode: 'sequential',
     enableCpuMemArena: options.memoryArena ?? true,
+    enableMemPattern: options.memoryPattern ?? true,
   };
 }
 

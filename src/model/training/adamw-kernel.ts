@@ -2,8 +2,10 @@
  * The AdamW update as a WebAssembly module with 128-bit SIMD, written out as bytes (no
  * toolchain: the module is one small function). In the WebAssembly text format:
  *
- *   (memory (export "memory") 4)               ;; four regions of CHUNK floats: p, m, v, g
- *   (func (export "update") (param $count i32)  ;; elements, a multiple of 4
+ *   (import "kernel" "memory" (memory 1))      ;; a bank of adamw.ts's: the arrays it updates
+ *   (func (export "update")
+ *     (param $p $m $v $g i32)                   ;; byte addresses of the four arrays (16-aligned)
+ *     (param $count i32)                        ;; elements, a multiple of 4
  *     (param $beta1 $beta2 $momentCoefficient $varianceCoefficient
  *            $stepSize $varianceScale $epsilon $decayFactor f32)   ;; each f32x4.splat
  *     for each four elements at byte offset $o (the lanes of an f32x4):
@@ -14,32 +16,26 @@
  *
  * float32 arithmetic, as PyTorch's AdamW does it on float32 parameters: four lanes at a time
  * take a fourth of the divisions and square roots that bound a scalar float64 loop (about
- * 6 ns an element here; this kernel is under 1 ns).
+ * 6 ns an element here; this kernel is under 1 ns). The arrays live in the module's memory,
+ * so an update reads and writes each value once, where it lies.
  */
-
-/**
- * Elements of each region: 4 x 16384 float32 are 256 KiB, four 64 KiB pages, which stay in a
- * core's L2 cache between the copy in, the update and the copy out (4096 took 7% longer).
- */
-export const CHUNK = 16384;
-const REGION_BYTES = CHUNK * 4;
-const PAGES = (4 * REGION_BYTES) / 65536;
-const REGIONS = { parameter: 0, moment: 1, variance: 2, gradient: 3 } as const;
-export type Region = keyof typeof REGIONS;
 
 export interface AdamWKernel {
-  /** The module's memory, one Float32Array of CHUNK values per region. */
-  readonly regions: Readonly<Record<Region, Float32Array>>;
-  /** Updates the first `count` (a multiple of 4) values of the regions; the coefficients are adamw.ts's. */
-  update(count: number, beta1: number, beta2: number, momentCoefficient: number, varianceCoefficient: number,
-    stepSize: number, varianceScale: number, epsilon: number, decayFactor: number): void;
+  readonly memory: WebAssembly.Memory;
+  /**
+   * Updates `count` (a multiple of 4) values of the arrays at byte addresses p, m, v and g of
+   * the memory; the coefficients are adamw.ts's.
+   */
+  update(p: number, m: number, v: number, g: number, count: number, beta1: number, beta2: number, momentCoefficient: number,
+    varianceCoefficient: number, stepSize: number, varianceScale: number, epsilon: number, decayFactor: number): void;
 }
 
-export function instantiateAdamWKernel(): AdamWKernel {
-  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(adamwModuleBytes()));
-  const { memory, update } = exports as { memory: WebAssembly.Memory; update: AdamWKernel['update'] };
-  const view = (region: Region) => new Float32Array(memory.buffer, REGIONS[region] * REGION_BYTES, CHUNK);
-  return { update, regions: { parameter: view('parameter'), moment: view('moment'), variance: view('variance'), gradient: view('gradient') } };
+let compiled: WebAssembly.Module | undefined;
+
+export function instantiateAdamWKernel(memory: WebAssembly.Memory): AdamWKernel {
+  compiled ??= new WebAssembly.Module(adamwModuleBytes());
+  const { exports } = new WebAssembly.Instance(compiled, { kernel: { memory } });
+  return { memory, update: exports.update as AdamWKernel['update'] };
 }
 
 const I32 = 0x7f;
@@ -66,21 +62,20 @@ const F32X4_MUL = 0xe6;
 const F32X4_DIV = 0xe7;
 
 function adamwModuleBytes(): Uint8Array {
-  const COUNT = 0;
-  const SCALARS = 8; // the f32 parameters 1..8, splatted into v128 locals 10..17
-  const OFFSET = 9; // i32 byte offset
-  const SPLAT = 10;
-  const [G, M, V] = [18, 19, 20];
+  const ADDRESS = { parameter: 0, moment: 1, variance: 2, gradient: 3 } as const;
+  const COUNT = 4;
+  const SCALARS = 8; // the f32 parameters 5..12, splatted into v128 locals 14..21
+  const OFFSET = 13; // i32 byte offset from each array's address
+  const SPLAT = 14;
+  const [G, M, V] = [22, 23, 24];
   const [beta1, beta2, momentCoefficient, varianceCoefficient, stepSize, varianceScale, epsilon, decayFactor] =
     Array.from({ length: SCALARS }, (_, i) => localGet(SPLAT + i));
-  const region = (name: Region) => REGIONS[name] * REGION_BYTES;
-  const load = (name: Region) => [...localGet(OFFSET), ...simd(V128_LOAD, ...memarg(region(name)))];
-  const store = (name: Region, value: number[]) => [
-    ...localGet(OFFSET), ...value, ...simd(V128_STORE, ...memarg(region(name))),
-  ];
+  const address = (array: keyof typeof ADDRESS) => [...localGet(ADDRESS[array]), ...localGet(OFFSET), I32_ADD];
+  const load = (array: keyof typeof ADDRESS) => [...address(array), ...simd(V128_LOAD, ...memarg(0))];
+  const store = (array: keyof typeof ADDRESS, value: number[]) => [...address(array), ...value, ...simd(V128_STORE, ...memarg(0))];
 
   const body = [
-    ...Array.from({ length: SCALARS }, (_, i) => [...localGet(1 + i), ...simd(F32X4_SPLAT), ...localSet(SPLAT + i)]).flat(),
+    ...Array.from({ length: SCALARS }, (_, i) => [...localGet(COUNT + 1 + i), ...simd(F32X4_SPLAT), ...localSet(SPLAT + i)]).flat(),
     0x02, 0x40, // block
     0x03, 0x40, // loop
     ...localGet(OFFSET), ...localGet(COUNT), I32_CONST, 2, I32_SHL, I32_GE_U, 0x0d, 1, // br_if 1 (exit) when offset >= count << 2
@@ -104,13 +99,14 @@ function adamwModuleBytes(): Uint8Array {
   ];
   const locals = [...vector([[1, I32], [SCALARS + 3, V128]].map(([count, type]) => [...unsigned(count), type]))];
   const code = [...locals, ...body];
+  const parameters = [...Array.from({ length: COUNT + 1 }, () => [I32]), ...Array.from({ length: SCALARS }, () => [F32])];
 
   return Uint8Array.from([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vector([[0x60, ...vector([[I32], ...Array.from({ length: SCALARS }, () => [F32])]), ...vector([])]])),
+    ...section(1, vector([[0x60, ...vector(parameters), ...vector([])]])),
+    ...section(2, vector([[...name('kernel'), ...name('memory'), 0x02, 0x00, ...unsigned(1)]])),
     ...section(3, vector([unsigned(0)])),
-    ...section(5, vector([[0x00, ...unsigned(PAGES)]])),
-    ...section(7, vector([[...name('memory'), 0x02, 0], [...name('update'), 0x00, 0]])),
+    ...section(7, vector([[...name('update'), 0x00, 0]])),
     ...section(10, vector([[...unsigned(code.length), ...code]])),
   ]);
 }

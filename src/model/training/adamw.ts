@@ -5,20 +5,26 @@
  *   p = p * (1 - lr * wd)                  [tensors with decay only]
  *   p = p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
  *
- * In float32, by a WebAssembly SIMD kernel (adamw-kernel.ts) over chunks copied into its
- * memory, rather than an ONNX Runtime graph: the update is a few operations per element, and a
- * graph's outputs come back from onnxruntime-node as new buffers (1.5 GB per step at 124M),
- * while this pass writes the arrays it reads and allocates nothing. The chunks stay in the
- * cache between the copy in, the update and the copy out.
+ * In float32, by a WebAssembly SIMD kernel (adamw-kernel.ts), rather than an ONNX Runtime
+ * graph: the update is a few operations per element, and a graph's outputs come back from
+ * onnxruntime-node as new buffers (1.5 GB per step at 124M), while the kernel writes the
+ * arrays it reads and allocates nothing. The four arrays of every trained tensor live in the
+ * kernel's memory (allocateOptimizedArrays), where ONNX Runtime reads the parameters and
+ * writes the gradients too, so a step copies none of them.
  */
-import { type AdamWKernel, CHUNK, instantiateAdamWKernel } from './adamw-kernel.js';
+import { ModelError } from '../errors.js';
+import { type AdamWKernel, instantiateAdamWKernel } from './adamw-kernel.js';
 
-/** One trainable tensor as the optimizer sees it: four arrays of one length. */
-export interface OptimizedTensor {
+/** One trained tensor's arrays, all of its length. */
+export interface OptimizedArrays {
   readonly parameter: Float32Array;
   readonly moment: Float32Array;
   readonly variance: Float32Array;
   readonly gradient: Float32Array;
+}
+
+/** One trainable tensor as the optimizer sees it. */
+export interface OptimizedTensor extends OptimizedArrays {
   /** AdamW's decoupled weight decay applies to it. */
   readonly decay: boolean;
 }
@@ -35,11 +41,73 @@ export interface AdamWStep {
   readonly step: number;
 }
 
-let kernel: AdamWKernel | undefined;
+const PAGE_BYTES = 65536;
+/** A bank's most pages: every byte address stays a positive 32-bit integer. */
+const BANK_PAGES = 32767;
+/**
+ * Each array starts on a cache line and takes a whole number of them; the kernel updates the
+ * padding too (zeros stay zeros), so it goes four values at a time without a scalar tail.
+ */
+const ALIGN_VALUES = 16;
+
+/** The kernel each allocated array is updated by, and the tensor it belongs to. */
+const owners = new WeakMap<Float32Array, { readonly kernel: AdamWKernel; readonly arrays: OptimizedArrays }>();
+
+/**
+ * Zeroed arrays for each tensor, in WebAssembly memories ("banks", at most 2 GiB each: a
+ * 124M model's 2 GB is one, gpt2-medium's 5.7 GB three) with an AdamW kernel of their own.
+ * A bank's pages take resident memory only once written.
+ */
+export function allocateOptimizedArrays(tensors: readonly { readonly name: string; readonly length: number }[]): Map<string, OptimizedArrays> {
+  const padded = (length: number) => Math.ceil(length / ALIGN_VALUES) * ALIGN_VALUES;
+  const tensorBytes = (length: number) => 4 * 4 * padded(length);
+  const banks: { name: string; length: number }[][] = [];
+  let bankBytes = Infinity;
+  for (const tensor of tensors) {
+    const bytes = tensorBytes(tensor.length);
+    if (bytes > BANK_PAGES * PAGE_BYTES) {
+      throw new ModelError('OPTIONS_INVALID', `${tensor.name}: ${tensor.length} values are more than one optimizer bank holds (${(BANK_PAGES * PAGE_BYTES) / 16} values)`);
+    }
+    if (bankBytes + bytes > BANK_PAGES * PAGE_BYTES) {
+      banks.push([]);
+      bankBytes = 0;
+    }
+    banks[banks.length - 1].push(tensor);
+    bankBytes += bytes;
+  }
+  const allocated = new Map<string, OptimizedArrays>();
+  for (const bank of banks) {
+    const pages = Math.max(1, Math.ceil(bank.reduce((sum, { length }) => sum + tensorBytes(length), 0) / PAGE_BYTES));
+    const kernel = instantiateAdamWKernel(bankMemory(pages));
+    let offset = 0;
+    const take = (length: number) => {
+      const array = new Float32Array(kernel.memory.buffer, offset, length);
+      offset += 4 * padded(length);
+      return array;
+    };
+    for (const { name, length } of bank) {
+      const arrays: OptimizedArrays = { parameter: take(length), moment: take(length), variance: take(length), gradient: take(length) };
+      for (const array of Object.values(arrays)) owners.set(array, { kernel, arrays });
+      allocated.set(name, arrays);
+    }
+  }
+  return allocated;
+}
+
+function bankMemory(pages: number): WebAssembly.Memory {
+  try {
+    return new WebAssembly.Memory({ initial: pages, maximum: pages });
+  } catch (error) {
+    throw new ModelError('OUT_OF_MEMORY', `the optimizer's state could not be given ${((pages * PAGE_BYTES) / 1e9).toFixed(2)} GB of memory`, { cause: error });
+  }
+}
 
 export function adamwUpdate(tensor: OptimizedTensor, step: AdamWStep): void {
-  kernel ??= instantiateAdamWKernel();
-  const { update, regions } = kernel;
+  const owner = owners.get(tensor.parameter);
+  const { arrays } = owner ?? {};
+  if (!owner || arrays?.moment !== tensor.moment || arrays.variance !== tensor.variance || arrays.gradient !== tensor.gradient) {
+    throw new RangeError('AdamW: the arrays are not one tensor of allocateOptimizedArrays');
+  }
   const { beta1, beta2, epsilon, gradientScale } = step;
   // One number per step is folded into each coefficient, so the kernel does few operations.
   const momentCoefficient = (1 - beta1) * gradientScale;
@@ -47,19 +115,9 @@ export function adamwUpdate(tensor: OptimizedTensor, step: AdamWStep): void {
   const stepSize = step.learningRate / (1 - beta1 ** step.step);
   const varianceScale = 1 / (1 - beta2 ** step.step);
   const decayFactor = tensor.decay ? 1 - step.learningRate * step.weightDecay : 1;
-  const { length } = tensor.parameter;
-  for (const array of [tensor.moment, tensor.variance, tensor.gradient]) {
-    if (array.length !== length) throw new RangeError(`AdamW: arrays of ${array.length} and ${length} values`);
-  }
-  for (let start = 0; start < length; start += CHUNK) {
-    const count = Math.min(CHUNK, length - start);
-    const padded = Math.ceil(count / 4) * 4;
-    for (const name of ['parameter', 'moment', 'variance', 'gradient'] as const) {
-      regions[name].set(tensor[name].subarray(start, start + count));
-      // The kernel takes elements in fours: the last chunk's are filled up with zeros, written nowhere.
-      regions[name].fill(0, count, padded);
-    }
-    update(padded, beta1, beta2, momentCoefficient, varianceCoefficient, stepSize, varianceScale, epsilon, decayFactor);
-    for (const name of ['parameter', 'moment', 'variance'] as const) tensor[name].set(regions[name].subarray(0, count), start);
-  }
+  const { parameter, moment, variance, gradient } = tensor;
+  owner.kernel.update(
+    parameter.byteOffset, moment.byteOffset, variance.byteOffset, gradient.byteOffset, Math.ceil(parameter.length / 4) * 4,
+    beta1, beta2, momentCoefficient, varianceCoefficient, stepSize, varianceScale, epsilon, decayFactor,
+  );
 }

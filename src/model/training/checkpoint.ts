@@ -54,12 +54,17 @@ export async function saveCheckpoint<History>(
   }
 }
 
-/** The checkpoint in `dir` if there is one for this run; null when there is none or it is another run's. */
+/**
+ * Restores the checkpoint in `dir` into `state` (parameters, moments, step) if there is one
+ * for this run, and returns its progress; null, with `state` untouched, when there is none or
+ * it is another run's.
+ */
 export async function loadCheckpoint<History>(
   dir: string,
   parameters: readonly TrainableParameter[],
   runKey: string,
-): Promise<{ state: TrainingState; progress: CheckpointProgress<History> } | null> {
+  state: TrainingState,
+): Promise<CheckpointProgress<History> | null> {
   let text: string;
   try {
     text = await readFile(join(dir, PROGRESS_FILE), 'utf8');
@@ -68,7 +73,7 @@ export async function loadCheckpoint<History>(
     const previous = `${dir}.old`;
     if (await stat(previous).then(() => true, () => false)) {
       await rename(previous, dir);
-      return loadCheckpoint(dir, parameters, runKey);
+      return loadCheckpoint(dir, parameters, runKey, state);
     }
     return null;
   }
@@ -80,16 +85,19 @@ export async function loadCheckpoint<History>(
   }
   if (progress.runKey !== runKey) return null;
   const { tensors } = await readSafetensors(join(dir, STATE_FILE));
-  const take = (key: string): Float32Array => {
-    const tensor = tensors.get(key);
-    if (!tensor) throw new ModelError('MODEL_CORRUPT', `checkpoint ${dir} lacks ${key}; delete the folder to start over`);
-    return Float32Array.from(tensor.data);
-  };
-  const state: TrainingState = {
-    parameters: new Map(parameters.map(({ name }) => [name, take(`param.${name}`)])),
-    moments: new Map(parameters.map(({ name }) => [name, take(`m.${name}`)])),
-    variances: new Map(parameters.map(({ name }) => [name, take(`v.${name}`)])),
-    step: progress.step,
-  };
-  return { state, progress };
+  // Every tensor is checked before any is copied, so a damaged checkpoint leaves the state as it was.
+  const copies: [Float32Array, Float32Array][] = [];
+  for (const { name } of parameters) {
+    for (const [key, into] of [[`param.${name}`, state.parameters], [`m.${name}`, state.moments], [`v.${name}`, state.variances]] as const) {
+      const tensor = tensors.get(key);
+      const target = into.get(name) as Float32Array;
+      if (!tensor || tensor.data.length !== target.length) {
+        throw new ModelError('MODEL_CORRUPT', `checkpoint ${dir} ${tensor ? `has ${tensor.data.length} values for` : 'lacks'} ${key}; delete the folder to start over`);
+      }
+      copies.push([target, tensor.data]);
+    }
+  }
+  for (const [target, data] of copies) target.set(data);
+  state.step = progress.step;
+  return progress;
 }

@@ -167,12 +167,12 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
     logger,
   });
   try {
-    const resumed = await loadCheckpoint<TrainingHistory>(checkpointDir, runner.parameters, runKey);
-    // The base weights are read for this run alone, so full fine-tuning trains them where they lie.
-    const state: TrainingState = resumed?.state ?? runner.initialState(base.weights, settings.seed, { inPlace: true });
-    const history: TrainingHistory = resumed?.progress.history ?? { train: [], validation: [], bestValidationLoss: null, epochsWithoutImprovement: 0 };
-    let epoch = resumed?.progress.epoch ?? 0;
-    let stepInEpoch = resumed?.progress.stepInEpoch ?? 0;
+    // The base weights are read for this run alone, so full fine-tuning moves them into the state.
+    const state: TrainingState = runner.initialState(base.weights, settings.seed, { inPlace: true });
+    const resumed = await loadCheckpoint<TrainingHistory>(checkpointDir, runner.parameters, runKey, state);
+    const history: TrainingHistory = resumed?.history ?? { train: [], validation: [], bestValidationLoss: null, epochsWithoutImprovement: 0 };
+    let epoch = resumed?.epoch ?? 0;
+    let stepInEpoch = resumed?.stepInEpoch ?? 0;
     if (resumed) logger.info({ step: state.step, epoch, checkpointDir }, 'resuming fine-tuning from its checkpoint');
     logger.info({ train: train.length, validation: validation.length, totalSteps, parameters: parameterCount(config), lora: settings.lora ?? null }, 'fine-tuning starts');
 
@@ -207,7 +207,7 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
         tokensSeen += microBatches.reduce((sum, batch) => sum + batch.tokens, 0);
         history.train.push({ step: state.step, loss: result.loss, learningRate, gradNorm: result.gradNorm });
         const seconds = (performance.now() - loopStarted) / 1000;
-        const stepsDoneHere = history.train.length - (resumed?.progress.history.train.length ?? 0);
+        const stepsDoneHere = history.train.length - (resumed?.history.train.length ?? 0);
         hooks.onProgress?.({
           step: state.step,
           totalSteps,

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SeededRandom } from '../../../src/model/random.js';
-import { adamwUpdate } from '../../../src/model/training/adamw.js';
-import { CHUNK } from '../../../src/model/training/adamw-kernel.js';
+import { ModelError } from '../../../src/model/errors.js';
+import { adamwUpdate, allocateOptimizedArrays } from '../../../src/model/training/adamw.js';
 import { type AdamWSettings, type ReferenceOptimizerState, adamWStep, isDecayed } from '../../reference/gpt2-train-reference.js';
 
 /**
  * adamw.ts's float32 WebAssembly kernel against the float64 reference AdamW
  * (test/reference/gpt2-train-reference.ts): each step starts both from the same float32
  * state, so the difference is the kernel's float32 rounding alone, a few units in the last
- * place of each term. Lengths cover a partial group of four, a chunk boundary and several
- * chunks; gradients include zeros, tiny and large values.
+ * place of each term. Lengths cover a partial group of four, a whole cache line and one more,
+ * and many lines; gradients include zeros, tiny and large values.
  */
 
 const DECAYED = 'h.0.mlp.c_fc.weight';
@@ -28,15 +28,17 @@ function randomGradient(random: SeededRandom, length: number): Float32Array {
 }
 
 describe('adamwUpdate (float32 kernel)', () => {
-  for (const length of [1, 3, 4, CHUNK + 2, 3 * CHUNK + 5]) {
+  for (const length of [1, 3, 4, 17, 3 * 16384 + 5]) {
     it(`matches the float64 reference over three clipped steps, ${length} values`, () => {
       const random = new SeededRandom(length);
-      const parameters = new Map([DECAYED, NOT_DECAYED].map((name) => [name, Float32Array.from({ length }, () => random.normal())]));
-      const moments = new Map([DECAYED, NOT_DECAYED].map((name) => [name, new Float32Array(length)]));
-      const variances = new Map([DECAYED, NOT_DECAYED].map((name) => [name, new Float32Array(length)]));
+      const arrays = allocateOptimizedArrays([DECAYED, NOT_DECAYED].map((name) => ({ name, length })));
+      const part = (key: 'parameter' | 'moment' | 'variance') => new Map([...arrays].map(([name, tensor]) => [name, tensor[key]]));
+      const [parameters, moments, variances] = [part('parameter'), part('moment'), part('variance')];
+      for (const parameter of parameters.values()) parameter.set(Float32Array.from({ length }, () => random.normal()));
       assert.ok(isDecayed(DECAYED) && !isDecayed(NOT_DECAYED));
       for (let step = 0; step < 3; step++) {
         const gradients = new Map([DECAYED, NOT_DECAYED].map((name) => [name, randomGradient(random, length)]));
+        for (const [name, gradient] of gradients) arrays.get(name)!.gradient.set(gradient);
         const float64 = (tensors: Map<string, Float32Array>) => new Map([...tensors].map(([name, data]) => [name, Float64Array.from(data)]));
         const state: ReferenceOptimizerState = { step, m: float64(moments), v: float64(variances) };
         const expected = adamWStep(float64(parameters), float64(gradients), state, SETTINGS);
@@ -45,7 +47,7 @@ describe('adamwUpdate (float32 kernel)', () => {
         for (const name of [DECAYED, NOT_DECAYED]) {
           const before = { parameter: Float64Array.from(parameters.get(name)!), moment: Float64Array.from(moments.get(name)!) };
           const tensor = {
-            parameter: parameters.get(name)!, moment: moments.get(name)!, variance: variances.get(name)!, gradient: gradients.get(name)!,
+            ...arrays.get(name)!,
             decay: isDecayed(name),
           };
           adamwUpdate(tensor, {
@@ -70,15 +72,44 @@ describe('adamwUpdate (float32 kernel)', () => {
     });
   }
 
-  it('updates nothing past the tensor and refuses arrays of different lengths', () => {
-    const backing = new Float32Array(8).fill(5);
-    const tensor = {
-      parameter: backing.subarray(0, 3), moment: new Float32Array(3), variance: new Float32Array(3), gradient: Float32Array.of(1, -1, 0), decay: false,
-    };
+  it('updates nothing past the tensor, and only arrays it allocated, one tensor at a time', () => {
+    const arrays = allocateOptimizedArrays([{ name: 'a', length: 3 }, { name: 'b', length: 5 }]);
+    const [a, b] = [arrays.get('a')!, arrays.get('b')!];
+    const backing = new Float32Array(a.parameter.buffer);
+    backing.fill(5);
+    for (const tensor of [a, b]) for (const array of [tensor.moment, tensor.variance, tensor.gradient]) array.fill(0);
+    a.gradient.set([1, -1, 0]);
     const step = { learningRate: 0.1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0, gradientScale: 1, step: 1 };
-    adamwUpdate(tensor, step);
+    adamwUpdate({ ...a, decay: false }, step);
     // At t = 1 the update is lr * g / (|g| + eps): a step of lr against the gradient's sign.
-    assert.deepEqual(Array.from(backing, (value) => Number(value.toFixed(5))), [4.9, 5.1, 5, 5, 5, 5, 5, 5]);
-    assert.throws(() => adamwUpdate({ ...tensor, gradient: new Float32Array(4) }, step), /AdamW: arrays of 4 and 3 values/);
+    assert.deepEqual(Array.from(a.parameter, (value) => Number(value.toFixed(5))), [4.9, 5.1, 5]);
+    assert.ok(b.parameter.every((value) => value === 5), "the next tensor's parameters are untouched");
+    assert.ok([...b.moment, ...b.variance].every((value) => value === 0), "and its moments");
+    const refused = /AdamW: the arrays are not one tensor of allocateOptimizedArrays/;
+    assert.throws(() => adamwUpdate({ ...a, gradient: new Float32Array(3), decay: false }, step), refused);
+    assert.throws(() => adamwUpdate({ ...a, moment: b.moment, decay: false }, step), refused);
+    assert.throws(() => adamwUpdate({ ...a, parameter: a.parameter.subarray(1), decay: false }, step), refused);
+  });
+
+  it('lays tensors past one memory out in several, each updated by its own kernel', () => {
+    // Two tensors of 80M values are 2.6 GB with their moments and gradient: two banks. Pages
+    // never written take no memory.
+    const large = 80_000_000;
+    const arrays = allocateOptimizedArrays([{ name: 'first', length: large }, { name: 'second', length: large }, { name: 'small', length: 6 }]);
+    const [first, second, small] = ['first', 'second', 'small'].map((name) => arrays.get(name)!);
+    assert.notEqual(first.parameter.buffer, second.parameter.buffer);
+    assert.equal(second.parameter.buffer, small.parameter.buffer);
+    assert.equal(second.gradient.length, large);
+    small.parameter.fill(1);
+    small.gradient.fill(2);
+    adamwUpdate({ ...small, decay: false }, { learningRate: 0.5, beta1: 0.9, beta2: 0.999, epsilon: 0, weightDecay: 0, gradientScale: 1, step: 1 });
+    assert.deepEqual([...small.parameter], Array(6).fill(0.5));
+  });
+
+  it('refuses a tensor larger than one memory holds, before allocating any', () => {
+    assert.throws(
+      () => allocateOptimizedArrays([{ name: 'wte', length: 2 ** 27 }]),
+      (error) => error instanceof ModelError && error.code === 'OPTIONS_INVALID' && /wte: 134217728 values are more than one optimizer bank holds/.test(error.message),
+    );
   });
 });

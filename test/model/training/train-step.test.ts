@@ -329,8 +329,10 @@ describe('the float32 TrainingStepRunner on the tiny preset', () => {
 
   it('updates its state where it lies: the arrays a step starts with are the ones it ends with', async () => {
     const own = new Map([...base].map(([name, { dims, data }]) => [name, { dims, data: Float32Array.from(data) }]));
+    const firstArrays = [...own.values()].map(({ data }) => data);
     const state = runner.initialState(own, 0, { inPlace: true });
-    for (const [name, { data }] of own) assert.equal(state.parameters.get(name), data, `${name}: trained where it lies`);
+    for (const [name, { data }] of own) assert.equal(state.parameters.get(name), data, `${name}: the caller sees the state's parameters`);
+    assert.ok(firstArrays.every((data) => data.buffer.detached), 'the arrays they replaced are given up at once');
     const copied = runner.initialState(base, 0);
     for (const [name, { data }] of base) assert.notEqual(copied.parameters.get(name), data, `${name}: copied without inPlace`);
     const arrays = (current: TrainingState) => [current.parameters, current.moments, current.variances].flatMap((tensors) => [...tensors.values()]);
@@ -342,6 +344,29 @@ describe('the float32 TrainingStepRunner on the tiny preset', () => {
     const after = arrays(state);
     assert.ok(before.every((array, i) => array === after[i]), 'the same arrays, updated in place');
     assert.ok((state.parameters.get('h.0.attn.c_attn.weight') as Float32Array).some((w, i) => w !== original[i]), 'and they did change');
+  });
+
+  it('gives up a weights file buffer only when no weight left in the base lies in it', () => {
+    const fileBuffer = (extra: number) => {
+      const length = [...base.values()].reduce((sum, { data }) => sum + data.length, extra);
+      const buffer = new ArrayBuffer(4 * length);
+      let offset = 0;
+      const weights = new Map([...base].map(([name, { dims, data }]) => {
+        const view = new Float32Array(buffer, 4 * offset, data.length);
+        view.set(data);
+        offset += data.length;
+        return [name, { dims, data: view }];
+      }));
+      return { buffer, weights, rest: new Float32Array(buffer, 4 * offset, extra) };
+    };
+    const whole = fileBuffer(0);
+    runner.initialState(whole.weights, 0, { inPlace: true });
+    assert.equal(whole.buffer.detached, true);
+    const shared = fileBuffer(5);
+    shared.weights.set('not.trained', { dims: [5], data: shared.rest });
+    runner.initialState(shared.weights, 0, { inPlace: true });
+    assert.equal(shared.buffer.detached, false);
+    assert.equal(shared.weights.get('not.trained')?.data, shared.rest);
   });
 
   it('an all-zero loss mask: loss 0, zero gradients, and a step that only decays', async () => {
