@@ -53,6 +53,11 @@ const ALIGN_VALUES = 16;
 /** The kernel each allocated array is updated by, and the tensor it belongs to. */
 const owners = new WeakMap<Float32Array, { readonly kernel: AdamWKernel; readonly arrays: OptimizedArrays }>();
 
+/** Whether `array` lies in an optimizer bank (whose memory goes only with the bank). */
+export function inOptimizerMemory(array: Float32Array): boolean {
+  return owners.has(array);
+}
+
 /**
  * Zeroed arrays for each tensor, in WebAssembly memories ("banks", at most 2 GiB each: a
  * 124M model's 2 GB is one, gpt2-medium's 5.7 GB three) with an AdamW kernel of their own.

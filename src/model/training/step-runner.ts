@@ -6,7 +6,7 @@ import { SeededRandom } from '../random.js';
 import { type ExecutionProviderChoice, type ModelSession, type SessionTensor, createModelSession, feedTensor } from '../runtime/session.js';
 import { type WeightMap, elementCount } from '../tensor.js';
 import { getWeight } from '../files/weights.js';
-import { adamwUpdate, allocateOptimizedArrays } from './adamw.js';
+import { adamwUpdate, allocateOptimizedArrays, inOptimizerMemory } from './adamw.js';
 import type { TrainingBatch } from './data.js';
 import { GRADIENT_SQUARE_SUM, GRADIENT_WEIGHT, type LoraSettings, type TrainableParameter, batchFeeds, buildGradientGraph, gradientName } from './train-graph.js';
 
@@ -101,10 +101,13 @@ export class TrainingStepRunner {
       const data = parameters.get(name) as Float32Array;
       const existing = base.get(name);
       if (existing) {
+        if (existing.data.length !== data.length) {
+          throw new ModelError('WEIGHTS_MISMATCH', `${name} has ${existing.data.length} values; the model's shape needs ${data.length}`);
+        }
         data.set(existing.data);
         if (options.inPlace) {
           base.set(name, { dims: existing.dims, data });
-          replaced.add(existing.data.buffer);
+          if (!inOptimizerMemory(existing.data)) replaced.add(existing.data.buffer);
         }
       } else if (name.endsWith('.lora_a')) {
         const std = 1 / Math.sqrt(dims[1]);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { silentLogger } from '../../../src/log.js';
+import { ModelError } from '../../../src/model/errors.js';
 import { type Gpt2Config, END_OF_TEXT_ID, makeConfig, presetConfig } from '../../../src/model/config.js';
 import { encodeModel } from '../../../src/model/onnx/encode.js';
 import type { Graph } from '../../../src/model/onnx/graph.js';
@@ -360,13 +361,19 @@ describe('the float32 TrainingStepRunner on the tiny preset', () => {
       return { buffer, weights, rest: new Float32Array(buffer, 4 * offset, extra) };
     };
     const whole = fileBuffer(0);
-    runner.initialState(whole.weights, 0, { inPlace: true });
+    const first = runner.initialState(whole.weights, 0, { inPlace: true });
     assert.equal(whole.buffer.detached, true);
+    // Weights that are already a state's parameters are copied; their memory stays that state's.
+    const second = runner.initialState(whole.weights, 0, { inPlace: true });
+    assert.deepEqual([...second.parameters.values()].map((data) => [...data]), [...first.parameters.values()].map((data) => [...data]));
+    assert.ok([...first.parameters.values()].every((data) => data.length > 0), "the first state's arrays are whole");
     const shared = fileBuffer(5);
     shared.weights.set('not.trained', { dims: [5], data: shared.rest });
     runner.initialState(shared.weights, 0, { inPlace: true });
     assert.equal(shared.buffer.detached, false);
     assert.equal(shared.weights.get('not.trained')?.data, shared.rest);
+    const wrong = new Map([...base].map(([name, { dims, data }]) => [name, { dims, data: name === 'wpe.weight' ? data.subarray(1) : data }]));
+    assert.throws(() => runner.initialState(wrong, 0), (error) => error instanceof ModelError && error.code === 'WEIGHTS_MISMATCH' && /^wpe.weight has \d+ values; the model's shape needs \d+$/.test(error.message));
   });
 
   it('an all-zero loss mask: loss 0, zero gradients, and a step that only decays', async () => {
