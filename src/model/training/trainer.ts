@@ -177,6 +177,8 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
     logger.info({ train: train.length, validation: validation.length, totalSteps, parameters: parameterCount(config), lora: settings.lora ?? null }, 'fine-tuning starts');
 
     let checkpointSaved = resumed !== null;
+    // The speed and the time left count this process's steps only.
+    const stepsBefore = history.train.length;
     const checkpoint = async () => {
       await saveCheckpoint(checkpointDir, runner.parameters, state, { runKey, epoch, stepInEpoch, history });
       checkpointSaved = true;
@@ -207,7 +209,7 @@ export async function fineTune(settings: FineTuneSettings, examples: readonly Ex
         tokensSeen += microBatches.reduce((sum, batch) => sum + batch.tokens, 0);
         history.train.push({ step: state.step, loss: result.loss, learningRate, gradNorm: result.gradNorm });
         const seconds = (performance.now() - loopStarted) / 1000;
-        const stepsDoneHere = history.train.length - (resumed?.history.train.length ?? 0);
+        const stepsDoneHere = history.train.length - stepsBefore;
         hooks.onProgress?.({
           step: state.step,
           totalSteps,

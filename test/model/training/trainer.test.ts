@@ -211,8 +211,13 @@ describe('fine-tuning (tiny preset)', () => {
     assert.equal(existsSync(run.outDir), false);
 
     const resumedSteps: number[] = [];
-    const resumed = await train(run, ({ step }) => resumedSteps.push(step));
+    const etas: number[] = [];
+    const resumed = await train(run, ({ step, etaSeconds }) => {
+      resumedSteps.push(step);
+      etas.push(etaSeconds);
+    });
     assert.deepEqual(resumedSteps, [6, 7, 8, 9, 10, 11, 12]);
+    assert.ok(etas.every(Number.isFinite) && etas.at(-1) === 0, `the time left is counted from this run's steps: ${etas.join(', ')}`);
     assert.deepEqual(resumed.lossCurve, reference.lossCurve);
     assert.deepEqual(resumed.validation, reference.validation);
     assert.ok((await readFile(join(run.outDir, 'model.safetensors'))).equals(await readFile(join(root, 'reference', 'model.safetensors'))));
