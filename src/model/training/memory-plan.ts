@@ -9,7 +9,8 @@ import { elementCount } from '../tensor.js';
  * halfway through an epoch. At its peak a run holds:
  *
  * - the process itself (Node, ONNX Runtime, the session): PROCESS_BYTES;
- * - the weights, trained or frozen, 4 bytes each (full fine-tuning trains them in place);
+ * - the weights, trained or frozen, 4 bytes each (full fine-tuning moves them into AdamW's
+ *   memory and frees what they were read into);
  * - per trained parameter 12 bytes: its gradient and AdamW's two moments;
  * - the larger of two things that do not meet: the backward pass's working set while it runs,
  *   and at its end the copies onnxruntime-node hands back of the gradients, counted twice
