@@ -67,13 +67,13 @@ export function allocateOptimizedArrays(tensors: readonly { readonly name: strin
   const padded = (length: number) => Math.ceil(length / ALIGN_VALUES) * ALIGN_VALUES;
   const tensorBytes = (length: number) => 4 * 4 * padded(length);
   const banks: { name: string; length: number }[][] = [];
-  let bankBytes = Infinity;
+  let bankBytes = 0;
   for (const tensor of tensors) {
     const bytes = tensorBytes(tensor.length);
     if (bytes > BANK_PAGES * PAGE_BYTES) {
       throw new ModelError('OPTIONS_INVALID', `${tensor.name}: ${tensor.length} values are more than one optimizer bank holds (${(BANK_PAGES * PAGE_BYTES) / 16} values)`);
     }
-    if (bankBytes + bytes > BANK_PAGES * PAGE_BYTES) {
+    if (banks.length === 0 || bankBytes + bytes > BANK_PAGES * PAGE_BYTES) {
       banks.push([]);
       bankBytes = 0;
     }
@@ -109,8 +109,7 @@ function bankMemory(pages: number): WebAssembly.Memory {
 
 export function adamwUpdate(tensor: OptimizedTensor, step: AdamWStep): void {
   const owner = owners.get(tensor.parameter);
-  const { arrays } = owner ?? {};
-  if (!owner || arrays?.moment !== tensor.moment || arrays.variance !== tensor.variance || arrays.gradient !== tensor.gradient) {
+  if (!owner || owner.arrays.moment !== tensor.moment || owner.arrays.variance !== tensor.variance || owner.arrays.gradient !== tensor.gradient) {
     throw new RangeError('AdamW: the arrays are not one tensor of allocateOptimizedArrays');
   }
   const { beta1, beta2, epsilon, gradientScale } = step;
