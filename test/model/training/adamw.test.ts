@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { SeededRandom } from '../../../src/model/random.js';
 import { ModelError } from '../../../src/model/errors.js';
@@ -104,6 +105,17 @@ describe('adamwUpdate (float32 kernel)', () => {
     small.gradient.fill(2);
     adamwUpdate({ ...small, decay: false }, { learningRate: 0.5, beta1: 0.9, beta2: 0.999, epsilon: 0, weightDecay: 0, gradientScale: 1, step: 1 });
     assert.deepEqual([...small.parameter], Array(6).fill(0.5));
+  });
+
+  it('says the optimizer state did not get its memory when the bank cannot be allocated', () => {
+    // V8 caps WebAssembly memories at 16 pages (1 MiB) in this child; the tensor's bank needs 245.
+    const script = [
+      `const { allocateOptimizedArrays } = await import(${JSON.stringify(new URL('../../../src/model/training/adamw.ts', import.meta.url).href)});`,
+      "try { allocateOptimizedArrays([{ name: 'w', length: 1_000_000 }]); console.log('allocated'); }",
+      'catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }',
+    ].join('\n');
+    const output = execFileSync(process.execPath, ['--wasm-max-mem-pages=16', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.deepEqual(JSON.parse(output), { code: 'OUT_OF_MEMORY', message: "the optimizer's state could not be given 0.02 GB of memory" });
   });
 
   it('refuses a tensor larger than one memory holds, before allocating any', () => {
