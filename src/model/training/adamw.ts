@@ -15,16 +15,20 @@
 import { ModelError } from '../errors.js';
 import { type AdamWKernel, instantiateAdamWKernel } from './adamw-kernel.js';
 
-/** One trained tensor's arrays, all of its length. */
+/** The trained tensors' arrays by name, as allocateOptimizedArrays lays them out. */
 export interface OptimizedArrays {
+  readonly parameters: ReadonlyMap<string, Float32Array>;
+  readonly moments: ReadonlyMap<string, Float32Array>;
+  readonly variances: ReadonlyMap<string, Float32Array>;
+  readonly gradients: ReadonlyMap<string, Float32Array>;
+}
+
+/** One trainable tensor as the optimizer sees it: four arrays of its length. */
+export interface OptimizedTensor {
   readonly parameter: Float32Array;
   readonly moment: Float32Array;
   readonly variance: Float32Array;
   readonly gradient: Float32Array;
-}
-
-/** One trainable tensor as the optimizer sees it. */
-export interface OptimizedTensor extends OptimizedArrays {
   /** AdamW's decoupled weight decay applies to it. */
   readonly decay: boolean;
 }
@@ -50,8 +54,8 @@ const BANK_PAGES = 32767;
  */
 const ALIGN_VALUES = 16;
 
-/** The kernel each allocated array is updated by, and the tensor it belongs to. */
-const owners = new WeakMap<Float32Array, { readonly kernel: AdamWKernel; readonly arrays: OptimizedArrays }>();
+/** The kernel each allocated array is updated by, and the tensor's four arrays it belongs to. */
+const owners = new WeakMap<Float32Array, { readonly kernel: AdamWKernel; readonly arrays: Omit<OptimizedTensor, 'decay'> }>();
 
 /** Whether `array` lies in an optimizer bank (whose memory goes only with the bank). */
 export function inOptimizerMemory(array: Float32Array): boolean {
@@ -63,7 +67,7 @@ export function inOptimizerMemory(array: Float32Array): boolean {
  * 124M model's 2 GB is one, gpt2-medium's 5.7 GB three) with an AdamW kernel of their own.
  * A bank's pages take resident memory only once written.
  */
-export function allocateOptimizedArrays(tensors: readonly { readonly name: string; readonly length: number }[]): Map<string, OptimizedArrays> {
+export function allocateOptimizedArrays(tensors: readonly { readonly name: string; readonly length: number }[]): OptimizedArrays {
   const padded = (length: number) => Math.ceil(length / ALIGN_VALUES) * ALIGN_VALUES;
   const tensorBytes = (length: number) => 4 * 4 * padded(length);
   const banks: { name: string; length: number }[][] = [];
@@ -80,7 +84,7 @@ export function allocateOptimizedArrays(tensors: readonly { readonly name: strin
     banks[banks.length - 1].push(tensor);
     bankBytes += bytes;
   }
-  const allocated = new Map<string, OptimizedArrays>();
+  const allocated: Record<keyof OptimizedArrays, Map<string, Float32Array>> = { parameters: new Map(), moments: new Map(), variances: new Map(), gradients: new Map() };
   for (const bank of banks) {
     const pages = Math.max(1, Math.ceil(bank.reduce((sum, { length }) => sum + tensorBytes(length), 0) / PAGE_BYTES));
     const kernel = instantiateAdamWKernel(bankMemory(pages));
@@ -91,12 +95,22 @@ export function allocateOptimizedArrays(tensors: readonly { readonly name: strin
       return array;
     };
     for (const { name, length } of bank) {
-      const arrays: OptimizedArrays = { parameter: take(length), moment: take(length), variance: take(length), gradient: take(length) };
+      const arrays = { parameter: take(length), moment: take(length), variance: take(length), gradient: take(length) };
       for (const array of Object.values(arrays)) owners.set(array, { kernel, arrays });
-      allocated.set(name, arrays);
+      allocated.parameters.set(name, arrays.parameter);
+      allocated.moments.set(name, arrays.moment);
+      allocated.variances.set(name, arrays.variance);
+      allocated.gradients.set(name, arrays.gradient);
     }
   }
   return allocated;
+}
+
+/** The tensor `name` of `arrays`, as adamwUpdate takes it. */
+export function optimizedTensor(arrays: OptimizedArrays, name: string, decay: boolean): OptimizedTensor {
+  const [parameter, moment, variance, gradient] = [arrays.parameters, arrays.moments, arrays.variances, arrays.gradients].map((tensors) => tensors.get(name));
+  if (!parameter || !moment || !variance || !gradient) throw new RangeError(`AdamW: no tensor ${name}`);
+  return { parameter, moment, variance, gradient, decay };
 }
 
 function bankMemory(pages: number): WebAssembly.Memory {

@@ -6,7 +6,7 @@ import { SeededRandom } from '../random.js';
 import { type ExecutionProviderChoice, type ModelSession, type SessionTensor, createModelSession, feedTensor } from '../runtime/session.js';
 import { type WeightMap, elementCount } from '../tensor.js';
 import { getWeight } from '../files/weights.js';
-import { adamwUpdate, allocateOptimizedArrays, inOptimizerMemory } from './adamw.js';
+import { type OptimizedArrays, adamwUpdate, allocateOptimizedArrays, inOptimizerMemory, optimizedTensor } from './adamw.js';
 import type { TrainingBatch } from './data.js';
 import { GRADIENT_SQUARE_SUM, GRADIENT_WEIGHT, type LoraSettings, type TrainableParameter, batchFeeds, buildGradientGraph, gradientName } from './train-graph.js';
 
@@ -22,15 +22,11 @@ export interface OptimizerSettings {
 export const DEFAULT_OPTIMIZER: OptimizerSettings = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01, clipNorm: 1 };
 
 /**
- * A training run's arrays, in the AdamW kernel's memory (allocateOptimizedArrays). Parameters,
+ * A training run's arrays, in the AdamW kernel's memory (allocateOptimizedArrays); the gradients
+ * are the last run's, written by the gradient graph where AdamW reads them. Parameters,
  * moments, variances and the step count are what a checkpoint keeps to continue exactly.
  */
-export interface TrainingState {
-  readonly parameters: ReadonlyMap<string, Float32Array>;
-  readonly moments: ReadonlyMap<string, Float32Array>;
-  readonly variances: ReadonlyMap<string, Float32Array>;
-  /** The last run's gradients: the gradient graph writes them where AdamW reads them. */
-  readonly gradients: ReadonlyMap<string, Float32Array>;
+export interface TrainingState extends OptimizedArrays {
   /** Optimizer steps taken so far (AdamW's t is step + 1 on the next one). */
   step: number;
 }
@@ -94,11 +90,9 @@ export class TrainingStepRunner {
   initialState(base: WeightMap, seed: number, options: { inPlace?: boolean } = {}): TrainingState {
     const random = new SeededRandom(seed);
     const arrays = allocateOptimizedArrays(this.parameters.map(({ name, dims }) => ({ name, length: elementCount(dims) })));
-    const part = (key: 'parameter' | 'moment' | 'variance' | 'gradient') => new Map([...arrays].map(([name, tensor]) => [name, tensor[key]]));
-    const parameters = part('parameter');
     const replaced = new Set<ArrayBufferLike>();
     for (const { name, dims } of this.parameters) {
-      const data = parameters.get(name) as Float32Array;
+      const data = arrays.parameters.get(name) as Float32Array;
       const existing = base.get(name);
       if (existing) {
         if (existing.data.length !== data.length) {
@@ -119,7 +113,7 @@ export class TrainingStepRunner {
     // weight left in `base` still lies in it.
     for (const { data } of base.values()) replaced.delete(data.buffer);
     for (const buffer of replaced) if (buffer instanceof ArrayBuffer) buffer.transfer(0);
-    return { parameters, moments: part('moment'), variances: part('variance'), gradients: part('gradient'), step: 0 };
+    return { ...arrays, step: 0 };
   }
 
   /**
@@ -165,18 +159,7 @@ export class TrainingStepRunner {
       gradientScale: clipNorm > 0 && gradNorm > clipNorm ? clipNorm / gradNorm : 1,
       step: state.step + 1,
     };
-    for (const parameter of this.parameters) {
-      adamwUpdate(
-        {
-          parameter: state.parameters.get(parameter.name) as Float32Array,
-          moment: state.moments.get(parameter.name) as Float32Array,
-          variance: state.variances.get(parameter.name) as Float32Array,
-          gradient: state.gradients.get(parameter.name) as Float32Array,
-          decay: parameter.decay,
-        },
-        adamwStep,
-      );
-    }
+    for (const { name, decay } of this.parameters) adamwUpdate(optimizedTensor(state, name, decay), adamwStep);
     state.step++;
     return { loss, gradNorm, lossTokens };
   }

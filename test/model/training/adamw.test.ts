@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { SeededRandom } from '../../../src/model/random.js';
 import { ModelError } from '../../../src/model/errors.js';
-import { adamwUpdate, allocateOptimizedArrays } from '../../../src/model/training/adamw.js';
+import { adamwUpdate, allocateOptimizedArrays, optimizedTensor } from '../../../src/model/training/adamw.js';
 import { type AdamWSettings, type ReferenceOptimizerState, adamWStep, isDecayed } from '../../reference/gpt2-train-reference.js';
 
 /**
@@ -33,24 +33,20 @@ describe('adamwUpdate (float32 kernel)', () => {
     it(`matches the float64 reference over three clipped steps, ${length} values`, () => {
       const random = new SeededRandom(length);
       const arrays = allocateOptimizedArrays([DECAYED, NOT_DECAYED].map((name) => ({ name, length })));
-      const part = (key: 'parameter' | 'moment' | 'variance') => new Map([...arrays].map(([name, tensor]) => [name, tensor[key]]));
-      const [parameters, moments, variances] = [part('parameter'), part('moment'), part('variance')];
+      const { parameters, moments, variances } = arrays;
       for (const parameter of parameters.values()) parameter.set(Float32Array.from({ length }, () => random.normal()));
       assert.ok(isDecayed(DECAYED) && !isDecayed(NOT_DECAYED));
       for (let step = 0; step < 3; step++) {
         const gradients = new Map([DECAYED, NOT_DECAYED].map((name) => [name, randomGradient(random, length)]));
-        for (const [name, gradient] of gradients) arrays.get(name)!.gradient.set(gradient);
-        const float64 = (tensors: Map<string, Float32Array>) => new Map([...tensors].map(([name, data]) => [name, Float64Array.from(data)]));
+        for (const [name, gradient] of gradients) arrays.gradients.get(name)!.set(gradient);
+        const float64 = (tensors: ReadonlyMap<string, Float32Array>) => new Map([...tensors].map(([name, data]) => [name, Float64Array.from(data)]));
         const state: ReferenceOptimizerState = { step, m: float64(moments), v: float64(variances) };
         const expected = adamWStep(float64(parameters), float64(gradients), state, SETTINGS);
         const clip = expected.gradNorm > SETTINGS.clipNorm ? SETTINGS.clipNorm / expected.gradNorm : 1;
         if (length > 4) assert.ok(clip < 1, 'the gradients should be clipped');
         for (const name of [DECAYED, NOT_DECAYED]) {
           const before = { parameter: Float64Array.from(parameters.get(name)!), moment: Float64Array.from(moments.get(name)!) };
-          const tensor = {
-            ...arrays.get(name)!,
-            decay: isDecayed(name),
-          };
+          const tensor = optimizedTensor(arrays, name, isDecayed(name));
           adamwUpdate(tensor, {
             learningRate: SETTINGS.lr, beta1: SETTINGS.beta1, beta2: SETTINGS.beta2, epsilon: SETTINGS.eps,
             weightDecay: SETTINGS.weightDecay, gradientScale: clip, step: step + 1,
@@ -75,21 +71,22 @@ describe('adamwUpdate (float32 kernel)', () => {
 
   it('updates nothing past the tensor, and only arrays it allocated, one tensor at a time', () => {
     const arrays = allocateOptimizedArrays([{ name: 'a', length: 3 }, { name: 'b', length: 5 }]);
-    const [a, b] = [arrays.get('a')!, arrays.get('b')!];
+    const [a, b] = [optimizedTensor(arrays, 'a', false), optimizedTensor(arrays, 'b', false)];
     const backing = new Float32Array(a.parameter.buffer);
     backing.fill(5);
     for (const tensor of [a, b]) for (const array of [tensor.moment, tensor.variance, tensor.gradient]) array.fill(0);
     a.gradient.set([1, -1, 0]);
     const step = { learningRate: 0.1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0, gradientScale: 1, step: 1 };
-    adamwUpdate({ ...a, decay: false }, step);
+    adamwUpdate(a, step);
     // At t = 1 the update is lr * g / (|g| + eps): a step of lr against the gradient's sign.
     assert.deepEqual(Array.from(a.parameter, (value) => Number(value.toFixed(5))), [4.9, 5.1, 5]);
     assert.ok(b.parameter.every((value) => value === 5), "the next tensor's parameters are untouched");
     assert.ok([...b.moment, ...b.variance].every((value) => value === 0), "and its moments");
     const refused = /AdamW: the arrays are not one tensor of allocateOptimizedArrays/;
-    assert.throws(() => adamwUpdate({ ...a, gradient: new Float32Array(3), decay: false }, step), refused);
-    assert.throws(() => adamwUpdate({ ...a, moment: b.moment, decay: false }, step), refused);
-    assert.throws(() => adamwUpdate({ ...a, parameter: a.parameter.subarray(1), decay: false }, step), refused);
+    assert.throws(() => adamwUpdate({ ...a, gradient: new Float32Array(3) }, step), refused);
+    assert.throws(() => adamwUpdate({ ...a, moment: b.moment }, step), refused);
+    assert.throws(() => adamwUpdate({ ...a, parameter: a.parameter.subarray(1) }, step), refused);
+    assert.throws(() => optimizedTensor(arrays, 'c', false), /AdamW: no tensor c/);
   });
 
   it('lays tensors past one memory out in several, each updated by its own kernel', () => {
@@ -97,13 +94,13 @@ describe('adamwUpdate (float32 kernel)', () => {
     // never written take no memory.
     const large = 80_000_000;
     const arrays = allocateOptimizedArrays([{ name: 'first', length: large }, { name: 'second', length: large }, { name: 'small', length: 6 }]);
-    const [first, second, small] = ['first', 'second', 'small'].map((name) => arrays.get(name)!);
+    const [first, second, small] = ['first', 'second', 'small'].map((name) => optimizedTensor(arrays, name, false));
     assert.notEqual(first.parameter.buffer, second.parameter.buffer);
     assert.equal(second.parameter.buffer, small.parameter.buffer);
     assert.equal(second.gradient.length, large);
     small.parameter.fill(1);
     small.gradient.fill(2);
-    adamwUpdate({ ...small, decay: false }, { learningRate: 0.5, beta1: 0.9, beta2: 0.999, epsilon: 0, weightDecay: 0, gradientScale: 1, step: 1 });
+    adamwUpdate(small, { learningRate: 0.5, beta1: 0.9, beta2: 0.999, epsilon: 0, weightDecay: 0, gradientScale: 1, step: 1 });
     assert.deepEqual([...small.parameter], Array(6).fill(0.5));
   });
 

@@ -16,9 +16,7 @@ const PARAMETERS: TrainableParameter[] = [
 
 /** A state in the optimizer's memory, as the step runner makes them, its values from `seed`. */
 function stateOf(parameters: readonly TrainableParameter[], seed: number, step: number): TrainingState {
-  const arrays = allocateOptimizedArrays(parameters.map(({ name, dims }) => ({ name, length: dims.reduce((a, b) => a * b, 1) })));
-  const part = (key: 'parameter' | 'moment' | 'variance' | 'gradient') => new Map([...arrays].map(([name, tensor]) => [name, tensor[key]]));
-  const state = { parameters: part('parameter'), moments: part('moment'), variances: part('variance'), gradients: part('gradient'), step };
+  const state = { ...allocateOptimizedArrays(parameters.map(({ name, dims }) => ({ name, length: dims.reduce((a, b) => a * b, 1) }))), step };
   [state.parameters, state.moments, state.variances].forEach((tensors, kind) => {
     for (const data of tensors.values()) data.forEach((_, i) => (data[i] = seed + kind + i / 8));
   });
