@@ -6,7 +6,7 @@ import { ModelError } from '../../src/model/errors.js';
 import type { Tokenizer } from '../../src/model/files/tokenizer.js';
 import { initWeights } from '../../src/model/files/weights.js';
 import { type GenerationOptions, resolveGenerationOptions } from '../../src/model/generation/options.js';
-import { type GenerationResult, GenerationScheduler } from '../../src/model/generation/scheduler.js';
+import { CACHE_RELEASE_MS, type GenerationResult, GenerationScheduler } from '../../src/model/generation/scheduler.js';
 import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { SeededRandom } from '../../src/model/random.js';
@@ -233,6 +233,39 @@ describe('GenerationScheduler on a tiny random model', () => {
     const waiting = generate(scheduler, prompt(5, 52), { greedy: true, maxNewTokens: 50 });
     assert.deepEqual((await running.done).result, { finishReason: 'aborted', promptTokens: 5, generatedTokens: 3 });
     assert.deepEqual((await waiting.done).result, { finishReason: 'aborted', promptTokens: 5, generatedTokens: 0 });
+  });
+
+  it('keeps its caches laid out from one burst to the next, and gives them back once idle for CACHE_RELEASE_MS', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const decoder = new RecordingDecoder(session, config);
+    const caches: BatchKvCache[] = [];
+    const newBatchCache = decoder.newBatchCache.bind(decoder);
+    decoder.newBatchCache = () => {
+      const cache = newBatchCache();
+      caches.push(cache);
+      return cache;
+    };
+    const scheduler = new GenerationScheduler(decoder, idTokenizer, 16, silentLogger, 64);
+    const burst = async () => {
+      const generated = await Promise.all([1, 2, 3].map((salt) => generate(scheduler, prompt(10, salt), { greedy: true, maxNewTokens: 3 }).done));
+      await scheduler.idle();
+      return generated.map(({ ids }) => ids);
+    };
+    const first = await burst();
+    assert.equal(caches.length, 2, 'a prefill cache and a decode cache');
+    const buffers = caches.map((cache) => cache.pastKeys(0).buffer);
+    assert.ok(buffers.every((buffer) => buffer.byteLength > 0));
+    t.mock.timers.tick(CACHE_RELEASE_MS - 1);
+    assert.deepEqual(await burst(), first);
+    assert.ok(
+      caches.every((cache, i) => cache.pastKeys(0).buffer === buffers[i]),
+      'the second burst ran in the layout the first left',
+    );
+    t.mock.timers.tick(CACHE_RELEASE_MS);
+    assert.deepEqual(
+      caches.map((cache) => cache.pastKeys(0).buffer.byteLength),
+      [0, 0],
+    );
   });
 
   it('refuses an empty prompt and one that fills the context with OPTIONS_INVALID, queueing nothing', async () => {

@@ -44,6 +44,13 @@ interface ActiveSequence {
 export const DEFAULT_PREFILL_CHUNK_TOKENS = 256;
 
 /**
+ * How long the KV caches keep their buffers after the last request ends: requests that keep
+ * coming reuse them (no fresh memory to lay out and fault in on every burst); an idle model
+ * gives them back.
+ */
+export const CACHE_RELEASE_MS = 30_000;
+
+/**
  * Dynamic batching with chunked prefill. Requests that arrive while others decode wait for the
  * next step boundary; all those waiting then join the prefill batch together, and each loop
  * iteration feeds that batch at most `prefillChunkTokens` prompt tokens in one run before the
@@ -69,6 +76,7 @@ export class GenerationScheduler {
   private readonly decodeCache: BatchKvCache;
   private running = false;
   private stopped: Promise<void> = Promise.resolve();
+  private cacheRelease: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly decoder: Gpt2Decoder,
@@ -104,6 +112,7 @@ export class GenerationScheduler {
       cancelled: false,
     };
     this.waiting.push(sequence);
+    clearTimeout(this.cacheRelease);
     if (!this.running) this.stopped = this.loop();
     return {
       cancel: () => {
@@ -148,6 +157,9 @@ export class GenerationScheduler {
       }
     } finally {
       this.running = false;
+      this.cacheRelease = setTimeout(() => {
+        for (const cache of [this.prefillCache, this.decodeCache]) if (cache.batchSize === 0) cache.release();
+      }, CACHE_RELEASE_MS).unref();
     }
   }
 
@@ -156,18 +168,20 @@ export class GenerationScheduler {
     const chunks = this.prefilling.map((sequence) => sequence.tokens.slice(sequence.prefilled, sequence.prefilled + width));
     const rows = await this.run(this.prefilling, this.prefillCache, chunks);
     if (!rows) return;
-    for (let slot = this.prefilling.length - 1; slot >= 0; slot--) {
-      const sequence = this.prefilling[slot];
+    // Every sequence whose prompt is in samples its first token; those that go on join the
+    // decode batch together (one layout of its cache for the whole burst), then all leave the
+    // prefill batch, highest slot first so the slots still to go keep their indices.
+    const completed: { slot: number; finish: FinishReason | null }[] = [];
+    this.prefilling.forEach((sequence, slot) => {
       sequence.prefilled += chunks[slot].length;
-      if (sequence.prefilled < sequence.tokens.length) continue;
-      const finish = this.accept(sequence, rows[slot]);
-      if (finish) {
-        this.retire(this.prefilling, this.prefillCache, slot, finish);
-        continue;
-      }
-      this.decodeCache.adopt(this.prefillCache, slot);
-      this.decoding.push(sequence);
-      this.remove(this.prefilling, this.prefillCache, slot);
+      if (sequence.prefilled === sequence.tokens.length) completed.push({ slot, finish: this.accept(sequence, rows[slot]) });
+    });
+    const joining = completed.filter(({ finish }) => finish === null).map(({ slot }) => slot);
+    this.decodeCache.adopt(this.prefillCache, joining);
+    for (const slot of joining) this.decoding.push(this.prefilling[slot]);
+    for (const { slot, finish } of completed.reverse()) {
+      if (finish) this.retire(this.prefilling, this.prefillCache, slot, finish);
+      else this.remove(this.prefilling, this.prefillCache, slot);
     }
   }
 

@@ -12,7 +12,9 @@
  * Slots are the outer dimension and preallocated: a sequence joins as an empty slot at the
  * end (nothing moves), and one that leaves is replaced by the last slot (one sequence's block
  * moves). So a join or a leave costs one sequence, never the batch. The whole buffer is laid
- * out anew only when it grows, and both its slots and its columns double each time.
+ * out anew only when it grows, and both its slots and its columns double each time; a burst of
+ * joiners grows it once (adopt). When the last sequence leaves, the buffers stay for the next
+ * batch until release().
  */
 
 /** The fewest columns a non-empty cache holds. */
@@ -52,38 +54,44 @@ export class BatchKvCache {
 
   /** Adds an empty slot at the end; returns its index. Nothing already cached moves. */
   add(): number {
-    this.reserve(this.batchSize + 1, this.columnCapacity);
+    this.reserve(this.batchSize + 1, 0);
     this.lengths.push(0);
     return this.lengths.length - 1;
   }
 
   /**
-   * Adds a slot holding a copy of `source`'s slot `from` (a sequence moving between caches,
-   * e.g. from prefill to decode); returns its index here. Copies that sequence's columns only.
+   * Adds slots holding copies of `source`'s slots `from` (sequences moving between caches, e.g.
+   * from prefill to decode), in that order; returns their indices here. Room for all of them
+   * is made at once, so a burst of joiners lays the buffers out at most once, and only their
+   * own columns are copied.
    */
-  adopt(source: BatchKvCache, from: number): number {
-    const length = source.sequenceLength(from);
+  adopt(source: BatchKvCache, from: readonly number[]): number[] {
     if (source.heads !== this.heads || source.headSize !== this.headSize || source.layers !== this.layers) {
       throw new RangeError('a slot moves only between caches of the same model');
     }
-    this.reserve(this.batchSize + 1, length + 1);
-    const slot = this.lengths.length;
-    this.lengths.push(length);
+    if (from.length === 0) return [];
+    const lengths = from.map((slot) => source.sequenceLength(slot));
+    this.reserve(this.batchSize + from.length, Math.max(0, ...lengths.map((length) => length + 1)));
     const { heads: H, headSize: D } = this;
     const P = this.columnCapacity;
     const sourceP = source.columnCapacity;
-    for (let layer = 0; layer < this.layers; layer++) {
-      for (const [sourceBuffer, buffer] of [
-        [source.keys[layer], this.keys[layer]],
-        [source.values[layer], this.values[layer]],
-      ]) {
-        for (let h = 0; h < H; h++) {
-          const at = (from * H + h) * sourceP * D;
-          buffer.set(sourceBuffer.subarray(at, at + length * D), (slot * H + h) * P * D);
+    return from.map((sourceSlot, i) => {
+      const slot = this.lengths.length;
+      const length = lengths[i];
+      this.lengths.push(length);
+      for (let layer = 0; layer < this.layers; layer++) {
+        for (const [sourceBuffer, buffer] of [
+          [source.keys[layer], this.keys[layer]],
+          [source.values[layer], this.values[layer]],
+        ]) {
+          for (let h = 0; h < H; h++) {
+            const at = (sourceSlot * H + h) * sourceP * D;
+            buffer.set(sourceBuffer.subarray(at, at + length * D), (slot * H + h) * P * D);
+          }
         }
       }
-    }
-    return slot;
+      return slot;
+    });
   }
 
   /**
@@ -157,9 +165,13 @@ export class BatchKvCache {
             const block = slot * H + h;
             const source = (block * width + padding) * D;
             const target = (block * P + column) * D;
-            // an element loop, not set(subarray(...)): a decode step copies 2 x layers x slots x
-            // heads rows of D floats, and a subarray object per row cost more than the copy
-            for (let i = 0; i < count * D; i++) buffer[target + i] = from[source + i];
+            // A decode step copies 2 x layers x slots x heads rows of D floats: for one row an
+            // element loop beats making a subarray; a prefill chunk's rows are long enough for set.
+            if (count === 1) {
+              for (let i = 0; i < D; i++) buffer[target + i] = from[source + i];
+            } else {
+              buffer.set(from.subarray(source, source + count * D), target);
+            }
           }
         });
       }
@@ -179,8 +191,24 @@ export class BatchKvCache {
     }
   }
 
-  /** Makes room for `slots` slots of `columns` columns, doubling what must grow. */
+  /** Lets the buffers go. Only an empty cache can: one with sequences still needs them. */
+  release(): void {
+    if (this.batchSize > 0) throw new RangeError(`the cache holds ${this.batchSize} sequences; release it once they have left`);
+    this.relayout(0, 0);
+  }
+
+  /**
+   * Makes room for `slots` slots of `columns` columns, doubling what must grow. An empty cache
+   * keeps what its last batch laid out (zeroed as each sequence left): the next burst of joiners
+   * reuses it, with no fresh memory to fault in (at 8 slots x 256 columns, about 150 MB that
+   * took 200-360 ms to touch here). It is laid out anew when too small, or when its columns are
+   * four times what joins needs, as a leave shrinks them (below).
+   */
   private reserve(slots: number, columns: number): void {
+    if (this.batchSize === 0 && 4 * this.columnsFor(columns) <= this.columnCapacity) {
+      this.relayout(Math.max(slots, this.slotCapacity), this.columnsFor(columns));
+      return;
+    }
     if (slots <= this.slotCapacity && columns <= this.columnCapacity) return;
     this.relayout(
       slots <= this.slotCapacity ? this.slotCapacity : Math.max(slots, 2 * this.slotCapacity),
@@ -189,15 +217,12 @@ export class BatchKvCache {
   }
 
   /**
-   * After a leave: an empty cache lets its buffers go; otherwise the columns halve twice over
-   * only when the longest sequence left needs a quarter of them, so a batch hovering at a
-   * boundary never lays out its buffers step after step.
+   * After a leave: the columns halve twice over only when the longest sequence left needs a
+   * quarter of them, so a batch hovering at a boundary never lays out its buffers step after
+   * step. An empty cache keeps its buffers until the next join or release.
    */
   private shrink(): void {
-    if (this.batchSize === 0) {
-      this.relayout(0, 0);
-      return;
-    }
+    if (this.batchSize === 0) return;
     const needed = this.columnsFor(Math.max(...this.lengths) + 1);
     if (4 * needed <= this.columnCapacity) this.relayout(this.slotCapacity, needed);
   }

@@ -195,12 +195,54 @@ describe('BatchKvCache', () => {
     const prefilling = filled([3, 4], [5, 9]);
     assert.equal(decoding.capacity, 128);
     assert.equal(prefilling.capacity, 64);
-    assert.equal(decoding.adopt(prefilling, 1), 2);
+    assert.deepEqual(decoding.adopt(prefilling, [1]), [2]);
     assertLayout(decoding, [1, 2, 4], [3, 70, 9], 128);
     assertLayout(prefilling, [3, 4], [5, 9], 64);
     const long = filled([5], [200]);
-    assert.equal(prefilling.adopt(long, 0), 2);
+    assert.deepEqual(prefilling.adopt(long, [0]), [2]);
     assertLayout(prefilling, [3, 4, 5], [5, 9, 200], 256);
+  });
+
+  it('adopts a burst of slots in the order given, laying its buffers out once for all of them', () => {
+    const prefilling = filled([1, 2, 3, 4, 5], [4, 7, 2, 66, 9]);
+    const decoding = new BatchKvCache(LAYERS, H, D, 1024);
+    assert.deepEqual(decoding.adopt(prefilling, [4, 0, 3]), [0, 1, 2]);
+    assertLayout(decoding, [5, 1, 4], [9, 4, 66], 128);
+    // one slot at a time, the slots would have doubled 1 -> 2 -> 4, laying the buffers out each time
+    assert.equal(decoding.pastKeys(0).buffer.byteLength, 3 * H * 128 * D * Float32Array.BYTES_PER_ELEMENT);
+    assert.deepEqual(decoding.adopt(prefilling, []), []);
+    assertLayout(decoding, [5, 1, 4], [9, 4, 66], 128);
+  });
+
+  it('keeps an emptied layout, zeroed, for the next joiners until it is released', () => {
+    const cache = filled([1, 2], [5, 100]);
+    const buffer = cache.pastKeys(0).buffer;
+    cache.remove(0);
+    cache.remove(0);
+    assertLayout(cache, [], [], 128);
+    assert.equal(cache.add(), 0);
+    feed(cache, [3], [0], [2]);
+    assertLayout(cache, [3], [2], 128);
+    assert.equal(cache.pastKeys(0).buffer, buffer, 'the join reused the buffers');
+    assert.throws(() => cache.release(), throwsRange(/holds 1 sequences/));
+    cache.remove(0);
+    cache.release();
+    assertLayout(cache, [], [], 0);
+    assert.equal(cache.pastKeys(0).buffer.byteLength, 0);
+  });
+
+  it('lays an emptied layout out anew when it is four times wider than what joins', () => {
+    const cache = filled([1], [300]);
+    cache.remove(0);
+    assertLayout(cache, [], [], 512);
+    cache.add();
+    assertLayout(cache, [0], [0], 64);
+    const decoding = filled([1], [300]);
+    decoding.remove(0);
+    assert.deepEqual(decoding.adopt(filled([2], [120]), []), []);
+    assertLayout(decoding, [], [], 512);
+    decoding.adopt(filled([2], [120]), [0]);
+    assertLayout(decoding, [2], [120], 128);
   });
 
   it('refuses a slot it does not have, and counts that do not fit the batch, unchanged', () => {
@@ -253,17 +295,6 @@ describe('BatchKvCache', () => {
     assertLayout(cache, [1], [3], 64);
     decode(cache, [1], [3], 2);
     assertLayout(cache, [1], [5], 64);
-  });
-
-  it('lets its buffers go once every sequence has left, and starts over', () => {
-    const cache = filled([1, 2], [70, 3]);
-    cache.remove(0);
-    cache.remove(0);
-    assertLayout(cache, [], [], 0);
-    assert.deepEqual(maskRows(cache), []);
-    assert.equal(cache.add(), 0);
-    feed(cache, [3], [0], [2]);
-    assertLayout(cache, [3], [2], 64);
   });
 
   it('fills up to maxLength and then refuses to append, unchanged', () => {
