@@ -13,6 +13,8 @@
  * figures are whole runs (prefill included), with the one-request run alternating with them
  * so both see the same load; each is reported as its best and its mean, and beside them the
  * decode-only rates (each run minus its one-token run), as the single-request figure is.
+ * aggregate_tokens_per_s_sampling is the same for tunebot with the product's sampling settings
+ * (config/default.json: top-k, temperature, repetition penalty), as the bot answers.
  * staggered_arrivals shows tunebot's joins: requests arriving while others decode, and a long prompt's prefill
  * chunked between decode steps (beside one run that prefills each prompt whole).
  */
@@ -23,7 +25,9 @@ import { type PreTrainedModel, Tensor, env, pipeline } from '@huggingface/transf
 import { type PresetName, parameterCount, presetConfig } from '../src/model/config.js';
 import { DEFAULT_PREFILL_CHUNK_TOKENS } from '../src/model/generation/scheduler.js';
 import { LanguageModel } from '../src/model/runtime/language-model.js';
+import { loadConfig } from '../src/core/config.js';
 import { initModel } from '../src/model/files/model-dir.js';
+import type { GenerationOptions } from '../src/model/generation/options.js';
 import { type WeightType, parseWeightType } from '../src/model/quantize.js';
 import { measureWeightStreamLimit } from './weight-stream-limit.js';
 
@@ -53,15 +57,20 @@ interface Runtime {
   close(): Promise<void>;
 }
 
-async function tunebotRuntime(dir: string, preset: PresetName, weights: WeightType): Promise<Runtime> {
+/**
+ * tunebot's runtime, greedy unless `sampling` (config/default.json's generation settings, with
+ * each request of a run seeded by its place in the run).
+ */
+async function tunebotRuntime(dir: string, preset: PresetName, weights: WeightType, sampling?: GenerationOptions): Promise<Runtime> {
   const model = await LanguageModel.load(dir, { executionProvider: 'cpu', logLevel: 'warn', weights });
-  const name = weights === 'float32' ? 'tunebot' : `tunebot_${weights}`;
+  const name = `${weights === 'float32' ? 'tunebot' : `tunebot_${weights}`}${sampling ? '_sampling' : ''}`;
   report({ model: preset, metric: 'load_ms', runtime: name, ms: model.info.loadMs });
+  const options = (request: number): GenerationOptions => (sampling ? { ...sampling, seed: request } : { greedy: true });
   return {
     name,
     async run(prompts, newTokens) {
       const started = performance.now();
-      const results = await Promise.all(prompts.map((ids) => model.complete(ids, { greedy: true, maxNewTokens: newTokens })));
+      const results = await Promise.all(prompts.map((ids, request) => model.complete(ids, { ...options(request), maxNewTokens: newTokens })));
       const elapsed = performance.now() - started;
       const short = results.find((r) => r.result.generatedTokens !== newTokens);
       if (short) throw new Error(`tunebot stopped early (${short.result.finishReason}); pick other prompt ids`);
@@ -176,8 +185,68 @@ for (const preset of MODELS) {
   }
 
   const promptLength = contexts[0];
-  // Single and concurrent runs alternate, so both see the same load on a shared machine. Each
-  // also runs with one new token (its prefill alone), for the decode-only rates by difference.
+  const together = await concurrency(runtimes, promptLength, newTokens, repeats);
+  const [tunebot, transformersJsFigures] = [together[0], together[transformersJs]];
+  report({
+    model: preset,
+    metric: 'aggregate_tokens_per_s',
+    concurrent: CONCURRENT,
+    prompt_tokens: promptLength,
+    new_tokens: newTokens,
+    repeats,
+    ...concurrencyFigures('tunebot', tunebot),
+    transformers_js: round(transformersJsFigures.aggregate.best),
+    transformers_js_mean: round(transformersJsFigures.aggregate.mean),
+    ratio: round(tunebot.aggregate.best / transformersJsFigures.aggregate.best),
+    transformers_js_vs_batch_1: round(transformersJsFigures.aggregate.best / transformersJsFigures.alone.best),
+    transformers_js_decode_vs_batch_1: round(transformersJsFigures.aggregateDecode.best / transformersJsFigures.aloneDecode.best),
+    ...quantizedFigures(
+      together.map((figures) => figures.aggregate.best),
+      (value, float32) => value / float32,
+    ),
+    loadavg: loadavg().map(round),
+    max_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+  });
+  for (const runtime of runtimes) await runtime.close();
+
+  // The same with the product's sampling settings (tunebot only): top-k, temperature and the
+  // repetition penalty, as the bot answers.
+  const { maxNewTokens: _, stop: __, ...sampling } = loadConfig({}).generation;
+  const sampler = await tunebotRuntime(dir, preset, 'float32', sampling);
+  await sampler.run([promptIds(64)], 2);
+  const [sampled] = await concurrency([sampler], promptLength, newTokens, repeats);
+  report({ model: preset, metric: 'aggregate_tokens_per_s_sampling', concurrent: CONCURRENT, prompt_tokens: promptLength, new_tokens: newTokens, repeats, sampling, ...concurrencyFigures('tunebot', sampled), loadavg: loadavg().map(round) });
+  await sampler.close();
+
+  // Requests that arrive while others decode (tunebot only: Transformers.js has no dynamic batching).
+  for (const prefillChunkTokens of [DEFAULT_PREFILL_CHUNK_TOKENS, config.n_positions]) {
+    const model = await LanguageModel.load(dir, { executionProvider: 'cpu', logLevel: 'warn', prefillChunkTokens });
+    await model.complete(promptIds(64), { greedy: true, maxNewTokens: 2 });
+    const longPrompt = Math.min(512, config.n_positions - newTokens - 1);
+    const staggered = await staggeredArrivals(model, promptLength, longPrompt, newTokens);
+    report({ model: preset, metric: 'staggered_arrivals', prefill_chunk_tokens: prefillChunkTokens, long_prompt_tokens: longPrompt, ...staggered, loadavg: loadavg().map(round) });
+    await model.close();
+  }
+}
+
+interface Rates {
+  readonly best: number;
+  readonly mean: number;
+}
+
+/** One runtime's tokens/s, CONCURRENT requests together and one alone, whole runs and decoding alone. */
+interface Concurrency {
+  readonly aggregate: Rates;
+  readonly alone: Rates;
+  readonly aggregateDecode: Rates;
+  readonly aloneDecode: Rates;
+}
+
+/**
+ * Single and concurrent runs alternate, so both see the same load on a shared machine. Each
+ * also runs with one new token (its prefill alone), for the decode-only rates by difference.
+ */
+async function concurrency(runtimes: readonly Runtime[], promptLength: number, newTokens: number, repeats: number): Promise<Concurrency[]> {
   const prompts = Array.from({ length: CONCURRENT }, (_, i) => promptIds(promptLength, i + 1));
   const runsOf = () => ({ whole: runtimes.map((): number[] => []), first: runtimes.map((): number[] => []) });
   const single = runsOf();
@@ -192,54 +261,34 @@ for (const preset of MODELS) {
       (await timings(runtimes, 1, (runtime) => runtime.run(batch, 1))).forEach(([ms], r) => runs.first[r].push(ms));
     }
   }
-  const rate = (tokens: number) => (ms: number) => (tokens * 1000) / ms;
-  const figures = (times: number[][], tokens: number) => ({ best: times.map((t) => rate(tokens)(Math.min(...t))), mean: times.map((t) => mean(t.map(rate(tokens)))) });
+  const rates = (times: number[], tokens: number): Rates => ({ best: (tokens * 1000) / Math.min(...times), mean: mean(times.map((ms) => (tokens * 1000) / ms)) });
   // Decode alone: the newTokens - 1 tokens after the first, from the same repeat's two runs.
-  const decodeTimes = (runs: ReturnType<typeof runsOf>) => runs.whole.map((whole, r) => whole.map((ms, i) => ms - runs.first[r][i]));
-  const alone = figures(single.whole, newTokens);
-  const aggregate = figures(together.whole, CONCURRENT * newTokens);
-  const aloneDecode = figures(decodeTimes(single), newTokens - 1);
-  const aggregateDecode = figures(decodeTimes(together), CONCURRENT * (newTokens - 1));
-  report({
-    model: preset,
-    metric: 'aggregate_tokens_per_s',
-    concurrent: CONCURRENT,
-    prompt_tokens: promptLength,
-    new_tokens: newTokens,
-    repeats,
-    tunebot: round(aggregate.best[0]),
-    tunebot_mean: round(aggregate.mean[0]),
-    tunebot_batch_1: round(alone.best[0]),
-    tunebot_batch_1_mean: round(alone.mean[0]),
-    transformers_js: round(aggregate.best[transformersJs]),
-    transformers_js_mean: round(aggregate.mean[transformersJs]),
-    ratio: round(aggregate.best[0] / aggregate.best[transformersJs]),
-    tunebot_vs_batch_1: round(aggregate.best[0] / alone.best[0]),
-    tunebot_vs_batch_1_mean: round(aggregate.mean[0] / alone.mean[0]),
-    transformers_js_vs_batch_1: round(aggregate.best[transformersJs] / alone.best[transformersJs]),
-    // The same without the prompts' prefill (8 prompts take 8 times one prompt's compute).
-    tunebot_decode: round(aggregateDecode.best[0]),
-    tunebot_decode_mean: round(aggregateDecode.mean[0]),
-    tunebot_decode_batch_1: round(aloneDecode.best[0]),
-    tunebot_decode_batch_1_mean: round(aloneDecode.mean[0]),
-    tunebot_decode_vs_batch_1: round(aggregateDecode.best[0] / aloneDecode.best[0]),
-    tunebot_decode_vs_batch_1_mean: round(aggregateDecode.mean[0] / aloneDecode.mean[0]),
-    transformers_js_decode_vs_batch_1: round(aggregateDecode.best[transformersJs] / aloneDecode.best[transformersJs]),
-    ...quantizedFigures(aggregate.best, (value, float32) => value / float32),
-    loadavg: loadavg().map(round),
-    max_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-  });
-  for (const runtime of runtimes) await runtime.close();
+  const decodeTimes = (runs: ReturnType<typeof runsOf>, r: number) => runs.whole[r].map((ms, i) => ms - runs.first[r][i]);
+  return runtimes.map((_, r) => ({
+    aggregate: rates(together.whole[r], CONCURRENT * newTokens),
+    alone: rates(single.whole[r], newTokens),
+    aggregateDecode: rates(decodeTimes(together, r), CONCURRENT * (newTokens - 1)),
+    aloneDecode: rates(decodeTimes(single, r), newTokens - 1),
+  }));
+}
 
-  // Requests that arrive while others decode (tunebot only: Transformers.js has no dynamic batching).
-  for (const prefillChunkTokens of [DEFAULT_PREFILL_CHUNK_TOKENS, config.n_positions]) {
-    const model = await LanguageModel.load(dir, { executionProvider: 'cpu', logLevel: 'warn', prefillChunkTokens });
-    await model.complete(promptIds(64), { greedy: true, maxNewTokens: 2 });
-    const longPrompt = Math.min(512, config.n_positions - newTokens - 1);
-    const staggered = await staggeredArrivals(model, promptLength, longPrompt, newTokens);
-    report({ model: preset, metric: 'staggered_arrivals', prefill_chunk_tokens: prefillChunkTokens, long_prompt_tokens: longPrompt, ...staggered, loadavg: loadavg().map(round) });
-    await model.close();
-  }
+/** A runtime's concurrency figures under `name`, with how many times one request's rate they are. */
+function concurrencyFigures(name: string, { aggregate, alone, aggregateDecode, aloneDecode }: Concurrency): Record<string, number> {
+  return {
+    [name]: round(aggregate.best),
+    [`${name}_mean`]: round(aggregate.mean),
+    [`${name}_batch_1`]: round(alone.best),
+    [`${name}_batch_1_mean`]: round(alone.mean),
+    [`${name}_vs_batch_1`]: round(aggregate.best / alone.best),
+    [`${name}_vs_batch_1_mean`]: round(aggregate.mean / alone.mean),
+    // The same without the prompts' prefill (8 prompts take 8 times one prompt's compute).
+    [`${name}_decode`]: round(aggregateDecode.best),
+    [`${name}_decode_mean`]: round(aggregateDecode.mean),
+    [`${name}_decode_batch_1`]: round(aloneDecode.best),
+    [`${name}_decode_batch_1_mean`]: round(aloneDecode.mean),
+    [`${name}_decode_vs_batch_1`]: round(aggregateDecode.best / aloneDecode.best),
+    [`${name}_decode_vs_batch_1_mean`]: round(aggregateDecode.mean / aloneDecode.mean),
+  };
 }
 
 /**

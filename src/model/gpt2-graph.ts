@@ -19,7 +19,10 @@ import { getWeight } from './files/weights.js';
  *   keys' transpose folds into their MatMul), fed with no copy. Attention scores the past and
  *   the step's own tokens separately and joins only the small score matrices; the graph
  *   returns the step's keys and values, new.N.key/value [B, H, T, D], and the last position's
- *   logits [B, V] (a 512-token prompt needs one row of the 50257-wide head, not 512).
+ *   logits [B, V] (a 512-token prompt needs one row of the 50257-wide head, not 512), and
+ *   beside them each row's SAMPLING_CANDIDATES best, candidates.logits [B, K] and
+ *   candidates.ids [B, K] (TopK: best first, the lower id first on a tie), which is all most
+ *   sampling settings need (token-picker.ts) and spares copying the whole rows out.
  *   With `weights` int8 or int4 (quantize.ts), the Conv1D projections and the head run as
  *   com.microsoft MatMulNBits over block-quantized copies; the embedding Gather keeps wte in fp32.
  */
@@ -29,6 +32,9 @@ export interface Gpt2GraphOptions {
   /** The runtime graph's projection weights; the export graph is always float32. */
   readonly weights?: WeightType;
 }
+
+/** How many of each row's best logits the runtime graph hands back beside the whole row. */
+export const SAMPLING_CANDIDATES = 64;
 
 /** Added to the scores of masked keys; finite, so a row with every key masked stays finite. */
 const MASKED_SCORE = -1e9;
@@ -91,6 +97,10 @@ export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt
           ? g.op('Gemm', [normed, weight('wte.weight')], { attributes: { transB: 1 } })
           : matMulNBits(g, normed, 'lm_head.weight', quantizeMatrix(getWeight(weights, 'wte.weight'), 'outputs-inputs', bits), null);
       g.output(logits, 'logits', 'float32', ['batch_size', V]);
+      const K = Math.min(SAMPLING_CANDIDATES, V);
+      const [candidateLogits, candidateIds] = g.opMulti('TopK', [logits, g.constInt64([K])], 2, { attributes: { axis: -1, largest: 1, sorted: 1 } });
+      g.output(candidateLogits, 'candidates.logits', 'float32', ['batch_size', K]);
+      g.output(candidateIds, 'candidates.ids', 'int64', ['batch_size', K]);
     }
   });
 

@@ -4,9 +4,9 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { silentLogger } from '../../src/log.js';
 import { type Gpt2Config, headSize, makeConfig, presetConfig } from '../../src/model/config.js';
-import { Gpt2Decoder } from '../../src/model/runtime/decoder.js';
+import { type Candidates, Gpt2Decoder } from '../../src/model/runtime/decoder.js';
 import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
-import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
+import { SAMPLING_CANDIDATES, buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { SeededRandom } from '../../src/model/random.js';
 import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
@@ -249,6 +249,21 @@ class DecodedSequence {
 }
 
 /** Drives a Gpt2Decoder and its BatchKvCache, mirroring the cache's slots in `active`. */
+
+/**
+ * The runtime graph's candidates of a row, against the row itself sorted here: its
+ * SAMPLING_CANDIDATES best logits (the lower id first on a tie), in id order, and the floor
+ * the lowest of them.
+ */
+function assertCandidatesOf(logits: Float32Array, candidates: Candidates): void {
+  const best = Array.from(logits, (_, id) => id)
+    .sort((a, b) => logits[b] - logits[a] || a - b)
+    .slice(0, SAMPLING_CANDIDATES);
+  assert.deepEqual(Array.from(candidates.ids), [...best].sort((a, b) => a - b));
+  assert.deepEqual(Array.from(candidates.logits), Array.from(candidates.ids, (id) => logits[id]));
+  assert.equal(candidates.floor, logits[best[best.length - 1]]);
+}
+
 class DecoderRun {
   readonly active: DecodedSequence[] = [];
   readonly cache: BatchKvCache;
@@ -263,14 +278,17 @@ class DecoderRun {
 
   /** One run: the sequence in slot s takes its next `counts[s]` tokens (1 each when left out: a decode step). */
   async forward(counts: readonly number[] = this.active.map(() => 1)): Promise<void> {
-    const logits = await this.decoder.forward(
+    const scores = await this.decoder.forward(
       this.cache,
       this.active.map((sequence, slot) => sequence.tokens.slice(sequence.fed, sequence.fed + counts[slot])),
     );
-    assert.equal(logits.length, this.active.length);
+    assert.equal(scores.length, this.active.length);
     this.active.forEach((sequence, slot) => {
+      const { logits, candidates } = scores[slot];
+      assert.ok(logits);
+      assertCandidatesOf(logits, candidates);
       sequence.fed += counts[slot];
-      sequence.record(logits[slot]);
+      sequence.record(logits);
       assert.equal(this.cache.sequenceLength(slot), sequence.fed, `slot ${slot} length`);
     });
   }

@@ -11,7 +11,7 @@ import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { SeededRandom } from '../../src/model/random.js';
 import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
-import { Gpt2Decoder } from '../../src/model/runtime/decoder.js';
+import { Gpt2Decoder, type NextTokenScores } from '../../src/model/runtime/decoder.js';
 import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
 
 const config = presetConfig('tiny'); // 2 layers, a context of 128, GPT-2's vocabulary
@@ -36,10 +36,13 @@ class RecordingDecoder extends Gpt2Decoder {
   readonly runs: Run[] = [];
   beforeRun: ((run: Run) => void) | null = null;
 
-  override forward(cache: BatchKvCache, tokens: readonly (readonly number[])[]): Promise<Float32Array[]> {
+  readonly wholeRows: boolean[] = [];
+
+  override forward(cache: BatchKvCache, tokens: readonly (readonly number[])[], wholeRows?: boolean): Promise<NextTokenScores[]> {
     this.runs.push(tokens.map((row) => [...row]));
+    this.wholeRows.push(wholeRows ?? true);
     this.beforeRun?.(tokens);
-    return super.forward(cache, tokens);
+    return super.forward(cache, tokens, wholeRows);
   }
 }
 
@@ -76,7 +79,7 @@ async function greedyAlone(prompt: readonly number[], maxNewTokens: number): Pro
     const token = argmax(logits);
     ids.push(token);
     if (token === config.eos_token_id || ids.length >= maxNewTokens || prompt.length + ids.length >= config.n_positions) return ids;
-    [logits] = await decoder.forward(cache, [[token]]);
+    logits = (await decoder.forward(cache, [[token]]))[0].logits as Float32Array;
   }
 }
 
@@ -171,6 +174,17 @@ describe('GenerationScheduler on a tiny random model', () => {
     for (const [ids, options] of requests) alone.push(await generate(newScheduler(8).scheduler, ids, options).done);
     const { scheduler } = newScheduler(8);
     assert.deepEqual(await Promise.all(requests.map(([ids, options]) => generate(scheduler, ids, options).done)), alone);
+  });
+
+  it('copies whole rows of logits out of a run only while a sequence in the batch may need them', async () => {
+    const { scheduler, decoder } = newScheduler(64);
+    const greedy = generate(scheduler, prompt(12, 31), { greedy: true, maxNewTokens: 20 }).done;
+    const sampled = generate(scheduler, prompt(8, 32), { seed: 4, temperature: 0.8, topK: 40, maxNewTokens: 10 }).done;
+    const penalized = generate(scheduler, prompt(5, 33), { seed: 5, topK: 40, repetitionPenalty: 1.1, maxNewTokens: 5 }).done;
+    const results = await Promise.all([greedy, sampled, penalized]);
+    assert.deepEqual(results[0].ids, await greedyAlone(prompt(12, 31), 20));
+    // The penalized request is in the first 5 runs (its prefill and 4 decode steps), none after.
+    assert.deepEqual(decoder.wholeRows, decoder.runs.map((_, run) => run < 5));
   });
 
   it('lets the rest of the batch go on while sequences leave, and ends at the context', async () => {

@@ -76,8 +76,8 @@ async function ourGreedyIds(decoder: Gpt2Decoder, promptIds: readonly number[], 
   const { logits, cache } = await decoder.prefill(promptIds);
   const ids = [argmax(logits)];
   while (ids.length < count) {
-    const [row] = await decoder.forward(cache, [[ids[ids.length - 1]]]);
-    ids.push(argmax(row));
+    const [{ logits: row }] = await decoder.forward(cache, [[ids[ids.length - 1]]]);
+    ids.push(argmax(row as Float32Array));
   }
   return ids;
 }

@@ -8,8 +8,15 @@ import type { ResolvedGenerationOptions } from './options.js';
 export type LogitsProcessor = (tokens: readonly number[], logits: Float32Array) => void;
 
 export function logitsProcessors(options: ResolvedGenerationOptions): LogitsProcessor[] {
+  return [...(options.repetitionPenalty !== 1 ? [repetitionPenalty(options.repetitionPenalty)] : []), ...samplingProcessors(options)];
+}
+
+/**
+ * The processors after the repetition penalty. None of them needs to know which token a logit
+ * belongs to, so they work as well on a row's candidates as on the whole row.
+ */
+export function samplingProcessors(options: ResolvedGenerationOptions): LogitsProcessor[] {
   const processors: LogitsProcessor[] = [];
-  if (options.repetitionPenalty !== 1) processors.push(repetitionPenalty(options.repetitionPenalty));
   if (options.greedy) return processors;
   if (options.temperature !== 1) processors.push(temperature(options.temperature));
   if (options.topK > 0) processors.push(topK(options.topK));
@@ -20,11 +27,13 @@ export function logitsProcessors(options: ResolvedGenerationOptions): LogitsProc
 /** CTRL's penalty: a seen token's positive logit is divided by the penalty, a negative one multiplied. */
 export function repetitionPenalty(penalty: number): LogitsProcessor {
   return (tokens, logits) => {
-    for (const token of new Set(tokens)) {
-      const logit = logits[token];
-      logits[token] = logit > 0 ? logit / penalty : logit * penalty;
-    }
+    for (const token of new Set(tokens)) logits[token] = penalized(logits[token], penalty);
   };
+}
+
+/** One seen token's logit under the penalty; a penalty above 1 lowers it, whatever its sign. */
+export function penalized(logit: number, penalty: number): number {
+  return logit > 0 ? logit / penalty : logit * penalty;
 }
 
 export function temperature(value: number): LogitsProcessor {
@@ -88,7 +97,7 @@ export function topIndices(logits: Float32Array, count: number): Uint32Array {
 }
 
 /** The k-th largest value, with a min-heap of size k: O(V log k) instead of sorting V logits. */
-function kthLargest(values: Float32Array, k: number): number {
+export function kthLargest(values: Float32Array, k: number): number {
   const heap = new Float64Array(k);
   let size = 0;
   const siftDown = (start: number) => {

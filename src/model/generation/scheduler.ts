@@ -1,12 +1,11 @@
 import type { Logger } from '../../log.js';
 import { ModelError } from '../errors.js';
-import type { Gpt2Decoder } from '../runtime/decoder.js';
+import type { Gpt2Decoder, NextTokenScores } from '../runtime/decoder.js';
 import type { BatchKvCache } from '../runtime/kv-cache.js';
 import type { Tokenizer } from '../files/tokenizer.js';
-import { type LogitsProcessor, logitsProcessors } from './logits-processors.js';
 import type { ResolvedGenerationOptions } from './options.js';
-import { type Sampler, greedySampler, multinomialSampler } from './sampler.js';
 import { TextStream } from './text-stream.js';
+import { TokenPicker } from './token-picker.js';
 
 export type FinishReason = 'eos' | 'stop' | 'length' | 'context' | 'aborted';
 
@@ -31,8 +30,7 @@ export interface SubmittedRequest {
 interface ActiveSequence {
   readonly request: GenerationRequest;
   readonly tokens: number[];
-  readonly processors: LogitsProcessor[];
-  readonly sampler: Sampler;
+  readonly picker: TokenPicker;
   readonly stream: TextStream;
   /** Prompt tokens already in the prefill cache. */
   prefilled: number;
@@ -57,7 +55,7 @@ export const CACHE_RELEASE_MS = 30_000;
  * decode step, so the decoding sequences keep producing tokens while a long prompt goes in.
  * A sequence whose prompt is in samples its first token and moves to the decode batch (one
  * copy of its own cache); a finished or cancelled one leaves at the next step boundary. Each
- * keeps its own processors, sampler and stream.
+ * keeps its own token picker and stream.
  *
  * The loop, once per iteration:
  *   1. admit every waiting request there is room for into the prefill batch;
@@ -104,8 +102,7 @@ export class GenerationScheduler {
     const sequence: ActiveSequence = {
       request,
       tokens: [...promptIds],
-      processors: logitsProcessors(options),
-      sampler: options.greedy ? greedySampler() : multinomialSampler(options.seed),
+      picker: new TokenPicker(options),
       stream: new TextStream((id) => this.tokenizer.tokenBytes(id), options.stop),
       prefilled: 0,
       generated: 0,
@@ -196,10 +193,17 @@ export class GenerationScheduler {
     }
   }
 
-  /** One decoder run for a batch; on failure every sequence of the batch fails and leaves, and null comes back. */
-  private async run(batch: ActiveSequence[], cache: BatchKvCache, tokens: number[][]): Promise<Float32Array[] | null> {
+  /**
+   * One decoder run for a batch, with whole rows of logits only if a sequence needs them; on
+   * failure every sequence of the batch fails and leaves, and null comes back.
+   */
+  private async run(batch: ActiveSequence[], cache: BatchKvCache, tokens: number[][]): Promise<NextTokenScores[] | null> {
     try {
-      return await this.decoder.forward(cache, tokens);
+      return await this.decoder.forward(
+        cache,
+        tokens,
+        batch.some((sequence) => sequence.picker.needsWholeRow),
+      );
     } catch (error) {
       this.logger.error({ err: error, batch: batch.length }, 'decoder run failed; failing the batch');
       for (let slot = batch.length - 1; slot >= 0; slot--) {
@@ -211,10 +215,9 @@ export class GenerationScheduler {
     }
   }
 
-  /** Processes logits, samples, streams the text; returns why the sequence ends, if it does. */
-  private accept(sequence: ActiveSequence, logits: Float32Array): FinishReason | null {
-    for (const process of sequence.processors) process(sequence.tokens, logits);
-    const token = sequence.sampler.next(logits);
+  /** Picks the next token, streams the text; returns why the sequence ends, if it does. */
+  private accept(sequence: ActiveSequence, scores: NextTokenScores): FinishReason | null {
+    const token = sequence.picker.pick(sequence.tokens, scores);
     sequence.tokens.push(token);
     sequence.generated++;
     if (token === this.tokenizer.eosTokenId) return 'eos';

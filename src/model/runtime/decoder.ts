@@ -2,6 +2,21 @@ import { type Gpt2Config, headSize } from '../config.js';
 import { BatchKvCache } from './kv-cache.js';
 import { type ModelSession, type SessionTensor, feedTensor } from './session.js';
 
+/** A row's SAMPLING_CANDIDATES highest logits (gpt2-graph.ts), ids ascending. */
+export interface Candidates {
+  readonly ids: Int32Array;
+  readonly logits: Float32Array;
+  /** The lowest of them: no token outside the candidates scored above it. */
+  readonly floor: number;
+}
+
+/** What a run gives for choosing a slot's next token. */
+export interface NextTokenScores {
+  readonly candidates: Candidates;
+  /** The whole row of logits [V], when the run was asked for it (see forward); else null. */
+  readonly logits: Float32Array | null;
+}
+
 /**
  * Runs the runtime GPT-2 graph (gpt2-graph.ts, kind "runtime") over the slots of a
  * BatchKvCache: one session.run takes any number of new tokens per slot (a decode step is one
@@ -20,10 +35,11 @@ export class Gpt2Decoder {
 
   /**
    * Feeds `tokens[slot]` (at least one) to each slot of `cache`, after what it holds. Appends
-   * their keys and values to `cache` and returns each slot's logits after its last new token
-   * (views into one [B, V] buffer).
+   * their keys and values to `cache` and returns, for each slot, the scores after its last new
+   * token: its candidates, and with `wholeRows` its whole row of logits (views into one [B, V]
+   * buffer; at 8 slots, 1.6 MB that onnxruntime-node copies out of every run that asks).
    */
-  async forward(cache: BatchKvCache, tokens: readonly (readonly number[])[]): Promise<Float32Array[]> {
+  async forward(cache: BatchKvCache, tokens: readonly (readonly number[])[], wholeRows = true): Promise<NextTokenScores[]> {
     const batch = cache.batchSize;
     if (tokens.length !== batch) throw new RangeError(`a batch of ${batch} slots takes ${batch} token lists, got ${tokens.length}`);
     const counts = tokens.map((row) => row.length);
@@ -54,24 +70,41 @@ export class Gpt2Decoder {
       feeds[`past.${layer}.key`] = feedTensor('float32', cache.pastKeys(layer), pastDims);
       feeds[`past.${layer}.value`] = feedTensor('float32', cache.pastValues(layer), pastDims);
     }
-    const outputs = await this.session.run(feeds);
     const layers = Array.from({ length: this.config.n_layer }, (_, layer) => layer);
+    const cacheOutputs = layers.flatMap((layer) => [`new.${layer}.key`, `new.${layer}.value`]);
+    const outputs = await this.session.run(feeds, { only: [...cacheOutputs, 'candidates.logits', 'candidates.ids', ...(wholeRows ? ['logits'] : [])] });
     cache.append(
       layers.map((layer) => outputs[`new.${layer}.key`].data as Float32Array),
       layers.map((layer) => outputs[`new.${layer}.value`].data as Float32Array),
       counts,
       width,
     );
-    const logits = outputs.logits.data as Float32Array;
     const vocab = this.config.vocab_size;
-    return Array.from({ length: batch }, (_, slot) => logits.subarray(slot * vocab, (slot + 1) * vocab));
+    const logits = wholeRows ? (outputs.logits.data as Float32Array) : null;
+    const candidateLogits = outputs['candidates.logits'].data as Float32Array;
+    const candidateIds = outputs['candidates.ids'].data as BigInt64Array;
+    const count = candidateLogits.length / batch;
+    return Array.from({ length: batch }, (_, slot) => ({
+      candidates: byId(candidateIds.subarray(slot * count, (slot + 1) * count), candidateLogits.subarray(slot * count, (slot + 1) * count)),
+      logits: logits && logits.subarray(slot * vocab, (slot + 1) * vocab),
+    }));
   }
 
   /** Runs a whole prompt in a cache of its own; returns the last position's logits and the cache. */
   async prefill(ids: readonly number[]): Promise<{ logits: Float32Array; cache: BatchKvCache }> {
     const cache = this.newBatchCache();
     cache.add();
-    const [logits] = await this.forward(cache, [ids]);
-    return { logits, cache };
+    const [{ logits }] = await this.forward(cache, [ids]);
+    return { logits: logits as Float32Array, cache };
   }
+}
+
+/** TopK's candidates (best first) reordered by id, as the samplers walk a whole row. */
+function byId(ids: BigInt64Array, logits: Float32Array): Candidates {
+  const order = Array.from(ids, (_, i) => i).sort((a, b) => Number(ids[a] - ids[b]));
+  return {
+    ids: Int32Array.from(order, (i) => Number(ids[i])),
+    logits: Float32Array.from(order, (i) => logits[i]),
+    floor: logits[logits.length - 1],
+  };
 }

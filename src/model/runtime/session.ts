@@ -46,16 +46,25 @@ export function feedTensor<T extends FeedElementType>(type: T, data: ort.Tensor.
   return new ort.Tensor(type, data, [...dims]);
 }
 
+/** Which outputs a run hands back (`only`, default all), and which it writes in place (`into`). */
+export interface SessionFetch {
+  readonly only?: readonly string[];
+  readonly into?: Record<string, SessionTensor>;
+}
+
 export interface ModelSession {
   readonly provider: ExecutionProvider;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   /**
-   * Runs the graph. `into` names outputs that ONNX Runtime writes into the given tensors
-   * (made with feedTensor) instead of buffers of its own. onnxruntime-node still hands back a
-   * copy of each; callers that wrote `into` buffers to save memory discard those.
+   * Runs the graph and hands back its outputs, or with `fetch.only` the ones named there:
+   * onnxruntime-node copies each output it hands back into a fresh buffer, so a caller that
+   * needs a large output only some of the time names what it needs. `fetch.into` names outputs
+   * that ONNX Runtime writes into the given tensors (made with feedTensor) instead of buffers of
+   * its own; onnxruntime-node still hands back a copy of each, which callers that wrote `into`
+   * buffers to save memory discard.
    */
-  run(feeds: Record<string, SessionTensor>, into?: Record<string, SessionTensor>): Promise<Record<string, SessionTensor>>;
+  run(feeds: Record<string, SessionTensor>, fetch?: SessionFetch): Promise<Record<string, SessionTensor>>;
   release(): Promise<void>;
 }
 
@@ -117,7 +126,7 @@ function wrap(session: ort.InferenceSession, provider: ExecutionProvider): Model
     provider,
     inputNames: session.inputNames,
     outputNames: session.outputNames,
-    async run(feeds, into) {
+    async run(feeds, fetch = {}) {
       const missing = session.inputNames.filter((name) => !(name in feeds));
       const unknown = Object.keys(feeds).filter((name) => !session.inputNames.includes(name));
       if (missing.length > 0 || unknown.length > 0) {
@@ -126,14 +135,17 @@ function wrap(session: ort.InferenceSession, provider: ExecutionProvider): Model
           `feeds do not match the model's inputs: missing [${missing.join(', ')}], unknown [${unknown.join(', ')}]; the model takes [${session.inputNames.join(', ')}]`,
         );
       }
-      const unknownOutputs = Object.keys(into ?? {}).filter((name) => !session.outputNames.includes(name));
+      const { only = session.outputNames, into = {} } = fetch;
+      const unknownOutputs = [...only, ...Object.keys(into)].filter((name) => !session.outputNames.includes(name));
       if (unknownOutputs.length > 0) {
         throw new ModelError('MODEL_CORRUPT', `the model has no outputs [${unknownOutputs.join(', ')}]; it gives [${session.outputNames.join(', ')}]`);
       }
+      const unfetched = Object.keys(into).filter((name) => !only.includes(name));
+      if (unfetched.length > 0) throw new ModelError('OPTIONS_INVALID', `outputs written in place must be fetched too: [${unfetched.join(', ')}]`);
       // A fetch given as null gets a buffer of ONNX Runtime's; one given as a tensor is written in place.
-      const fetches = into && Object.fromEntries(session.outputNames.map((name) => [name, into[name] ?? null]));
+      const fetches = Object.fromEntries(only.map((name) => [name, into[name] ?? null]));
       try {
-        return (await (fetches ? session.run(feeds, fetches) : session.run(feeds))) as Record<string, SessionTensor>;
+        return (await session.run(feeds, fetches)) as Record<string, SessionTensor>;
       } catch (error) {
         const described = Object.entries(feeds)
           .map(([name, tensor]) => `${name}: ${tensor.type}[${tensor.dims.join(', ')}]`)

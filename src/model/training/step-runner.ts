@@ -195,10 +195,10 @@ export class TrainingStepRunner {
     }
     const into = inPlace
       ? Object.fromEntries(this.parameters.map((parameter) => [gradientName(parameter.name), feedTensor('float32', state.gradients.get(parameter.name) as Float32Array, [...parameter.dims])]))
-      : undefined;
+      : {};
     let outputs: Record<string, SessionTensor>;
     try {
-      outputs = await this.gradientSession.run(feeds, into);
+      outputs = await this.gradientSession.run(feeds, { into });
     } catch (error) {
       throw asMemoryError(error, batch);
     }
