@@ -156,6 +156,43 @@ describe('ModelSession.run: feeds and failures', () => {
   });
 });
 
+describe('ModelSession.run: which outputs come back', () => {
+  let session: ModelSession;
+  before(async () => {
+    // Y = X + [1, 2, 3] and Z = X * X
+    const graph = new GraphBuilder('two_outputs');
+    const x = graph.input('X', 'float32', [3]);
+    graph.output(graph.op('Add', [x, graph.weight('W', { dims: [3], data: Float32Array.from([1, 2, 3]) })]), 'Y', 'float32', [3]);
+    graph.output(graph.op('Mul', [x, x]), 'Z', 'float32', [3]);
+    session = await createModelSession(encodeModel(graph.build()), { executionProvider: 'cpu', logger: captureLogger().logger });
+  });
+  after(async () => {
+    await session.release();
+  });
+
+  it('hands back every output, or only those named', async () => {
+    const all = await session.run({ X: floats([1, 2, 3]) });
+    assert.deepEqual(Object.keys(all).sort(), ['Y', 'Z']);
+    const only = await session.run({ X: floats([1, 2, 3]) }, { only: ['Z'] });
+    assert.deepEqual(Object.keys(only), ['Z']);
+    assert.deepEqual(Array.from(only.Z.data as Float32Array), [1, 4, 9]);
+  });
+
+  it('writes an output in place', async () => {
+    const y = feedTensor('float32', new Float32Array(3), [3]);
+    const outputs = await session.run({ X: floats([1, 1, 1]) }, { into: { Y: y } });
+    assert.deepEqual(Array.from(y.data as Float32Array), [2, 3, 4]);
+    assert.deepEqual(Array.from(outputs.Z.data as Float32Array), [1, 1, 1]);
+  });
+
+  it('refuses an output the model does not have, and one written in place but not fetched', async () => {
+    const unknown = await rejectsWithCode(session.run({ X: floats([1, 2, 3]) }, { only: ['Q'] }), 'MODEL_CORRUPT');
+    assert.match(unknown.message, /no outputs \[Q\]; it gives \[Y, Z\]/);
+    const unfetched = await rejectsWithCode(session.run({ X: floats([1, 2, 3]) }, { only: ['Z'], into: { Y: floats([0, 0, 0]) } }), 'OPTIONS_INVALID');
+    assert.match(unfetched.message, /\[Y\]/);
+  });
+});
+
 describe('feedTensor', () => {
   it('builds a tensor ONNX Runtime accepts, of each element type tunebot feeds', () => {
     const cases = [
