@@ -100,10 +100,11 @@ export class Gpt2Decoder {
 }
 
 /** TopK's candidates (best first) reordered by id, as the samplers walk a whole row. */
-function byId(ids: BigInt64Array, logits: Float32Array): Candidates {
-  const order = Array.from(ids, (_, i) => i).sort((a, b) => Number(ids[a] - ids[b]));
+function byId(topIds: BigInt64Array, logits: Float32Array): Candidates {
+  const ids = Array.from(topIds, Number);
+  const order = ids.map((_, i) => i).sort((a, b) => ids[a] - ids[b]);
   return {
-    ids: Int32Array.from(order, (i) => Number(ids[i])),
+    ids: Int32Array.from(order, (i) => ids[i]),
     logits: Float32Array.from(order, (i) => logits[i]),
     floor: logits[logits.length - 1],
   };
