@@ -135,7 +135,7 @@ export class GenerationScheduler {
           if (sequence.cancelled) {
             this.end(sequence, 'aborted');
           } else {
-            this.prefillCache.add();
+            this.prefillCache.add(sequence.tokens.length);
             this.prefilling.push(sequence);
           }
         }

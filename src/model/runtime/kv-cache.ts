@@ -52,9 +52,12 @@ export class BatchKvCache {
     return this.lengths[slot];
   }
 
-  /** Adds an empty slot at the end; returns its index. Nothing already cached moves. */
-  add(): number {
-    this.reserve(this.batchSize + 1, 0);
+  /**
+   * Adds an empty slot at the end, with room for the `columns` positions it will hold when known
+   * (a prompt's length); returns its index. Nothing already cached moves.
+   */
+  add(columns = 0): number {
+    this.reserve(this.batchSize + 1, columns);
     this.lengths.push(0);
     return this.lengths.length - 1;
   }
@@ -202,10 +205,10 @@ export class BatchKvCache {
    * keeps what its last batch laid out (zeroed as each sequence left): the next burst of joiners
    * reuses it, with no fresh memory to fault in (at 8 slots x 256 columns, about 150 MB that
    * took 200-360 ms to touch here). It is laid out anew when too small, or when its columns are
-   * four times what joins needs, as a leave shrinks them (below).
+   * four times what joins needs (when that is known), as a leave shrinks them (below).
    */
   private reserve(slots: number, columns: number): void {
-    if (this.batchSize === 0 && 4 * this.columnsFor(columns) <= this.columnCapacity) {
+    if (this.batchSize === 0 && columns > 0 && 4 * this.columnsFor(columns) <= this.columnCapacity) {
       this.relayout(Math.max(slots, this.slotCapacity), this.columnsFor(columns));
       return;
     }

@@ -236,7 +236,13 @@ describe('BatchKvCache', () => {
     cache.remove(0);
     assertLayout(cache, [], [], 512);
     cache.add();
-    assertLayout(cache, [0], [0], 64);
+    assertLayout(cache, [0], [0], 512, 'no length given: kept');
+    cache.remove(0);
+    cache.add(200);
+    assertLayout(cache, [0], [0], 512, 'a quarter of 512 or more: kept');
+    cache.remove(0);
+    cache.add(100);
+    assertLayout(cache, [0], [0], 128, 'under a quarter: laid out anew');
     const decoding = filled([1], [300]);
     decoding.remove(0);
     assert.deepEqual(decoding.adopt(filled([2], [120]), []), []);
