@@ -185,8 +185,8 @@ for (const preset of MODELS) {
   }
 
   const promptLength = contexts[0];
-  const together = await concurrency(runtimes, promptLength, newTokens, repeats);
-  const [tunebot, transformersJsFigures] = [together[0], together[transformersJs]];
+  const measured = await concurrency(runtimes, promptLength, newTokens, repeats);
+  const [tunebot, peer] = [measured[0], measured[transformersJs]];
   report({
     model: preset,
     metric: 'aggregate_tokens_per_s',
@@ -195,13 +195,13 @@ for (const preset of MODELS) {
     new_tokens: newTokens,
     repeats,
     ...concurrencyFigures('tunebot', tunebot),
-    transformers_js: round(transformersJsFigures.aggregate.best),
-    transformers_js_mean: round(transformersJsFigures.aggregate.mean),
-    ratio: round(tunebot.aggregate.best / transformersJsFigures.aggregate.best),
-    transformers_js_vs_batch_1: round(transformersJsFigures.aggregate.best / transformersJsFigures.alone.best),
-    transformers_js_decode_vs_batch_1: round(transformersJsFigures.aggregateDecode.best / transformersJsFigures.aloneDecode.best),
+    transformers_js: round(peer.aggregate.best),
+    transformers_js_mean: round(peer.aggregate.mean),
+    ratio: round(tunebot.aggregate.best / peer.aggregate.best),
+    transformers_js_vs_batch_1: round(peer.aggregate.best / peer.alone.best),
+    transformers_js_decode_vs_batch_1: round(peer.aggregateDecode.best / peer.aloneDecode.best),
     ...quantizedFigures(
-      together.map((figures) => figures.aggregate.best),
+      measured.map((figures) => figures.aggregate.best),
       (value, float32) => value / float32,
     ),
     loadavg: loadavg().map(round),
