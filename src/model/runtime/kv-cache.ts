@@ -74,7 +74,7 @@ export class BatchKvCache {
     }
     if (from.length === 0) return [];
     const lengths = from.map((slot) => source.sequenceLength(slot));
-    this.reserve(this.batchSize + from.length, Math.max(0, ...lengths.map((length) => length + 1)));
+    this.reserve(this.batchSize + from.length, Math.max(...lengths) + 1);
     const { heads: H, headSize: D } = this;
     const P = this.columnCapacity;
     const sourceP = source.columnCapacity;
