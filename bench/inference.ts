@@ -12,7 +12,8 @@
  * both runtimes, so prompt processing does not leak into decode figures. The concurrent
  * figures are whole runs (prefill included), with the one-request run alternating with them
  * so both see the same load; each is reported as its best and its mean, and beside them the
- * decode-only rates (each run minus its one-token run), as the single-request figure is.
+ * decode-only rates (each run minus its one-token run), as the single-request figure is. The
+ * *_paired ratios are the median of each repeat's concurrent rate over its own single rate.
  * aggregate_tokens_per_s_sampling is the same for tunebot with the product's sampling settings
  * (config/default.json: top-k, temperature, repetition penalty), as the bot answers.
  * staggered_arrivals shows tunebot's joins: requests arriving while others decode, and a long prompt's prefill
@@ -135,7 +136,7 @@ function mean(values: readonly number[]): number {
 for (const preset of MODELS) {
   const dir = await ensureModel(preset);
   const config = presetConfig(preset);
-  const repeats = preset === 'tiny' ? 5 : 3;
+  const repeats = 5;
   const limit = await measureWeightStreamLimit(config, 5);
   const limitTokensPerS = 1000 / limit.ms;
   report({ model: preset, metric: 'weight_stream_limit', parameters: parameterCount(config), weight_mb: Math.round(limit.bytes / 1e6), ms_per_token: round(limit.ms), tokens_per_s: round(limitTokensPerS), gb_per_s: round(limit.bytes / limit.ms / 1e6) });
@@ -232,6 +233,8 @@ for (const preset of MODELS) {
 interface Rates {
   readonly best: number;
   readonly mean: number;
+  /** Each repeat's rate, in order. */
+  readonly each: readonly number[];
 }
 
 /** One runtime's tokens/s, CONCURRENT requests together and one alone, whole runs and decoding alone. */
@@ -261,7 +264,10 @@ async function concurrency(runtimes: readonly Runtime[], promptLength: number, n
       (await timings(runtimes, 1, (runtime) => runtime.run(batch, 1))).forEach(([ms], r) => runs.first[r].push(ms));
     }
   }
-  const rates = (times: number[], tokens: number): Rates => ({ best: (tokens * 1000) / Math.min(...times), mean: mean(times.map((ms) => (tokens * 1000) / ms)) });
+  const rates = (times: number[], tokens: number): Rates => {
+    const each = times.map((ms) => (tokens * 1000) / ms);
+    return { best: Math.max(...each), mean: mean(each), each };
+  };
   // Decode alone: the newTokens - 1 tokens after the first, from the same repeat's two runs.
   const decodeTimes = (runs: ReturnType<typeof runsOf>, r: number) => runs.whole[r].map((ms, i) => ms - runs.first[r][i]);
   return runtimes.map((_, r) => ({
@@ -281,6 +287,7 @@ function concurrencyFigures(name: string, { aggregate, alone, aggregateDecode, a
     [`${name}_batch_1_mean`]: round(alone.mean),
     [`${name}_vs_batch_1`]: round(aggregate.best / alone.best),
     [`${name}_vs_batch_1_mean`]: round(aggregate.mean / alone.mean),
+    [`${name}_vs_batch_1_paired`]: round(pairedRatio(aggregate, alone)),
     // The same without the prompts' prefill (8 prompts take 8 times one prompt's compute).
     [`${name}_decode`]: round(aggregateDecode.best),
     [`${name}_decode_mean`]: round(aggregateDecode.mean),
@@ -288,7 +295,19 @@ function concurrencyFigures(name: string, { aggregate, alone, aggregateDecode, a
     [`${name}_decode_batch_1_mean`]: round(aloneDecode.mean),
     [`${name}_decode_vs_batch_1`]: round(aggregateDecode.best / aloneDecode.best),
     [`${name}_decode_vs_batch_1_mean`]: round(aggregateDecode.mean / aloneDecode.mean),
+    [`${name}_decode_vs_batch_1_paired`]: round(pairedRatio(aggregateDecode, aloneDecode)),
   };
+}
+
+/**
+ * The median over repeats of each repeat's concurrent rate over its own single rate: runs made
+ * next to each other share the machine's load, which here moves one request's rate by a
+ * quarter within a run, so best over best or mean over mean can pair a fast window with a slow one.
+ */
+function pairedRatio(together: Rates, alone: Rates): number {
+  const ratios = together.each.map((rate, i) => rate / alone.each[i]).sort((a, b) => a - b);
+  const middle = Math.floor(ratios.length / 2);
+  return ratios.length % 2 === 1 ? ratios[middle] : (ratios[middle - 1] + ratios[middle]) / 2;
 }
 
 /**
