@@ -278,24 +278,28 @@ async function concurrency(runtimes: readonly Runtime[], promptLength: number, n
   }));
 }
 
-/** A runtime's concurrency figures under `name`, with how many times one request's rate they are. */
+/**
+ * A runtime's concurrency figures under `name`, whole runs and (as name_decode) decoding alone,
+ * each with how many times one request's rate it is.
+ */
 function concurrencyFigures(name: string, { aggregate, alone, aggregateDecode, aloneDecode }: Concurrency): Record<string, number> {
   return {
-    [name]: round(aggregate.best),
-    [`${name}_mean`]: round(aggregate.mean),
+    ...scalingFigures(name, aggregate, alone),
+    // The same without the prompts' prefill (8 prompts take 8 times one prompt's compute).
+    ...scalingFigures(`${name}_decode`, aggregateDecode, aloneDecode),
+  };
+}
+
+/** `together`'s and `alone`'s rates under `name`, and the first over the second by best, mean and paired repeats. */
+function scalingFigures(name: string, together: Rates, alone: Rates): Record<string, number> {
+  return {
+    [name]: round(together.best),
+    [`${name}_mean`]: round(together.mean),
     [`${name}_batch_1`]: round(alone.best),
     [`${name}_batch_1_mean`]: round(alone.mean),
-    [`${name}_vs_batch_1`]: round(aggregate.best / alone.best),
-    [`${name}_vs_batch_1_mean`]: round(aggregate.mean / alone.mean),
-    [`${name}_vs_batch_1_paired`]: round(pairedRatio(aggregate, alone)),
-    // The same without the prompts' prefill (8 prompts take 8 times one prompt's compute).
-    [`${name}_decode`]: round(aggregateDecode.best),
-    [`${name}_decode_mean`]: round(aggregateDecode.mean),
-    [`${name}_decode_batch_1`]: round(aloneDecode.best),
-    [`${name}_decode_batch_1_mean`]: round(aloneDecode.mean),
-    [`${name}_decode_vs_batch_1`]: round(aggregateDecode.best / aloneDecode.best),
-    [`${name}_decode_vs_batch_1_mean`]: round(aggregateDecode.mean / aloneDecode.mean),
-    [`${name}_decode_vs_batch_1_paired`]: round(pairedRatio(aggregateDecode, aloneDecode)),
+    [`${name}_vs_batch_1`]: round(together.best / alone.best),
+    [`${name}_vs_batch_1_mean`]: round(together.mean / alone.mean),
+    [`${name}_vs_batch_1_paired`]: round(pairedRatio(together, alone)),
   };
 }
 
