@@ -19,7 +19,8 @@ import { getWeight } from './files/weights.js';
  *   keys' transpose folds into their MatMul), fed with no copy. Attention scores the past and
  *   the step's own tokens separately and joins only the small score matrices; the graph
  *   returns the step's keys and values, new.N.key/value [B, H, T, D], and the last position's
- *   logits [B, V] (a 512-token prompt needs one row of the 50257-wide head, not 512), and
+ *   logits [B, V] (a 512-token prompt needs one row of the 50257-wide head, not 512) after each
+ *   row's repetition penalty (seen_ids, repetition_penalty), and
  *   beside them each row's SAMPLING_CANDIDATES best, candidates.logits [B, K] and
  *   candidates.ids [B, K] (TopK: best first, the lower id first on a tie), which is all most
  *   sampling settings need (token-picker.ts) and spares copying the whole rows out.
@@ -92,10 +93,16 @@ export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt
       const last = g.op('Slice', [hidden, g.constInt64([-1]), g.constInt64([Number.MAX_SAFE_INTEGER]), g.constInt64([1])]);
       const lastRow = g.op('Squeeze', [last, g.constInt64([1])]);
       const normed = layerNorm(g, lastRow, weight('ln_f.weight'), weight('ln_f.bias'), config.layer_norm_epsilon);
-      const logits =
+      const rawLogits =
         bits === null
           ? g.op('Gemm', [normed, weight('wte.weight')], { attributes: { transB: 1 } })
           : matMulNBits(g, normed, 'lm_head.weight', quantizeMatrix(getWeight(weights, 'wte.weight'), 'outputs-inputs', bits), null);
+      const logits = penalizeSeenTokens(
+        g,
+        rawLogits,
+        g.input('seen_ids', 'int64', ['batch_size', 'seen_length']),
+        g.input('repetition_penalty', 'float32', ['batch_size']),
+      );
       g.output(logits, 'logits', 'float32', ['batch_size', V]);
       const K = Math.min(SAMPLING_CANDIDATES, V);
       const [candidateLogits, candidateIds] = g.opMulti('TopK', [logits, g.constInt64([K])], 2, { attributes: { axis: -1, largest: 1, sorted: 1 } });
@@ -111,6 +118,20 @@ export function buildGpt2Graph(config: Gpt2Config, weights: WeightMap, kind: Gpt
     g.output(cache.value, names.value, 'float32', dims);
   });
   return g.build();
+}
+
+/**
+ * CTRL's repetition penalty, before TopK so that the candidates are the penalized row's best:
+ * each row's seen tokens (seen_ids [B, S], any order, repeats allowed) have a positive logit
+ * divided by the row's penalty (repetition_penalty [B], 1 for none) and a negative one
+ * multiplied. A row with fewer seen tokens than S repeats one of them: a repeat writes the
+ * same value again.
+ */
+function penalizeSeenTokens(g: GraphBuilder, logits: Value, seenIds: Value, penalty: Value): Value {
+  const seen = g.op('GatherElements', [logits, seenIds], { attributes: { axis: 1 } }); // (B, S)
+  const rowPenalty = g.op('Unsqueeze', [penalty, g.constInt64([1])]); // (B, 1)
+  const lowered = g.op('Where', [g.op('Greater', [seen, g.constFloat(0)]), g.op('Div', [seen, rowPenalty]), g.op('Mul', [seen, rowPenalty])]);
+  return g.op('ScatterElements', [logits, seenIds, lowered], { attributes: { axis: 1 } });
 }
 
 /** x @ W + b for the Conv1D weights under `prefix` (h.0.attn.c_attn, ...). LoRA supplies its own. */

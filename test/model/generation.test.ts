@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { presetConfig } from '../../src/model/config.js';
 import { ModelError } from '../../src/model/errors.js';
-import { logitsProcessors, repetitionPenalty, temperature, topK, topP } from '../../src/model/generation/logits-processors.js';
+import { logitsProcessors, temperature, topK, topP } from '../../src/model/generation/logits-processors.js';
 import { DEFAULT_GENERATION, type GenerationOptions, resolveGenerationOptions } from '../../src/model/generation/options.js';
 import { greedySampler, multinomialSampler } from '../../src/model/generation/sampler.js';
 import { TextStream } from '../../src/model/generation/text-stream.js';
@@ -31,10 +31,9 @@ function referenceSoftmax(values: ArrayLike<number>): number[] {
   return exps.map((e) => e / sum);
 }
 
-/** HF's order: repetition penalty, temperature, top-k, top-p; greedy uses the penalty only. */
-function referencePipeline(tokens: readonly number[], input: Float32Array, o: Required<Omit<GenerationOptions, 'stop' | 'seed'>>): number[] {
+/** HF's order after the repetition penalty (the graph's): temperature, top-k, top-p; greedy changes nothing. */
+function referencePipeline(input: Float32Array, o: Required<Omit<GenerationOptions, 'stop' | 'seed'>>): number[] {
   const x = Array.from(input);
-  for (const token of new Set(tokens)) x[token] = x[token] > 0 ? x[token] / o.repetitionPenalty : x[token] * o.repetitionPenalty;
   if (o.greedy) return x;
   for (let i = 0; i < x.length; i++) x[i] /= o.temperature;
   if (o.topK > 0 && o.topK < x.length) {
@@ -55,24 +54,18 @@ function referencePipeline(tokens: readonly number[], input: Float32Array, o: Re
 const finiteIds = (values: ArrayLike<number>) => rankedIds(values).sort((a, b) => a - b);
 
 describe('logits processors', () => {
-  it('repetition penalty divides positive logits, multiplies negative ones, once per distinct token', () => {
-    const logits = Float32Array.from([2, -2, 0.5, 3, 0]);
-    repetitionPenalty(2)([0, 1, 0, 0, 4, 1], logits);
-    assert.deepEqual([...logits], [1, -4, 0.5, 3, 0]);
-  });
-
   it('temperature divides every logit', () => {
     const logits = Float32Array.from([2, -1, 0.3]);
-    temperature(0.5)([], logits);
+    temperature(0.5)(logits);
     assert.deepEqual([...logits], [4, -2, Math.fround(Math.fround(0.3) / 0.5)]);
   });
 
   it('top-k keeps the k largest and every logit tied with the k-th', () => {
     const logits = Float32Array.from([1, 3, 3, 2, 3, 0]);
-    topK(2)([], logits);
+    topK(2)(logits);
     assert.deepEqual([...logits], [-Infinity, 3, 3, -Infinity, 3, -Infinity]);
     const small = Float32Array.from([1, 2]);
-    topK(5)([], small);
+    topK(5)(small);
     assert.deepEqual([...small], [1, 2]);
   });
 
@@ -82,7 +75,7 @@ describe('logits processors', () => {
       const logits = randomLogits(random, 1000);
       const kth = [...logits].sort((a, b) => b - a)[k - 1];
       const expected = [...logits].map((v) => (v >= kth ? v : -Infinity));
-      topK(k)([], logits);
+      topK(k)(logits);
       assert.deepEqual([...logits], expected, `k=${k}`);
       assert.equal(finiteIds(logits).length, k);
     }
@@ -92,7 +85,7 @@ describe('logits processors', () => {
     const probabilities = [0.5, 0.3, 0.2];
     const kept = (p: number) => {
       const logits = Float32Array.from(probabilities, Math.log);
-      topP(p)([], logits);
+      topP(p)(logits);
       return finiteIds(logits);
     };
     assert.deepEqual(kept(0.01), [0]);
@@ -103,7 +96,7 @@ describe('logits processors', () => {
     assert.deepEqual(kept(1), [0, 1, 2]);
     // Four equal logits: exactly 0.25 each, so two tokens reach p = 0.5 exactly; the lowest ids win the tie.
     const uniform = new Float32Array(4);
-    topP(0.5)([], uniform);
+    topP(0.5)(uniform);
     assert.deepEqual([...uniform], [0, 0, -Infinity, -Infinity]);
   });
 
@@ -112,8 +105,8 @@ describe('logits processors', () => {
     for (const p of [0.05, 0.3, 0.5, 0.9, 0.99]) {
       const logits = randomLogits(random, 500);
       const probabilities = referenceSoftmax(logits);
-      const expected = referencePipeline([], logits, { ...DEFAULT_GENERATION, topK: 0, topP: p });
-      topP(p)([], logits);
+      const expected = referencePipeline(logits, { ...DEFAULT_GENERATION, topK: 0, topP: p });
+      topP(p)(logits);
       const kept = finiteIds(logits);
       assert.deepEqual(kept, finiteIds(expected), `p=${p}`);
       const keptMass = kept.reduce((sum, id) => sum + probabilities[id], 0);
@@ -122,15 +115,10 @@ describe('logits processors', () => {
     }
   });
 
-  it('applies HF order: the penalty before top-k, temperature before top-p', () => {
-    // Penalty first: token 0 (seen) drops from 5 to 0.5, so top-1 keeps token 1.
-    const options = resolveGenerationOptions({ repetitionPenalty: 10, topK: 1, seed: 0 });
-    const penalized = Float32Array.from([5, 4, 1]);
-    for (const process of logitsProcessors(options)) process([0], penalized);
-    assert.deepEqual(finiteIds(penalized), [1]);
+  it('applies HF order: temperature before top-p', () => {
     // Temperature first: at T=0.5 the top token holds 0.87 >= 0.8 alone; at T=1 it would need two.
     const sharpened = Float32Array.from([2, 1, 0]);
-    for (const process of logitsProcessors(resolveGenerationOptions({ temperature: 0.5, topK: 0, topP: 0.8, seed: 0 }))) process([], sharpened);
+    for (const process of logitsProcessors(resolveGenerationOptions({ temperature: 0.5, topK: 0, topP: 0.8, seed: 0 }))) process(sharpened);
     assert.deepEqual([...sharpened], [4, -Infinity, -Infinity]);
   });
 
@@ -142,26 +130,18 @@ describe('logits processors', () => {
         temperature: 0.3 + random.next() * 1.5,
         topK: [0, 1, 5, 40][trial % 4],
         topP: [1, 0.95, 0.6, 0.2][(trial >> 2) % 4],
-        repetitionPenalty: [1, 1.3, 2][trial % 3],
         seed: trial,
       });
       const logits = randomLogits(random, 300);
-      const tokens = Array.from({ length: 20 }, () => Math.floor(random.next() * 300));
-      const expected = referencePipeline(tokens, logits, options);
-      for (const process of logitsProcessors(options)) process(tokens, logits);
+      const expected = referencePipeline(logits, options);
+      for (const process of logitsProcessors(options)) process(logits);
       assert.deepEqual(finiteIds(logits), finiteIds(expected), `trial ${trial}`);
       for (const id of finiteIds(expected)) assert.ok(Math.abs(logits[id] - expected[id]) <= 1e-5 * Math.max(1, Math.abs(expected[id])), `trial ${trial} id ${id}`);
     }
   });
 
-  it('greedy leaves only the repetition penalty', () => {
-    const options = resolveGenerationOptions({ greedy: true, temperature: 0.5, topK: 1, topP: 0.1, repetitionPenalty: 1.5 });
-    const processors = logitsProcessors(options);
-    assert.equal(processors.length, 1);
-    const logits = Float32Array.from([3, 2, -1]);
-    processors[0]([0, 2], logits);
-    assert.deepEqual([...logits], [2, 2, -1.5]);
-    assert.equal(logitsProcessors(resolveGenerationOptions({ greedy: true })).length, 0);
+  it('greedy leaves the row to the sampler: no processor', () => {
+    assert.equal(logitsProcessors(resolveGenerationOptions({ greedy: true, temperature: 0.5, topK: 1, topP: 0.1, repetitionPenalty: 1.5 })).length, 0);
   });
 });
 

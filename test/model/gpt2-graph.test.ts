@@ -4,7 +4,7 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { silentLogger } from '../../src/log.js';
 import { type Gpt2Config, headSize, makeConfig, presetConfig } from '../../src/model/config.js';
-import { type Candidates, Gpt2Decoder } from '../../src/model/runtime/decoder.js';
+import { type Candidates, Gpt2Decoder, type RepetitionPenalty } from '../../src/model/runtime/decoder.js';
 import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
 import { SAMPLING_CANDIDATES, buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
@@ -252,8 +252,7 @@ class DecodedSequence {
 
 /**
  * The runtime graph's candidates of a row, against the row itself sorted here: its
- * SAMPLING_CANDIDATES best logits (the lower id first on a tie), in id order, and the floor
- * the lowest of them.
+ * SAMPLING_CANDIDATES best logits (the lower id first on a tie), in id order.
  */
 function assertCandidatesOf(logits: Float32Array, candidates: Candidates): void {
   const best = Array.from(logits, (_, id) => id)
@@ -261,7 +260,6 @@ function assertCandidatesOf(logits: Float32Array, candidates: Candidates): void 
     .slice(0, SAMPLING_CANDIDATES);
   assert.deepEqual(Array.from(candidates.ids), [...best].sort((a, b) => a - b));
   assert.deepEqual(Array.from(candidates.logits), Array.from(candidates.ids, (id) => logits[id]));
-  assert.equal(candidates.floor, logits[best[best.length - 1]]);
 }
 
 class DecoderRun {
@@ -370,6 +368,41 @@ describeModel('tiny (initializer_range 0.1)', makeConfig({ ...presetConfig('tiny
     for (const [label, sequence] of Object.entries({ a, b, c })) {
       sequence.assertMatches(referenceForward(model, [sequence.tokens.slice(0, sequence.fed)])[0], label);
     }
+  });
+  it("runtime graph: each row's repetition penalty lowers its own seen tokens, before the candidates", async () => {
+    const { config, runtimeSession } = fixture();
+    const decoder = new Gpt2Decoder(runtimeSession, config);
+    const random = new SeededRandom(7);
+    const prompts = [9, 5, 7].map((length) => randomTokens(random, length, config.vocab_size));
+    const run = async (penalties?: RepetitionPenalty[]) => {
+      const cache = decoder.newBatchCache();
+      for (const ids of prompts) cache.add(ids.length);
+      return decoder.forward(cache, prompts, { penalties });
+    };
+    const plain = await run();
+    // Seen sets of different sizes (the shorter padded in the feed), with repeats in the prompt
+    // counted once; a penalty above 1, one below, and none.
+    const seen = [new Set([...prompts[0], prompts[0][0]]), new Set(prompts[1].slice(0, 3)), new Set(prompts[2])];
+    const penalties = [1.3, 0.7, 1].map((penalty, row) => ({ penalty, seen: seen[row] }));
+    const penalized = await run(penalties);
+    penalized.forEach(({ logits, candidates }, row) => {
+      assert.ok(logits);
+      const raw = plain[row].logits as Float32Array;
+      const { penalty } = penalties[row];
+      let lowered = 0;
+      for (let id = 0; id < raw.length; id++) {
+        if (!seen[row].has(id) || penalty === 1) {
+          assert.equal(logits[id], raw[id], `row ${row} id ${id} is not seen: untouched`);
+          continue;
+        }
+        const expected = raw[id] > 0 ? raw[id] / penalty : raw[id] * penalty; // float64
+        assert.ok(Math.abs(logits[id] - expected) <= 1e-6 * Math.abs(expected), `row ${row} id ${id}: ${logits[id]} vs ${expected}`);
+        if (logits[id] !== raw[id]) lowered++;
+      }
+      if (penalty !== 1) assert.equal(lowered, seen[row].size, `row ${row}: every seen token changed`);
+      assertCandidatesOf(logits, candidates);
+    });
+    await assert.rejects(run([penalties[0]]), /a batch of 3 slots takes 3 penalties, got 1/);
   });
 });
 

@@ -11,7 +11,7 @@ import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { SeededRandom } from '../../src/model/random.js';
 import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
-import { Gpt2Decoder, type NextTokenScores } from '../../src/model/runtime/decoder.js';
+import { type ForwardOptions, Gpt2Decoder, type NextTokenScores } from '../../src/model/runtime/decoder.js';
 import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
 
 const config = presetConfig('tiny'); // 2 layers, a context of 128, GPT-2's vocabulary
@@ -38,11 +38,11 @@ class RecordingDecoder extends Gpt2Decoder {
 
   readonly wholeRows: boolean[] = [];
 
-  override forward(cache: BatchKvCache, tokens: readonly (readonly number[])[], wholeRows?: boolean): Promise<NextTokenScores[]> {
+  override forward(cache: BatchKvCache, tokens: readonly (readonly number[])[], options: ForwardOptions = {}): Promise<NextTokenScores[]> {
     this.runs.push(tokens.map((row) => [...row]));
-    this.wholeRows.push(wholeRows ?? true);
+    this.wholeRows.push(options.wholeRows ?? true);
     this.beforeRun?.(tokens);
-    return super.forward(cache, tokens, wholeRows);
+    return super.forward(cache, tokens, options);
   }
 }
 
@@ -52,7 +52,7 @@ interface Generated {
 }
 
 /** The most likely token, the lowest id on a tie: written out here, apart from sampler.ts. */
-function argmax(logits: Float32Array): number {
+function argmax(logits: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
   return best;
@@ -69,14 +69,17 @@ after(async () => {
 
 /**
  * The reference: one request alone, its whole prompt in one run, then one token per run,
- * stopping as the scheduler must (eos, maxNewTokens, the context).
+ * stopping as the scheduler must (eos, maxNewTokens, the context). A repetition penalty is
+ * applied here, in float64, to the unpenalized rows the decoder returns.
  */
-async function greedyAlone(prompt: readonly number[], maxNewTokens: number): Promise<number[]> {
+async function greedyAlone(prompt: readonly number[], maxNewTokens: number, penalty = 1): Promise<number[]> {
   const decoder = new Gpt2Decoder(session, config);
   let { logits, cache } = await decoder.prefill(prompt);
   const ids: number[] = [];
   for (;;) {
-    const token = argmax(logits);
+    const row = Float64Array.from(logits);
+    for (const seen of new Set([...prompt, ...ids])) row[seen] = row[seen] > 0 ? row[seen] / penalty : row[seen] * penalty;
+    const token = argmax(row);
     ids.push(token);
     if (token === config.eos_token_id || ids.length >= maxNewTokens || prompt.length + ids.length >= config.n_positions) return ids;
     logits = (await decoder.forward(cache, [[token]]))[0].logits as Float32Array;
@@ -176,15 +179,30 @@ describe('GenerationScheduler on a tiny random model', () => {
     assert.deepEqual(await Promise.all(requests.map(([ids, options]) => generate(scheduler, ids, options).done)), alone);
   });
 
-  it('copies whole rows of logits out of a run only while a sequence in the batch may need them', async () => {
+  it('copies whole rows of logits out of a run only while a sequence in the batch needs them', async () => {
     const { scheduler, decoder } = newScheduler(64);
     const greedy = generate(scheduler, prompt(12, 31), { greedy: true, maxNewTokens: 20 }).done;
-    const sampled = generate(scheduler, prompt(8, 32), { seed: 4, temperature: 0.8, topK: 40, maxNewTokens: 10 }).done;
-    const penalized = generate(scheduler, prompt(5, 33), { seed: 5, topK: 40, repetitionPenalty: 1.1, maxNewTokens: 5 }).done;
-    const results = await Promise.all([greedy, sampled, penalized]);
+    const penalized = generate(scheduler, prompt(8, 32), { seed: 4, temperature: 0.8, topK: 40, repetitionPenalty: 1.1, maxNewTokens: 10 }).done;
+    const wholeRow = generate(scheduler, prompt(5, 33), { seed: 5, topK: 0, topP: 0.9, maxNewTokens: 5 }).done;
+    const results = await Promise.all([greedy, penalized, wholeRow]);
     assert.deepEqual(results[0].ids, await greedyAlone(prompt(12, 31), 20));
-    // The penalized request is in the first 5 runs (its prefill and 4 decode steps), none after.
+    // The top-k 0 request is in the first 5 runs (its prefill and 4 decode steps), none after;
+    // the penalized one is served by the candidates (the graph applies the penalty).
     assert.deepEqual(decoder.wholeRows, decoder.runs.map((_, run) => run < 5));
+  });
+
+  it("applies each request's repetition penalty in the graph, as a float64 reference does to whole rows", async () => {
+    const { scheduler, decoder } = newScheduler(64);
+    const requests: [number[], number][] = [
+      [prompt(30, 41), 1.5],
+      [prompt(6, 42), 1],
+      [prompt(14, 43), 3],
+    ];
+    const together = await Promise.all(requests.map(([ids, repetitionPenalty]) => generate(scheduler, ids, { greedy: true, repetitionPenalty, maxNewTokens: 24 }).done));
+    for (const [i, [ids, penalty]] of requests.entries()) assert.deepEqual(together[i].ids, await greedyAlone(ids, 24, penalty), `request ${i}, penalty ${penalty}`);
+    // A penalty of 3 on a random model: without it the greedy text repeats itself.
+    assert.notDeepEqual(together[2].ids, await greedyAlone(requests[2][0], 24));
+    assert.ok(decoder.wholeRows.every((whole) => !whole), 'greedy requests, penalized or not, need no whole rows');
   });
 
   it('lets the rest of the batch go on while sequences leave, and ends at the context', async () => {

@@ -1,21 +1,15 @@
 import type { ResolvedGenerationOptions } from './options.js';
 
 /**
- * Logits processors, applied in this order as in HF transformers: repetition penalty,
- * temperature, then top-k and top-p (which leave -Infinity on the tokens they remove).
- * Each works in place on one row of logits.
+ * Logits processors, applied in this order as in HF transformers: temperature, then top-k and
+ * top-p (which leave -Infinity on the tokens they remove). The repetition penalty, which HF
+ * applies first, is in the runtime graph (gpt2-graph.ts), so the rows reach them penalized.
+ * None of them needs to know which token a logit belongs to, so they work as well on a row's
+ * candidates as on the whole row. Each works in place on one row of logits.
  */
-export type LogitsProcessor = (tokens: readonly number[], logits: Float32Array) => void;
+export type LogitsProcessor = (logits: Float32Array) => void;
 
 export function logitsProcessors(options: ResolvedGenerationOptions): LogitsProcessor[] {
-  return [...(options.repetitionPenalty !== 1 ? [repetitionPenalty(options.repetitionPenalty)] : []), ...samplingProcessors(options)];
-}
-
-/**
- * The processors after the repetition penalty. None of them needs to know which token a logit
- * belongs to, so they work as well on a row's candidates as on the whole row.
- */
-export function samplingProcessors(options: ResolvedGenerationOptions): LogitsProcessor[] {
   const processors: LogitsProcessor[] = [];
   if (options.greedy) return processors;
   if (options.temperature !== 1) processors.push(temperature(options.temperature));
@@ -24,27 +18,15 @@ export function samplingProcessors(options: ResolvedGenerationOptions): LogitsPr
   return processors;
 }
 
-/** CTRL's penalty: a seen token's positive logit is divided by the penalty, a negative one multiplied. */
-export function repetitionPenalty(penalty: number): LogitsProcessor {
-  return (tokens, logits) => {
-    for (const token of new Set(tokens)) logits[token] = penalized(logits[token], penalty);
-  };
-}
-
-/** One seen token's logit under the penalty; a penalty above 1 lowers it, whatever its sign. */
-export function penalized(logit: number, penalty: number): number {
-  return logit > 0 ? logit / penalty : logit * penalty;
-}
-
 export function temperature(value: number): LogitsProcessor {
-  return (_tokens, logits) => {
+  return (logits) => {
     for (let i = 0; i < logits.length; i++) logits[i] /= value;
   };
 }
 
 /** Keeps the k largest logits (ties at the k-th value are kept too). */
 export function topK(k: number): LogitsProcessor {
-  return (_tokens, logits) => {
+  return (logits) => {
     if (k >= logits.length) return;
     const threshold = kthLargest(logits, k);
     for (let i = 0; i < logits.length; i++) if (logits[i] < threshold) logits[i] = -Infinity;
@@ -57,7 +39,7 @@ export function topK(k: number): LogitsProcessor {
  * than by sorting the whole vocabulary; the kept set is the same as a full sort would give.
  */
 export function topP(p: number): LogitsProcessor {
-  return (_tokens, logits) => {
+  return (logits) => {
     const { max, sum } = softmaxNormalizer(logits);
     for (let count = 64; ; count *= 4) {
       const order = topIndices(logits, count);

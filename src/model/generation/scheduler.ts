@@ -30,6 +30,8 @@ export interface SubmittedRequest {
 interface ActiveSequence {
   readonly request: GenerationRequest;
   readonly tokens: number[];
+  /** The distinct tokens of `tokens`, which its repetition penalty lowers. */
+  readonly seen: Set<number>;
   readonly picker: TokenPicker;
   readonly stream: TextStream;
   /** Prompt tokens already in the prefill cache. */
@@ -102,6 +104,7 @@ export class GenerationScheduler {
     const sequence: ActiveSequence = {
       request,
       tokens: [...promptIds],
+      seen: new Set(promptIds),
       picker: new TokenPicker(options),
       stream: new TextStream((id) => this.tokenizer.tokenBytes(id), options.stop),
       prefilled: 0,
@@ -194,16 +197,16 @@ export class GenerationScheduler {
   }
 
   /**
-   * One decoder run for a batch, with whole rows of logits only if a sequence needs them; on
-   * failure every sequence of the batch fails and leaves, and null comes back.
+   * One decoder run for a batch, each sequence under its repetition penalty, with whole rows of
+   * logits only if a sequence needs them; on failure every sequence of the batch fails and
+   * leaves, and null comes back.
    */
   private async run(batch: ActiveSequence[], cache: BatchKvCache, tokens: number[][]): Promise<NextTokenScores[] | null> {
     try {
-      return await this.decoder.forward(
-        cache,
-        tokens,
-        batch.some((sequence) => sequence.picker.needsWholeRow),
-      );
+      return await this.decoder.forward(cache, tokens, {
+        wholeRows: batch.some((sequence) => sequence.picker.needsWholeRow),
+        penalties: batch.map((sequence) => ({ penalty: sequence.request.options.repetitionPenalty, seen: sequence.seen })),
+      });
     } catch (error) {
       this.logger.error({ err: error, batch: batch.length }, 'decoder run failed; failing the batch');
       for (let slot = batch.length - 1; slot >= 0; slot--) {
@@ -217,8 +220,9 @@ export class GenerationScheduler {
 
   /** Picks the next token, streams the text; returns why the sequence ends, if it does. */
   private accept(sequence: ActiveSequence, scores: NextTokenScores): FinishReason | null {
-    const token = sequence.picker.pick(sequence.tokens, scores);
+    const token = sequence.picker.pick(scores);
     sequence.tokens.push(token);
+    sequence.seen.add(token);
     sequence.generated++;
     if (token === this.tokenizer.eosTokenId) return 'eos';
     const text = sequence.stream.push(token);

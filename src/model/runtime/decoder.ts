@@ -6,8 +6,6 @@ import { type ModelSession, type SessionTensor, feedTensor } from './session.js'
 export interface Candidates {
   readonly ids: Int32Array;
   readonly logits: Float32Array;
-  /** The lowest of them: no token outside the candidates scored above it. */
-  readonly floor: number;
 }
 
 /** What a run gives for choosing a slot's next token. */
@@ -15,6 +13,19 @@ export interface NextTokenScores {
   readonly candidates: Candidates;
   /** The whole row of logits [V], when the run was asked for it (see forward); else null. */
   readonly logits: Float32Array | null;
+}
+
+/** A slot's repetition penalty (1: none) and the tokens it lowers: every distinct token of the sequence so far. */
+export interface RepetitionPenalty {
+  readonly penalty: number;
+  readonly seen: ReadonlySet<number>;
+}
+
+export interface ForwardOptions {
+  /** Whether each slot's whole row of logits comes back (default true), not only its candidates. */
+  readonly wholeRows?: boolean;
+  /** One per slot; left out, no slot is penalized. */
+  readonly penalties?: readonly RepetitionPenalty[];
 }
 
 /**
@@ -36,12 +47,14 @@ export class Gpt2Decoder {
   /**
    * Feeds `tokens[slot]` (at least one) to each slot of `cache`, after what it holds. Appends
    * their keys and values to `cache` and returns, for each slot, the scores after its last new
-   * token: its candidates, and with `wholeRows` its whole row of logits (views into one [B, V]
-   * buffer; at 8 slots, 1.6 MB that onnxruntime-node copies out of every run that asks).
+   * token, under its repetition penalty: its candidates, and with `wholeRows` its whole row of
+   * logits (views into one [B, V] buffer; at 8 slots, 1.6 MB that onnxruntime-node copies out
+   * of every run that asks).
    */
-  async forward(cache: BatchKvCache, tokens: readonly (readonly number[])[], wholeRows = true): Promise<NextTokenScores[]> {
+  async forward(cache: BatchKvCache, tokens: readonly (readonly number[])[], { wholeRows = true, penalties }: ForwardOptions = {}): Promise<NextTokenScores[]> {
     const batch = cache.batchSize;
     if (tokens.length !== batch) throw new RangeError(`a batch of ${batch} slots takes ${batch} token lists, got ${tokens.length}`);
+    if (penalties && penalties.length !== batch) throw new RangeError(`a batch of ${batch} slots takes ${batch} penalties, got ${penalties.length}`);
     const counts = tokens.map((row) => row.length);
     const width = Math.max(0, ...counts);
     const ids = new BigInt64Array(batch * width);
@@ -64,6 +77,7 @@ export class Gpt2Decoder {
       input_ids: feedTensor('int64', ids, [batch, width]),
       position_ids: feedTensor('int64', positions, [batch, width]),
       attention_mask: feedTensor('int64', cache.attentionMask(counts, width), [batch, pastLength + width]),
+      ...penaltyFeeds(penalties ?? [], batch),
     };
     const pastDims = [batch, H, pastLength, D];
     for (let layer = 0; layer < this.config.n_layer; layer++) {
@@ -90,13 +104,37 @@ export class Gpt2Decoder {
     }));
   }
 
-  /** Runs a whole prompt in a cache of its own; returns the last position's logits and the cache. */
+  /** Runs a whole prompt in a cache of its own, unpenalized; returns the last position's logits and the cache. */
   async prefill(ids: readonly number[]): Promise<{ logits: Float32Array; cache: BatchKvCache }> {
     const cache = this.newBatchCache();
     cache.add();
     const [{ logits }] = await this.forward(cache, [ids]);
     return { logits: logits as Float32Array, cache };
   }
+}
+
+/**
+ * seen_ids [B, S] and repetition_penalty [B] (gpt2-graph.ts). S is the most distinct tokens a
+ * penalized slot has seen; a slot with fewer repeats its first, and an unpenalized slot (penalty
+ * 1) holds token 0, whose logit a penalty of 1 leaves as it is.
+ */
+function penaltyFeeds(penalties: readonly RepetitionPenalty[], batch: number): Record<string, SessionTensor> {
+  const penalized = (p: RepetitionPenalty) => p.penalty !== 1 && p.seen.size > 0;
+  const seenLength = Math.max(1, ...penalties.filter(penalized).map((p) => p.seen.size));
+  const seenIds = new BigInt64Array(batch * seenLength);
+  const values = new Float32Array(batch).fill(1);
+  penalties.forEach((p, slot) => {
+    if (!penalized(p)) return;
+    values[slot] = p.penalty;
+    const start = slot * seenLength;
+    let at = start;
+    for (const id of p.seen) seenIds[at++] = BigInt(id);
+    seenIds.fill(seenIds[start], at, start + seenLength);
+  });
+  return {
+    seen_ids: feedTensor('int64', seenIds, [batch, seenLength]),
+    repetition_penalty: feedTensor('float32', values, [batch]),
+  };
 }
 
 /** TopK's candidates (best first) reordered by id, as the samplers walk a whole row. */
@@ -106,6 +144,5 @@ function byId(topIds: BigInt64Array, logits: Float32Array): Candidates {
   return {
     ids: Int32Array.from(order, (i) => ids[i]),
     logits: Float32Array.from(order, (i) => logits[i]),
-    floor: logits[logits.length - 1],
   };
 }
