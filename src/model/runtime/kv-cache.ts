@@ -1,9 +1,9 @@
 /**
  * The KV cache of the runtime graph, kept in JavaScript (see gpt2-graph.ts for why).
  *
- * Per layer, keys and values are both stored [slots, H, capacity, D]. The graph scores the past
+ * Per layer, keys and values are both stored [slots, H, columns, D]. The graph scores the past
  * as q @ Transpose(keys), which ONNX Runtime fuses into one MatMul that reads the keys where
- * they lie, faster than q @ keys stored transposed [slots, H, D, capacity] (at batch 8 and 256
+ * they lie, faster than q @ keys stored transposed [slots, H, D, columns] (at batch 8 and 256
  * columns, 1.7-2.3 ms a step against 3.4-3.9 in its profile), and a new token's key is one
  * contiguous row to write like its value. A slot's tokens fill rows [0, length) of its
  * blocks; the rows after are zero and masked out. The run's own keys and values come out of
@@ -11,20 +11,27 @@
  *
  * Slots are the outer dimension and preallocated: a sequence joins as an empty slot at the
  * end (nothing moves), and one that leaves is replaced by the last slot (one sequence's block
- * moves). So a join or a leave costs one sequence, never the batch. The whole buffer is laid
- * out anew only when it grows, and both its slots and its columns double each time; a burst of
- * joiners grows it once (adopt). When the last sequence leaves, the buffers stay for the next
- * batch until release().
+ * moves). So a join or a leave costs one sequence, never the batch.
+ *
+ * Every run reads all the columns, so they grow 64 at a time with the longest sequence (at 8
+ * sequences of 520-576 tokens, a step took 32-35 ms at 576 columns against 41-42 at 1024).
+ * The buffers are allocated apart from that: their slots and columns double, so fresh memory
+ * (slow to fault in here) is rarely touched, and the columns grow inside them by moving each
+ * block in place. A burst of joiners grows them once (adopt). When the last sequence leaves,
+ * the buffers stay for the next batch until release().
  */
 
-/** The fewest columns a non-empty cache holds. */
-const MIN_COLUMNS = 64;
+/** The step in which the columns grow and shrink, and the fewest a non-empty cache holds. */
+const COLUMN_STEP = 64;
 
 export class BatchKvCache {
   private keys: Float32Array[];
   private values: Float32Array[];
+  /** What the buffers hold room for. */
   private slotCapacity = 0;
   private columnCapacity = 0;
+  /** Columns per slot as laid out now: at most columnCapacity. */
+  private columns = 0;
   private readonly lengths: number[] = [];
 
   constructor(
@@ -43,7 +50,7 @@ export class BatchKvCache {
 
   /** Columns per slot in the past feeds: the `past_sequence_length` of the next run. */
   get capacity(): number {
-    return this.columnCapacity;
+    return this.columns;
   }
 
   /** Tokens held for the sequence in `slot`: its next position id. */
@@ -76,8 +83,8 @@ export class BatchKvCache {
     const lengths = from.map((slot) => source.sequenceLength(slot));
     this.reserve(this.batchSize + from.length, Math.max(...lengths) + 1);
     const { heads: H, headSize: D } = this;
-    const P = this.columnCapacity;
-    const sourceP = source.columnCapacity;
+    const P = this.columns;
+    const sourceP = source.columns;
     return from.map((sourceSlot, i) => {
       const slot = this.lengths.length;
       const length = lengths[i];
@@ -104,7 +111,7 @@ export class BatchKvCache {
   remove(slot: number): number | null {
     this.checkSlot(slot);
     const last = this.batchSize - 1;
-    const blockSize = this.heads * this.headSize * this.columnCapacity;
+    const blockSize = this.heads * this.headSize * this.columns;
     for (let layer = 0; layer < this.layers; layer++) {
       for (const buffer of [this.keys[layer], this.values[layer]]) {
         if (slot !== last) buffer.copyWithin(slot * blockSize, last * blockSize, (last + 1) * blockSize);
@@ -120,12 +127,12 @@ export class BatchKvCache {
 
   /** past.N.key: [B, H, capacity, D], a view of the filled slots. */
   pastKeys(layer: number): Float32Array {
-    return this.keys[layer].subarray(0, this.batchSize * this.heads * this.headSize * this.columnCapacity);
+    return this.keys[layer].subarray(0, this.batchSize * this.heads * this.headSize * this.columns);
   }
 
   /** past.N.value: [B, H, capacity, D]. */
   pastValues(layer: number): Float32Array {
-    return this.values[layer].subarray(0, this.batchSize * this.heads * this.headSize * this.columnCapacity);
+    return this.values[layer].subarray(0, this.batchSize * this.heads * this.headSize * this.columns);
   }
 
   /**
@@ -134,7 +141,7 @@ export class BatchKvCache {
    */
   attentionMask(counts: readonly number[], width: number): BigInt64Array {
     this.checkCounts(counts, width);
-    const columns = this.columnCapacity + width;
+    const columns = this.columns + width;
     const mask = new BigInt64Array(this.batchSize * columns);
     this.lengths.forEach((length, slot) => {
       mask.fill(1n, slot * columns, slot * columns + length);
@@ -155,7 +162,7 @@ export class BatchKvCache {
     }
     this.reserve(this.batchSize, longest);
     const { heads: H, headSize: D } = this;
-    const P = this.columnCapacity;
+    const P = this.columns;
     for (let layer = 0; layer < this.layers; layer++) {
       for (const [from, buffer] of [
         [newKeys[layer], this.keys[layer]],
@@ -197,62 +204,102 @@ export class BatchKvCache {
   /** Lets the buffers go. Only an empty cache can: one with sequences still needs them. */
   release(): void {
     if (this.batchSize > 0) throw new RangeError(`the cache holds ${this.batchSize} sequences; release it once they have left`);
-    this.relayout(0, 0);
+    this.relayout(0, 0, 0);
   }
 
   /**
-   * Makes room for `slots` slots of `columns` columns, doubling what must grow. An empty cache
-   * keeps what its last batch laid out (zeroed as each sequence left): the next burst of joiners
-   * reuses it, with no fresh memory to fault in (at 8 slots x 256 columns, about 150 MB that
-   * took 200-360 ms to touch here). It is laid out anew when too small, or when its columns are
-   * four times what joins needs (when that is known), as a leave shrinks them (below).
+   * Makes room for `slots` slots of `columns` columns. An empty cache keeps what its last batch
+   * allocated (zeroed as each sequence left): the next burst of joiners reuses it, with no fresh
+   * memory to fault in (at 8 slots x 256 columns, about 150 MB that took 200-360 ms to touch
+   * here), and takes only the columns it needs (when known: a prompt's length). It is allocated
+   * anew when too small, or when its columns are four times what joins needs.
    */
   private reserve(slots: number, columns: number): void {
-    if (this.batchSize === 0 && columns > 0 && 4 * this.columnsFor(columns) <= this.columnCapacity) {
-      this.relayout(Math.max(slots, this.slotCapacity), this.columnsFor(columns));
+    const needed = columns > 0 ? this.columnsFor(columns) : 0;
+    if (this.batchSize === 0 && columns > 0) {
+      if (4 * this.allocatedColumnsFor(columns) <= this.columnCapacity) {
+        this.relayout(Math.max(slots, this.slotCapacity), this.allocatedColumnsFor(columns), needed);
+        return;
+      }
+      this.columns = Math.min(needed, this.columnCapacity); // nothing to move: every block is zero
+    }
+    if (slots <= this.slotCapacity && needed <= this.columnCapacity) {
+      if (needed > this.columns) this.restride(needed);
       return;
     }
-    if (slots <= this.slotCapacity && columns <= this.columnCapacity) return;
     this.relayout(
       slots <= this.slotCapacity ? this.slotCapacity : Math.max(slots, 2 * this.slotCapacity),
-      columns <= this.columnCapacity ? this.columnCapacity : this.columnsFor(Math.max(columns, 2 * this.columnCapacity)),
+      needed <= this.columnCapacity ? this.columnCapacity : this.allocatedColumnsFor(Math.max(needed, 2 * this.columnCapacity)),
+      Math.max(needed, this.columns),
     );
   }
 
   /**
-   * After a leave: the columns halve twice over only when the longest sequence left needs a
-   * quarter of them, so a batch hovering at a boundary never lays out its buffers step after
-   * step. An empty cache keeps its buffers until the next join or release.
+   * After a leave: the columns shrink to what the longest sequence left needs plus one step, so
+   * a batch at a boundary grows back at most once per COLUMN_STEP tokens; the buffers are
+   * allocated anew, smaller, once they hold four times the columns in use. An empty cache keeps
+   * its layout until the next join or release.
    */
   private shrink(): void {
     if (this.batchSize === 0) return;
-    const needed = this.columnsFor(Math.max(...this.lengths) + 1);
-    if (4 * needed <= this.columnCapacity) this.relayout(this.slotCapacity, needed);
+    const needed = this.columnsFor(Math.max(...this.lengths) + 1 + COLUMN_STEP);
+    if (needed >= this.columns) return;
+    if (4 * needed <= this.columnCapacity) this.relayout(this.slotCapacity, this.allocatedColumnsFor(needed), needed);
+    else this.restride(needed);
   }
 
-  /** MIN_COLUMNS doubled until it holds `columns`, at most the context. */
+  /** `columns` rounded up to a whole COLUMN_STEP, at most the context. */
   private columnsFor(columns: number): number {
-    let capacity = MIN_COLUMNS;
+    return Math.min(Math.max(COLUMN_STEP, Math.ceil(columns / COLUMN_STEP) * COLUMN_STEP), this.maxLength);
+  }
+
+  /** COLUMN_STEP doubled until it holds `columns`, at most the context. */
+  private allocatedColumnsFor(columns: number): number {
+    let capacity = COLUMN_STEP;
     while (capacity < columns) capacity *= 2;
     return Math.min(capacity, this.maxLength);
   }
 
-  private relayout(slotCapacity: number, columnCapacity: number): void {
-    const { heads: H, headSize: D } = this;
-    const oldP = this.columnCapacity;
-    const P = columnCapacity;
-    const kept = Math.min(oldP, P);
-    const blocks = this.batchSize * H;
-    const size = slotCapacity * H * D * P;
-    // each (slot, head) block of oldP rows of D becomes a block of P rows
-    const laidOut = (from: Float32Array) => {
+  /**
+   * Lays each (slot, head) block out with `columns` columns in the buffers it has, moving the
+   * blocks in place: growing, the last first, each onto room its successors have left, and the
+   * rows it gains zeroed; shrinking, the first first, and the room freed at the end zeroed.
+   */
+  private restride(columns: number): void {
+    const D = this.headSize;
+    const from = this.columns;
+    const blocks = this.batchSize * this.heads;
+    const kept = Math.min(from, columns) * D;
+    for (const buffer of [...this.keys, ...this.values]) {
+      if (columns > from) {
+        for (let block = blocks - 1; block >= 0; block--) {
+          buffer.copyWithin(block * columns * D, block * from * D, block * from * D + kept);
+          buffer.fill(0, block * columns * D + kept, (block + 1) * columns * D);
+        }
+      } else {
+        for (let block = 0; block < blocks; block++) buffer.copyWithin(block * columns * D, block * from * D, block * from * D + kept);
+        buffer.fill(0, blocks * columns * D, blocks * from * D);
+      }
+    }
+    this.columns = columns;
+  }
+
+  /** New buffers with room for `slotCapacity` x `columnCapacity`, laid out with `columns` columns. */
+  private relayout(slotCapacity: number, columnCapacity: number, columns: number): void {
+    const D = this.headSize;
+    const from = this.columns;
+    const kept = Math.min(from, columns) * D;
+    const blocks = this.batchSize * this.heads;
+    const size = slotCapacity * this.heads * D * columnCapacity;
+    const laidOut = (buffer: Float32Array) => {
       const to = new Float32Array(size);
-      for (let block = 0; block < blocks; block++) to.set(from.subarray(block * oldP * D, (block * oldP + kept) * D), block * P * D);
+      for (let block = 0; block < blocks; block++) to.set(buffer.subarray(block * from * D, block * from * D + kept), block * columns * D);
       return to;
     };
     this.keys = this.keys.map(laidOut);
     this.values = this.values.map(laidOut);
     this.slotCapacity = slotCapacity;
     this.columnCapacity = columnCapacity;
+    this.columns = columns;
   }
 }

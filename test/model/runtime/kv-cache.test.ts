@@ -231,24 +231,29 @@ describe('BatchKvCache', () => {
     assert.equal(cache.pastKeys(0).buffer.byteLength, 0);
   });
 
-  it('lays an emptied layout out anew when it is four times wider than what joins', () => {
+  it('lays an emptied layout out anew when its buffers are four times wider than what joins', () => {
     const cache = filled([1], [300]);
+    const allocated = (c: BatchKvCache) => c.pastKeys(0).buffer.byteLength / (H * D * Float32Array.BYTES_PER_ELEMENT);
     cache.remove(0);
-    assertLayout(cache, [], [], 512);
+    assertLayout(cache, [], [], 320);
+    assert.equal(allocated(cache), 512);
     cache.add();
-    assertLayout(cache, [0], [0], 512, 'no length given: kept');
+    assertLayout(cache, [0], [0], 320, 'no length given: kept');
     cache.remove(0);
     cache.add(200);
-    assertLayout(cache, [0], [0], 512, 'a quarter of 512 or more: kept');
+    assertLayout(cache, [0], [0], 256, 'the columns 200 needs, in buffers of 512: kept');
+    assert.equal(allocated(cache), 512);
     cache.remove(0);
     cache.add(100);
-    assertLayout(cache, [0], [0], 128, 'under a quarter: laid out anew');
+    assertLayout(cache, [0], [0], 128, 'buffers of 512 for 128 columns: laid out anew');
+    assert.equal(allocated(cache), 128);
     const decoding = filled([1], [300]);
     decoding.remove(0);
     assert.deepEqual(decoding.adopt(filled([2], [120]), []), []);
-    assertLayout(decoding, [], [], 512);
+    assertLayout(decoding, [], [], 320);
     decoding.adopt(filled([2], [120]), [0]);
     assertLayout(decoding, [2], [120], 128);
+    assert.equal(allocated(decoding), 128);
   });
 
   it('refuses a slot it does not have, and counts that do not fit the batch, unchanged', () => {
@@ -265,15 +270,22 @@ describe('BatchKvCache', () => {
     assertLayout(cache, [1, 2], [3, 4], 64);
   });
 
-  it('doubles its columns as sequences grow, keeping all data', () => {
+  it('grows its columns 64 at a time as sequences grow, in place while its buffers hold them, keeping all data', () => {
     const cache = filled([1, 2], [60, 5]);
+    const buffer = cache.pastKeys(0).buffer;
     decode(cache, [1, 2], [60, 5], 4);
     assertLayout(cache, [1, 2], [64, 9], 64);
     decode(cache, [1, 2], [64, 9], 6);
     assertLayout(cache, [1, 2], [70, 15], 128);
     assert.deepEqual(maskRows(cache), expectedMask([70, 15], 128));
+    assert.notEqual(cache.pastKeys(0).buffer, buffer, 'buffers of 64 columns cannot hold 128');
     feed(cache, [1, 2], [70, 15], [100, 1]);
-    assertLayout(cache, [1, 2], [170, 16], 256);
+    assertLayout(cache, [1, 2], [170, 16], 192);
+    const doubled = cache.pastKeys(0).buffer;
+    assert.equal(doubled.byteLength, 2 * H * 256 * D * Float32Array.BYTES_PER_ELEMENT, 'allocated doubled, to 256');
+    decode(cache, [1, 2], [170, 16], 30);
+    assertLayout(cache, [1, 2], [200, 46], 256);
+    assert.equal(cache.pastKeys(0).buffer, doubled, 'grown in place');
   });
 
   it('doubles its slots as sequences join, keeping all data', () => {
@@ -292,15 +304,27 @@ describe('BatchKvCache', () => {
     assertLayout(cache, sequences, [10, 8, 6, 4, 2], 64);
   });
 
-  it('shrinks its columns only once the longest left needs a quarter of them', () => {
-    const cache = filled([1, 2, 3], [3, 300, 200]);
-    assert.equal(cache.capacity, 512);
+  it('shrinks its columns after a leave to what the longest left needs and one step more', () => {
+    const cache = filled([1, 2, 3, 4], [3, 300, 200, 20]);
+    assert.equal(cache.capacity, 320);
+    const buffer = cache.pastKeys(0).buffer;
     cache.remove(1);
-    assertLayout(cache, [1, 3], [3, 200], 512, 'the longest left needs 256 of 512');
-    cache.remove(1);
-    assertLayout(cache, [1], [3], 64);
-    decode(cache, [1], [3], 2);
-    assertLayout(cache, [1], [5], 64);
+    assertLayout(cache, [1, 4, 3], [3, 20, 200], 320, 'the longest left needs 201 columns and one step: 320');
+    cache.remove(2);
+    assertLayout(cache, [1, 4], [3, 20], 128, '21 and one step: 128, a quarter of the 512 allocated');
+    assert.notEqual(cache.pastKeys(0).buffer, buffer, 'allocated anew, smaller');
+    const wide = filled([1, 2, 3], [3, 150, 250]);
+    const wideBuffer = wide.pastKeys(0).buffer;
+    wide.remove(2);
+    assertLayout(wide, [1, 2], [3, 150], 256, '151 and one step: 256');
+    wide.remove(1);
+    assertLayout(wide, [1], [3], 128, 'moved in place, the freed room zeroed');
+    assert.equal(wide.pastKeys(0).buffer, wideBuffer);
+    decode(wide, [1], [3], 2);
+    assertLayout(wide, [1], [5], 128);
+    assert.equal(wide.add(), 1);
+    feed(wide, [1, 2], [5, 0], [1, 1]);
+    assertLayout(wide, [1, 2], [6, 1], 128, 'a joiner finds its block zero');
   });
 
   it('fills up to maxLength and then refuses to append, unchanged', () => {
