@@ -15,7 +15,8 @@
  * decode-only rates (each run minus its one-token run), as the single-request figure is. The
  * *_paired ratios are the median of each repeat's concurrent rate over its own single rate.
  * aggregate_tokens_per_s_sampling is the same for tunebot with the product's sampling settings
- * (config/default.json: top-k, temperature, repetition penalty), as the bot answers.
+ * (config/default.json: top-k, temperature, repetition penalty), as the bot answers, at each
+ * prompt length of the single-request rows (128 and 512 tokens).
  * staggered_arrivals shows tunebot's joins: requests arriving while others decode, and a long prompt's prefill
  * chunked between decode steps (beside one run that prefills each prompt whole).
  */
@@ -211,12 +212,14 @@ for (const preset of MODELS) {
   for (const runtime of runtimes) await runtime.close();
 
   // The same with the product's sampling settings (tunebot only): top-k, temperature and the
-  // repetition penalty, as the bot answers.
+  // repetition penalty, as the bot answers; also with long prompts, as FAQ context makes them.
   const { maxNewTokens: _, stop: __, ...sampling } = loadConfig({}).generation;
   const sampler = await tunebotRuntime(dir, preset, 'float32', sampling);
   await sampler.run([promptIds(64)], 2);
-  const [sampled] = await concurrency([sampler], promptLength, newTokens, repeats);
-  report({ model: preset, metric: 'aggregate_tokens_per_s_sampling', concurrent: CONCURRENT, prompt_tokens: promptLength, new_tokens: newTokens, repeats, sampling, ...concurrencyFigures('tunebot', sampled), loadavg: loadavg().map(round) });
+  for (const length of contexts) {
+    const [sampled] = await concurrency([sampler], length, newTokens, repeats);
+    report({ model: preset, metric: 'aggregate_tokens_per_s_sampling', concurrent: CONCURRENT, prompt_tokens: length, new_tokens: newTokens, repeats, sampling, ...concurrencyFigures('tunebot', sampled), loadavg: loadavg().map(round) });
+  }
   await sampler.close();
 
   // Requests that arrive while others decode (tunebot only: Transformers.js has no dynamic batching).
