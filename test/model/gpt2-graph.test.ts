@@ -4,7 +4,7 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { silentLogger } from '../../src/log.js';
 import { type Gpt2Config, headSize, makeConfig, presetConfig } from '../../src/model/config.js';
-import { type Candidates, Gpt2Decoder, type RepetitionPenalty } from '../../src/model/runtime/decoder.js';
+import { type Candidates, Gpt2Decoder, type RepetitionPenalty, SeenTokens } from '../../src/model/runtime/decoder.js';
 import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
 import { SAMPLING_CANDIDATES, buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
@@ -383,7 +383,7 @@ describeModel('tiny (initializer_range 0.1)', makeConfig({ ...presetConfig('tiny
     // Seen sets of different sizes (the shorter padded in the feed), with repeats in the prompt
     // counted once; a penalty above 1, one below, and none.
     const seen = [new Set([...prompts[0], prompts[0][0]]), new Set(prompts[1].slice(0, 3)), new Set(prompts[2])];
-    const penalties = [1.3, 0.7, 1].map((penalty, row) => ({ penalty, seen: seen[row] }));
+    const penalties = [1.3, 0.7, 1].map((penalty, row) => ({ penalty, seen: new SeenTokens(seen[row]) }));
     const penalized = await run(penalties);
     penalized.forEach(({ logits, candidates }, row) => {
       assert.ok(logits);
@@ -403,6 +403,17 @@ describeModel('tiny (initializer_range 0.1)', makeConfig({ ...presetConfig('tiny
       assertCandidatesOf(logits, candidates);
     });
     await assert.rejects(run([penalties[0]]), /a batch of 3 slots takes 3 penalties, got 1/);
+  });
+});
+
+describe('SeenTokens', () => {
+  it('keeps each token once, first seen first, as int64, growing past its first 64', () => {
+    const tokens = Array.from({ length: 300 }, (_, i) => (i * 37) % 150);
+    const seen = new SeenTokens(tokens.slice(0, 100));
+    for (const token of tokens.slice(100)) seen.add(token);
+    const expected = [...new Set(tokens)];
+    assert.equal(seen.size, 150);
+    assert.deepEqual(Array.from(seen.int64, Number), expected);
   });
 });
 

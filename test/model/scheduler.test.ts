@@ -194,7 +194,7 @@ describe('GenerationScheduler on a tiny random model', () => {
   it("applies each request's repetition penalty in the graph, as a float64 reference does to whole rows", async () => {
     const { scheduler, decoder } = newScheduler(64);
     const requests: [number[], number][] = [
-      [prompt(30, 41), 1.5],
+      [prompt(80, 41), 1.5], // more than 64 distinct tokens seen: SeenTokens grows
       [prompt(6, 42), 1],
       [prompt(14, 43), 3],
     ];

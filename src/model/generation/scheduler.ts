@@ -1,6 +1,6 @@
 import type { Logger } from '../../log.js';
 import { ModelError } from '../errors.js';
-import type { Gpt2Decoder, NextTokenScores } from '../runtime/decoder.js';
+import { type Gpt2Decoder, type NextTokenScores, SeenTokens } from '../runtime/decoder.js';
 import type { BatchKvCache } from '../runtime/kv-cache.js';
 import type { Tokenizer } from '../files/tokenizer.js';
 import type { ResolvedGenerationOptions } from './options.js';
@@ -31,7 +31,7 @@ interface ActiveSequence {
   readonly request: GenerationRequest;
   readonly tokens: number[];
   /** The distinct tokens of `tokens`, which its repetition penalty lowers. */
-  readonly seen: Set<number>;
+  readonly seen: SeenTokens;
   readonly picker: TokenPicker;
   readonly stream: TextStream;
   /** Prompt tokens already in the prefill cache. */
@@ -104,7 +104,7 @@ export class GenerationScheduler {
     const sequence: ActiveSequence = {
       request,
       tokens: [...promptIds],
-      seen: new Set(promptIds),
+      seen: new SeenTokens(promptIds),
       picker: new TokenPicker(options),
       stream: new TextStream((id) => this.tokenizer.tokenBytes(id), options.stop),
       prefilled: 0,

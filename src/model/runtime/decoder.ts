@@ -18,7 +18,40 @@ export interface NextTokenScores {
 /** A slot's repetition penalty (1: none) and the tokens it lowers: every distinct token of the sequence so far. */
 export interface RepetitionPenalty {
   readonly penalty: number;
-  readonly seen: ReadonlySet<number>;
+  readonly seen: SeenTokens;
+}
+
+/**
+ * A sequence's distinct tokens in the order first seen, kept as the int64 the graph's
+ * seen_ids takes, so a run copies them instead of converting hundreds of ids per slot and step.
+ */
+export class SeenTokens {
+  private readonly seen = new Set<number>();
+  private ids = new BigInt64Array(64);
+
+  constructor(tokens: Iterable<number> = []) {
+    for (const token of tokens) this.add(token);
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+
+  add(token: number): void {
+    if (this.seen.has(token)) return;
+    if (this.seen.size === this.ids.length) {
+      const grown = new BigInt64Array(2 * this.ids.length);
+      grown.set(this.ids);
+      this.ids = grown;
+    }
+    this.ids[this.seen.size] = BigInt(token);
+    this.seen.add(token);
+  }
+
+  /** The tokens, as int64, first seen first. */
+  get int64(): BigInt64Array {
+    return this.ids.subarray(0, this.seen.size);
+  }
 }
 
 export interface ForwardOptions {
@@ -127,9 +160,8 @@ function penaltyFeeds(penalties: readonly RepetitionPenalty[], batch: number): R
     if (!penalized(p)) return;
     values[slot] = p.penalty;
     const start = slot * seenLength;
-    let at = start;
-    for (const id of p.seen) seenIds[at++] = BigInt(id);
-    seenIds.fill(seenIds[start], at, start + seenLength);
+    seenIds.set(p.seen.int64, start);
+    seenIds.fill(seenIds[start], start + p.seen.size, start + seenLength);
   });
   return {
     seen_ids: feedTensor('int64', seenIds, [batch, seenLength]),
