@@ -65,7 +65,7 @@ export function softmaxNormalizer(logits: Float32Array): { max: number; sum: num
 }
 
 /** The ids of the `count` largest finite logits, best first, the lower id first on a tie. */
-export function topIndices(logits: Float32Array, count: number): Uint32Array {
+function topIndices(logits: Float32Array, count: number): Uint32Array {
   const finite: number[] = [];
   if (count >= logits.length) {
     for (let i = 0; i < logits.length; i++) if (logits[i] !== -Infinity) finite.push(i);
@@ -79,7 +79,7 @@ export function topIndices(logits: Float32Array, count: number): Uint32Array {
 }
 
 /** The k-th largest value, with a min-heap of size k: O(V log k) instead of sorting V logits. */
-export function kthLargest(values: Float32Array, k: number): number {
+function kthLargest(values: Float32Array, k: number): number {
   const heap = new Float64Array(k);
   let size = 0;
   const siftDown = (start: number) => {
