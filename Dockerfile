@@ -45,6 +45,7 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 
 FROM runtime-${TARGET}
 ENV NODE_ENV=production \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     TUNEBOT_MODEL_DIR=/data/models \
     TUNEBOT_STORAGE_URL=sqlite:///data/tunebot.db \
     TUNEBOT_LOCAL_HOST=0.0.0.0 \
