@@ -200,7 +200,7 @@ describe('GenerationScheduler on a tiny random model', () => {
     ];
     const together = await Promise.all(requests.map(([ids, repetitionPenalty]) => generate(scheduler, ids, { greedy: true, repetitionPenalty, maxNewTokens: 24 }).done));
     for (const [i, [ids, penalty]] of requests.entries()) assert.deepEqual(together[i].ids, await greedyAlone(ids, 24, penalty), `request ${i}, penalty ${penalty}`);
-    // A penalty of 3 on a random model: without it the greedy text repeats itself.
+    // The penalty of 3 changes what greedy picks: the match above is the penalty's, not only the batching's.
     assert.notDeepEqual(together[2].ids, await greedyAlone(requests[2][0], 24));
     assert.ok(decoder.wholeRows.every((whole) => !whole), 'greedy requests, penalized or not, need no whole rows');
   });
