@@ -1,6 +1,6 @@
 import type { Logger } from '../../log.js';
 import { ModelError } from '../errors.js';
-import { type Gpt2Decoder, type NextTokenScores, SeenTokens } from '../runtime/decoder.js';
+import { type Gpt2Decoder, type NextTokenScores, type RepetitionPenalty, SeenTokens } from '../runtime/decoder.js';
 import type { BatchKvCache } from '../runtime/kv-cache.js';
 import type { Tokenizer } from '../files/tokenizer.js';
 import type { ResolvedGenerationOptions } from './options.js';
@@ -30,8 +30,8 @@ export interface SubmittedRequest {
 interface ActiveSequence {
   readonly request: GenerationRequest;
   readonly tokens: number[];
-  /** The distinct tokens of `tokens`, which its repetition penalty lowers. */
-  readonly seen: SeenTokens;
+  /** Its repetition penalty, over the distinct tokens of `tokens`. */
+  readonly penalty: RepetitionPenalty;
   readonly picker: TokenPicker;
   readonly stream: TextStream;
   /** Prompt tokens already in the prefill cache. */
@@ -104,7 +104,7 @@ export class GenerationScheduler {
     const sequence: ActiveSequence = {
       request,
       tokens: [...promptIds],
-      seen: new SeenTokens(promptIds),
+      penalty: { penalty: options.repetitionPenalty, seen: new SeenTokens(promptIds) },
       picker: new TokenPicker(options),
       stream: new TextStream((id) => this.tokenizer.tokenBytes(id), options.stop),
       prefilled: 0,
@@ -205,7 +205,7 @@ export class GenerationScheduler {
     try {
       return await this.decoder.forward(cache, tokens, {
         wholeRows: batch.some((sequence) => sequence.picker.needsWholeRow),
-        penalties: batch.map((sequence) => ({ penalty: sequence.request.options.repetitionPenalty, seen: sequence.seen })),
+        penalties: batch.map((sequence) => sequence.penalty),
       });
     } catch (error) {
       this.logger.error({ err: error, batch: batch.length }, 'decoder run failed; failing the batch');
@@ -222,7 +222,7 @@ export class GenerationScheduler {
   private accept(sequence: ActiveSequence, scores: NextTokenScores): FinishReason | null {
     const token = sequence.picker.pick(scores);
     sequence.tokens.push(token);
-    sequence.seen.add(token);
+    sequence.penalty.seen.add(token);
     sequence.generated++;
     if (token === this.tokenizer.eosTokenId) return 'eos';
     const text = sequence.stream.push(token);

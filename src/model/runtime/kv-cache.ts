@@ -217,8 +217,9 @@ export class BatchKvCache {
   private reserve(slots: number, columns: number): void {
     const needed = columns > 0 ? this.columnsFor(columns) : 0;
     if (this.batchSize === 0 && columns > 0) {
-      if (4 * this.allocatedColumnsFor(columns) <= this.columnCapacity) {
-        this.relayout(Math.max(slots, this.slotCapacity), this.allocatedColumnsFor(columns), needed);
+      const allocated = this.allocatedColumnsFor(needed);
+      if (4 * allocated <= this.columnCapacity) {
+        this.relayout(Math.max(slots, this.slotCapacity), allocated, needed);
         return;
       }
       this.columns = Math.min(needed, this.columnCapacity); // nothing to move: every block is zero
