@@ -6,7 +6,7 @@ import { silentLogger } from '../../src/log.js';
 import { type Gpt2Config, headSize, makeConfig, presetConfig } from '../../src/model/config.js';
 import { type Candidates, Gpt2Decoder, type RepetitionPenalty, SeenTokens } from '../../src/model/runtime/decoder.js';
 import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
-import { SAMPLING_CANDIDATES, buildGpt2Graph } from '../../src/model/gpt2-graph.js';
+import { buildGpt2Graph } from '../../src/model/gpt2-graph.js';
 import { encodeModel } from '../../src/model/onnx/encode.js';
 import { SeededRandom } from '../../src/model/random.js';
 import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
@@ -19,6 +19,7 @@ import {
   referenceForwardWithCache,
   referenceModel,
 } from '../reference/gpt2-reference.js';
+import { candidatesBySorting, penalizedReference } from '../helpers/candidates.js';
 import { perturbedWeights } from '../helpers/perturbed-weights.js';
 
 /**
@@ -248,20 +249,14 @@ class DecodedSequence {
   }
 }
 
-/** Drives a Gpt2Decoder and its BatchKvCache, mirroring the cache's slots in `active`. */
-
-/**
- * The runtime graph's candidates of a row, against the row itself sorted here: its
- * SAMPLING_CANDIDATES best logits (the lower id first on a tie), in id order.
- */
+/** The runtime graph's candidates of a row, against the row itself sorted (candidatesBySorting). */
 function assertCandidatesOf(logits: Float32Array, candidates: Candidates): void {
-  const best = Array.from(logits, (_, id) => id)
-    .sort((a, b) => logits[b] - logits[a] || a - b)
-    .slice(0, SAMPLING_CANDIDATES);
-  assert.deepEqual(Array.from(candidates.ids), [...best].sort((a, b) => a - b));
-  assert.deepEqual(Array.from(candidates.logits), Array.from(candidates.ids, (id) => logits[id]));
+  const expected = candidatesBySorting(logits);
+  assert.deepEqual(Array.from(candidates.ids), Array.from(expected.ids));
+  assert.deepEqual(Array.from(candidates.logits), Array.from(expected.logits));
 }
 
+/** Drives a Gpt2Decoder and its BatchKvCache, mirroring the cache's slots in `active`. */
 class DecoderRun {
   readonly active: DecodedSequence[] = [];
   readonly cache: BatchKvCache;
@@ -395,7 +390,7 @@ describeModel('tiny (initializer_range 0.1)', makeConfig({ ...presetConfig('tiny
           assert.equal(logits[id], raw[id], `row ${row} id ${id} is not seen: untouched`);
           continue;
         }
-        const expected = raw[id] > 0 ? raw[id] / penalty : raw[id] * penalty; // float64
+        const expected = penalizedReference(raw[id], penalty);
         assert.ok(Math.abs(logits[id] - expected) <= 1e-6 * Math.abs(expected), `row ${row} id ${id}: ${logits[id]} vs ${expected}`);
         if (logits[id] !== raw[id]) lowered++;
       }

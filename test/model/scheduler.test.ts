@@ -13,6 +13,7 @@ import { SeededRandom } from '../../src/model/random.js';
 import type { BatchKvCache } from '../../src/model/runtime/kv-cache.js';
 import { type ForwardOptions, Gpt2Decoder, type NextTokenScores } from '../../src/model/runtime/decoder.js';
 import { type ModelSession, createModelSession } from '../../src/model/runtime/session.js';
+import { penalizedReference } from '../helpers/candidates.js';
 
 const config = presetConfig('tiny'); // 2 layers, a context of 128, GPT-2's vocabulary
 
@@ -78,7 +79,7 @@ async function greedyAlone(prompt: readonly number[], maxNewTokens: number, pena
   const ids: number[] = [];
   for (;;) {
     const row = Float64Array.from(logits);
-    for (const seen of new Set([...prompt, ...ids])) row[seen] = row[seen] > 0 ? row[seen] / penalty : row[seen] * penalty;
+    for (const seen of new Set([...prompt, ...ids])) row[seen] = penalizedReference(row[seen], penalty);
     const token = argmax(row);
     ids.push(token);
     if (token === config.eos_token_id || ids.length >= maxNewTokens || prompt.length + ids.length >= config.n_positions) return ids;

@@ -7,19 +7,13 @@ import { greedySampler, multinomialSampler } from '../../src/model/generation/sa
 import { TokenPicker } from '../../src/model/generation/token-picker.js';
 import { SeededRandom } from '../../src/model/random.js';
 import type { NextTokenScores } from '../../src/model/runtime/decoder.js';
+import { candidatesBySorting } from '../helpers/candidates.js';
 
 const VOCAB = 3000;
 
-/** A run's scores for a row: its candidates built here by sorting the row (the lower id first on a tie), and the row when `whole`. */
+/** A run's scores for a row: its candidates worked out here by sorting the row, and the row when `whole`. */
 function scoresOf(logits: Float32Array, whole: boolean): NextTokenScores {
-  const best = Array.from(logits, (_, id) => id)
-    .sort((a, b) => logits[b] - logits[a] || a - b)
-    .slice(0, SAMPLING_CANDIDATES);
-  const ids = [...best].sort((a, b) => a - b);
-  return {
-    candidates: { ids: Int32Array.from(ids), logits: Float32Array.from(ids, (id) => logits[id]) },
-    logits: whole ? Float32Array.from(logits) : null,
-  };
+  return { candidates: candidatesBySorting(logits), logits: whole ? Float32Array.from(logits) : null };
 }
 
 /** The reference: every processor over the whole row, then the sampler, as before candidates. */
