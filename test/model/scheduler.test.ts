@@ -32,12 +32,20 @@ const idTokenizer: Tokenizer = {
 /** One decoder run as the scheduler asked for it: the tokens it fed each slot. */
 type Run = readonly (readonly number[])[];
 
-/** A Gpt2Decoder that logs each run and may act before it (a cancel arriving mid-prefill). */
+/** A Gpt2Decoder that logs each run and the caches it makes, and may act before a run (a cancel arriving mid-prefill). */
 class RecordingDecoder extends Gpt2Decoder {
   readonly runs: Run[] = [];
   beforeRun: ((run: Run) => void) | null = null;
 
   readonly wholeRows: boolean[] = [];
+  /** The scheduler's prefill cache, then its decode cache. */
+  readonly caches: BatchKvCache[] = [];
+
+  override newBatchCache(): BatchKvCache {
+    const cache = super.newBatchCache();
+    this.caches.push(cache);
+    return cache;
+  }
 
   override forward(cache: BatchKvCache, tokens: readonly (readonly number[])[], options: ForwardOptions = {}): Promise<NextTokenScores[]> {
     this.runs.push(tokens.map((row) => [...row]));
@@ -124,7 +132,7 @@ function generate(
 const isPrefillChunk = (run: Run) => run.some((row) => row.length > 1);
 
 describe('GenerationScheduler on a tiny random model', () => {
-  it('prefills requests that arrive together in one batched run per chunk, and each gets its tokens alone', async () => {
+  it('prefills prompts in the order they came, together while they share a chunk, and each gets its tokens alone', async () => {
     const { scheduler, decoder } = newScheduler(32);
     const lengths = [5, 40, 17, 1, 33, 60, 9, 25];
     const prompts = lengths.map((length, i) => prompt(length, i + 1));
@@ -133,14 +141,13 @@ describe('GenerationScheduler on a tiny random model', () => {
       assert.deepEqual(together[i].ids, await greedyAlone(ids, 12), `request ${i} (${ids.length} prompt tokens)`);
       assert.deepEqual(together[i].result, { finishReason: 'length', promptTokens: ids.length, generatedTokens: 12 });
     }
-    // 32 tokens a chunk over 8 joiners: 4 each, until a joiner's prompt is in and it moves on to decode.
-    const [first] = decoder.runs;
+    // 32 tokens a chunk, shared equally. A prompt joins the prefill batch only while everyone in
+    // it still finishes this chunk: the 5 then 16 of the 40 (16 each), the 40's last 24 alone,
+    // the 17 alone (at 16 each it would need another chunk), the 1 with 16 of the 33, ...
     assert.deepEqual(
-      first.map((row) => row.length),
-      lengths.map((length) => Math.min(length, 4)),
-      'all eight in the first run',
+      decoder.runs.filter(isPrefillChunk).map((run) => run.map((row) => row.length)),
+      [[5, 16], [24], [17], [1, 16], [17], [32], [28], [9, 16], [9]],
     );
-    for (const run of decoder.runs.filter(isPrefillChunk)) assert.ok(run.flat().length <= 32, `a chunk of ${run.flat().length} tokens`);
   });
 
   it('gives requests that join a decoding batch at different times their own tokens, prefilling between decode steps', async () => {
@@ -268,17 +275,59 @@ describe('GenerationScheduler on a tiny random model', () => {
     assert.deepEqual((await waiting.done).result, { finishReason: 'aborted', promptTokens: 5, generatedTokens: 0 });
   });
 
+  it('ends a request cancelled while it waits for an earlier prompt to go in, before its turn', async () => {
+    const { scheduler, decoder } = newScheduler(16);
+    const longPrompt = prompt(90, 44);
+    const long = generate(scheduler, longPrompt, { greedy: true, maxNewTokens: 5 });
+    let runsAtEnd = -1;
+    const never = () => assert.fail('a request cancelled before its prefill streams nothing');
+    const waiting = new Promise<GenerationResult>((resolve, reject) => {
+      const { cancel } = scheduler.submit({
+        promptIds: prompt(5, 45),
+        options: resolveGenerationOptions({ greedy: true, maxNewTokens: 5 }),
+        onText: never,
+        onEnd: (result) => {
+          runsAtEnd = decoder.runs.length;
+          resolve(result);
+        },
+        onError: reject,
+      });
+      let chunks = 0;
+      decoder.beforeRun = (run) => {
+        if (isPrefillChunk(run) && ++chunks === 2) cancel();
+      };
+    });
+    assert.deepEqual(await waiting, { finishReason: 'aborted', promptTokens: 5, generatedTokens: 0 });
+    assert.equal(runsAtEnd, 2, 'it ends right after the chunk it was cancelled in, with the long prompt still going in');
+    assert.deepEqual((await long.done).ids, await greedyAlone(longPrompt, 5));
+    assert.ok(
+      decoder.runs.every((run) => run.length === 1),
+      'the cancelled prompt never ran beside the long one',
+    );
+  });
+
+  it('lays the decode cache out once for a burst whose prompts go in one after another', async () => {
+    const { scheduler, decoder } = newScheduler(16);
+    const [, decodeCache] = decoder.caches;
+    const buffers = new Set<ArrayBufferLike>();
+    decoder.beforeRun = (run) => {
+      if (!isPrefillChunk(run) && decodeCache.batchSize > 0) buffers.add(decodeCache.pastKeys(0).buffer);
+    };
+    const prompts = [1, 2, 3, 4, 5].map((salt) => prompt(12, salt));
+    const results = await Promise.all(prompts.map((ids) => generate(scheduler, ids, { greedy: true, maxNewTokens: 8 }).done));
+    for (const [i, ids] of prompts.entries()) assert.deepEqual(results[i].ids, await greedyAlone(ids, 8), `request ${i}`);
+    // 12-token prompts at 16 tokens a chunk go in one per chunk, and join the decode batch one at a time
+    assert.deepEqual(
+      decoder.runs.filter(isPrefillChunk).map((run) => run.map((row) => row.length)),
+      [[12], [12], [12], [12], [12]],
+    );
+    assert.equal(buffers.size, 1, 'every decode step ran in the buffers laid out for the whole burst');
+  });
+
   it('keeps its caches laid out from one burst to the next, and gives them back once idle for CACHE_RELEASE_MS', async (t) => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
-    const decoder = new RecordingDecoder(session, config);
-    const caches: BatchKvCache[] = [];
-    const newBatchCache = decoder.newBatchCache.bind(decoder);
-    decoder.newBatchCache = () => {
-      const cache = newBatchCache();
-      caches.push(cache);
-      return cache;
-    };
-    const scheduler = new GenerationScheduler(decoder, idTokenizer, 16, silentLogger, 64);
+    const { scheduler, decoder } = newScheduler(64);
+    const { caches } = decoder;
     const burst = async () => {
       const generated = await Promise.all([1, 2, 3].map((salt) => generate(scheduler, prompt(10, salt), { greedy: true, maxNewTokens: 3 }).done));
       await scheduler.idle();

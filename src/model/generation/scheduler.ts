@@ -52,16 +52,21 @@ export const CACHE_RELEASE_MS = 30_000;
 
 /**
  * Dynamic batching with chunked prefill. Requests that arrive while others decode wait for the
- * next step boundary; all those waiting then join the prefill batch together, and each loop
- * iteration feeds that batch at most `prefillChunkTokens` prompt tokens in one run before the
- * decode step, so the decoding sequences keep producing tokens while a long prompt goes in.
- * A sequence whose prompt is in samples its first token and moves to the decode batch (one
- * copy of its own cache); a finished or cancelled one leaves at the next step boundary. Each
- * keeps its own token picker and stream.
+ * next step boundary. Each loop iteration feeds the prefill batch at most `prefillChunkTokens`
+ * prompt tokens in one run, shared equally between its sequences, before the decode step, so
+ * the decoding sequences keep producing tokens while a long prompt goes in. Prompts go in in
+ * the order they came: a waiting request joins the prefill batch only while every sequence
+ * already in it still gets the rest of its prompt in this chunk, so a joiner never holds back
+ * one that came before it (a burst of 8 prompts of 512 tokens: the first answer starts after
+ * 2 chunks, not 16), and prompts short enough to share one chunk go in together. A sequence
+ * whose prompt is in samples its first token and moves to the decode batch (one copy of its own
+ * cache); a finished or cancelled one leaves at the next step boundary. Each keeps its own
+ * token picker and stream.
  *
  * The loop, once per iteration:
- *   1. admit every waiting request there is room for into the prefill batch;
- *   2. drop the sequences that were cancelled, prefilling or decoding;
+ *   1. drop the sequences that were cancelled, waiting, prefilling or decoding;
+ *   2. admit waiting requests into the prefill batch, in order, as above and while the batch
+ *      has room;
  *   3. run one prefill chunk for the prefill batch; the sequences it completes sample their
  *      first token and join the decode batch;
  *   4. run one decode step for the decode batch and sample each sequence's next token;
@@ -129,24 +134,24 @@ export class GenerationScheduler {
   private async loop(): Promise<void> {
     this.running = true;
     try {
-      // Requests that arrive together (one burst of messages) are admitted together.
+      // Requests that arrive together (one burst of messages) are all queued before the first admission.
       await yieldToEvents();
       while (this.waiting.length > 0 || this.prefilling.length > 0 || this.decoding.length > 0) {
-        // 1. admit
-        while (this.waiting.length > 0 && this.prefilling.length + this.decoding.length < this.maxBatchSize) {
-          const sequence = this.waiting.shift() as ActiveSequence;
-          if (sequence.cancelled) {
-            this.end(sequence, 'aborted');
-          } else {
-            this.prefillCache.add(sequence.tokens.length);
-            this.prefilling.push(sequence);
-          }
+        // 1. drop cancelled sequences
+        for (let i = this.waiting.length - 1; i >= 0; i--) {
+          if (this.waiting[i].cancelled) this.end(this.waiting.splice(i, 1)[0], 'aborted');
         }
-        // 2. drop cancelled sequences
         for (const [batch, cache] of [[this.prefilling, this.prefillCache], [this.decoding, this.decodeCache]] as const) {
           for (let slot = batch.length - 1; slot >= 0; slot--) {
             if (batch[slot].cancelled) this.retire(batch, cache, slot, 'aborted');
           }
+        }
+        // 2. admit
+        if (this.waiting.length > 0) this.makeDecodeRoom();
+        while (this.waiting.length > 0 && this.prefilling.length + this.decoding.length < this.maxBatchSize && this.admitsAnother()) {
+          const sequence = this.waiting.shift() as ActiveSequence;
+          this.prefillCache.add(sequence.tokens.length);
+          this.prefilling.push(sequence);
         }
         // 3. one prefill chunk
         if (this.prefilling.length > 0) await this.prefillChunk();
@@ -163,8 +168,32 @@ export class GenerationScheduler {
     }
   }
 
+  /**
+   * Gives the decode cache room for every sequence that will be in it once the requests waiting
+   * now are in (as many as the batch takes): joining one by one, they would lay it out anew at
+   * each doubling, in fresh memory (at 8 x 576 columns, 100 ms a time on top of faulting it in).
+   */
+  private makeDecodeRoom(): void {
+    const coming = [...this.decoding, ...this.prefilling, ...this.waiting].slice(0, this.maxBatchSize);
+    this.decodeCache.makeRoom(coming.length, Math.max(...coming.map((sequence) => sequence.tokens.length)) + 1);
+  }
+
+  /**
+   * Whether one more sequence may join the prefill batch: when it is empty, or when every
+   * sequence in it still gets the rest of its prompt from this chunk's share at one more.
+   */
+  private admitsAnother(): boolean {
+    const share = this.chunkShare(this.prefilling.length + 1);
+    return this.prefilling.every((sequence) => sequence.tokens.length - sequence.prefilled <= share);
+  }
+
+  /** Prompt tokens each of `sequences` gets from one prefill chunk. */
+  private chunkShare(sequences: number): number {
+    return Math.max(1, Math.floor(this.prefillChunkTokens / sequences));
+  }
+
   private async prefillChunk(): Promise<void> {
-    const width = Math.max(1, Math.floor(this.prefillChunkTokens / this.prefilling.length));
+    const width = this.chunkShare(this.prefilling.length);
     const chunks = this.prefilling.map((sequence) => sequence.tokens.slice(sequence.prefilled, sequence.prefilled + width));
     const rows = await this.run(this.prefilling, this.prefillCache, chunks);
     if (!rows) return;

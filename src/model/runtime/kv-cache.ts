@@ -105,6 +105,17 @@ export class BatchKvCache {
   }
 
   /**
+   * Allocates room for `slots` slots of `columns` columns, for sequences known to be coming
+   * (prompts queued behind a prefill): they then join without a re-layout each, while the runs
+   * until then still read only the columns laid out now.
+   */
+  makeRoom(slots: number, columns: number): void {
+    const columnCapacity = this.allocatedColumnsFor(this.columnsFor(columns));
+    if (slots <= this.slotCapacity && columnCapacity <= this.columnCapacity) return;
+    this.relayout(Math.max(slots, this.slotCapacity), Math.max(columnCapacity, this.columnCapacity), this.columns);
+  }
+
+  /**
    * Removes `slot` by moving the last slot into its place; returns the index the moved slot
    * had (the old last index), or null when `slot` was the last.
    */

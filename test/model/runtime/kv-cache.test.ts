@@ -214,6 +214,20 @@ describe('BatchKvCache', () => {
     assertLayout(decoding, [5, 1, 4], [9, 4, 66], 128);
   });
 
+  it('makes room for joiners to come without laying out more columns, so they join with no re-layout', () => {
+    const decoding = filled([1, 2], [3, 70]);
+    decoding.makeRoom(5, 200);
+    const buffer = decoding.pastKeys(0).buffer;
+    assert.equal(buffer.byteLength, 5 * H * 256 * D * Float32Array.BYTES_PER_ELEMENT, '5 slots of 200 columns, the columns allocated as growth does (doubled)');
+    assertLayout(decoding, [1, 2], [3, 70], 128, 'the runs until the joiners come still read 128 columns');
+    const prefilling = filled([3, 4, 5], [150, 9, 199]);
+    for (const slot of [0, 1, 2]) decoding.adopt(prefilling, [slot]);
+    assertLayout(decoding, [1, 2, 3, 4, 5], [3, 70, 150, 9, 199], 256);
+    assert.equal(decoding.pastKeys(0).buffer, buffer, 'the joiners moved into the room made for them');
+    decoding.makeRoom(4, 100);
+    assert.equal(decoding.pastKeys(0).buffer, buffer, 'room there is already is kept');
+  });
+
   it('keeps an emptied layout, zeroed, for the next joiners until it is released', () => {
     const cache = filled([1, 2], [5, 100]);
     const buffer = cache.pastKeys(0).buffer;
