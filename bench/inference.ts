@@ -16,7 +16,9 @@
  * *_paired ratios are the median of each repeat's concurrent rate over its own single rate.
  * aggregate_tokens_per_s_sampling is the same for tunebot with the product's sampling settings
  * (config/default.json: top-k, temperature, repetition penalty), as the bot answers, at each
- * prompt length of the single-request rows (128 and 512 tokens).
+ * prompt length of the single-request rows (128 and 512 tokens), with the time from submitting
+ * each request of a burst of 8 to its first piece of text (its first token, but for a token
+ * that ends in half a character): the mean, and the burst's first and last, averaged over repeats.
  * staggered_arrivals shows tunebot's joins: requests arriving while others decode, and a long prompt's prefill
  * chunked between decode steps (beside one run that prefills each prompt whole).
  */
@@ -59,11 +61,16 @@ interface Runtime {
   close(): Promise<void>;
 }
 
+interface TunebotRuntime extends Runtime {
+  /** Submits every prompt at once, `newTokens` each; returns each one's ms to its first piece of text. */
+  firstPieces(prompts: number[][], newTokens: number): Promise<number[]>;
+}
+
 /**
  * tunebot's runtime, greedy unless `sampling` (config/default.json's generation settings, with
  * each request of a run seeded by its place in the run).
  */
-async function tunebotRuntime(dir: string, preset: PresetName, weights: WeightType, sampling?: GenerationOptions): Promise<Runtime> {
+async function tunebotRuntime(dir: string, preset: PresetName, weights: WeightType, sampling?: GenerationOptions): Promise<TunebotRuntime> {
   const model = await LanguageModel.load(dir, { executionProvider: 'cpu', logLevel: 'warn', weights });
   const name = `${weights === 'float32' ? 'tunebot' : `tunebot_${weights}`}${sampling ? '_sampling' : ''}`;
   report({ model: preset, metric: 'load_ms', runtime: name, ms: model.info.loadMs });
@@ -77,6 +84,18 @@ async function tunebotRuntime(dir: string, preset: PresetName, weights: WeightTy
       const short = results.find((r) => r.result.generatedTokens !== newTokens);
       if (short) throw new Error(`tunebot stopped early (${short.result.finishReason}); pick other prompt ids`);
       return elapsed;
+    },
+    firstPieces(prompts, newTokens) {
+      const submitted = performance.now();
+      return Promise.all(
+        prompts.map(async (ids, request) => {
+          let firstPieceMs = -1;
+          for await (const _piece of model.generate(ids, { ...options(request), maxNewTokens: newTokens })) {
+            if (firstPieceMs < 0) firstPieceMs = performance.now() - submitted;
+          }
+          return firstPieceMs;
+        }),
+      );
     },
     close: () => model.close(),
   };
@@ -218,7 +237,8 @@ for (const preset of MODELS) {
   await sampler.run([promptIds(64)], 2);
   for (const length of contexts) {
     const [sampled] = await concurrency([sampler], length, newTokens, repeats);
-    report({ model: preset, metric: 'aggregate_tokens_per_s_sampling', concurrent: CONCURRENT, prompt_tokens: length, new_tokens: newTokens, repeats, sampling, ...concurrencyFigures('tunebot', sampled), loadavg: loadavg().map(round) });
+    const bursts = await burstFirstPieces(sampler, length, newTokens, repeats);
+    report({ model: preset, metric: 'aggregate_tokens_per_s_sampling', concurrent: CONCURRENT, prompt_tokens: length, new_tokens: newTokens, repeats, sampling, ...concurrencyFigures('tunebot', sampled), ...bursts, loadavg: loadavg().map(round) });
   }
   await sampler.close();
 
@@ -315,6 +335,21 @@ function pairedRatio(together: Rates, alone: Rates): number {
   const ratios = together.each.map((rate, i) => rate / alone.each[i]).sort((a, b) => a - b);
   const middle = Math.floor(ratios.length / 2);
   return ratios.length % 2 === 1 ? ratios[middle] : (ratios[middle - 1] + ratios[middle]) / 2;
+}
+
+/**
+ * CONCURRENT requests submitted at once, `repeats` times: the mean time to a first piece of
+ * text, and the mean of each burst's earliest and latest (the prompts go in in turn).
+ */
+async function burstFirstPieces(runtime: TunebotRuntime, promptLength: number, newTokens: number, repeats: number) {
+  const prompts = Array.from({ length: CONCURRENT }, (_, i) => promptIds(promptLength, i + 1));
+  const bursts: number[][] = [];
+  for (let i = 0; i < repeats; i++) bursts.push(await runtime.firstPieces(prompts, newTokens));
+  return {
+    first_piece_ms_mean: round(mean(bursts.flat())),
+    first_piece_ms_earliest: round(mean(bursts.map((burst) => Math.min(...burst)))),
+    first_piece_ms_latest: round(mean(bursts.map((burst) => Math.max(...burst)))),
+  };
 }
 
 /**
