@@ -37,6 +37,12 @@ export class BotMetrics {
     help: 'Generated tokens per second of the last finished generation, its wait in the queue and its prompt included.',
     registers: [this.registry],
   });
+  readonly firstPieceSeconds = new Histogram({
+    name: 'tunebot_generation_first_piece_seconds',
+    help: "Time from a generation's request to its first piece of text, in seconds: its wait for a place in the batch and its prompt's prefill included.",
+    buckets: REPLY_SECONDS_BUCKETS,
+    registers: [this.registry],
+  });
   readonly modelRequestsInFlight = new Gauge({ name: 'tunebot_model_requests_in_flight', help: 'Generations queued or running in the model host.', registers: [this.registry] });
   readonly fineTuneJobsStarted = new Counter({ name: 'tunebot_fine_tune_jobs_started_total', help: 'Fine-tuning jobs started.', registers: [this.registry] });
   readonly fineTuneJobsFinished = new Counter({
@@ -66,6 +72,10 @@ export class BotMetrics {
 
   feedbackCounted(kind: FeedbackKind): void {
     this.feedback.inc({ kind });
+  }
+
+  firstPieceStreamed(seconds: number): void {
+    this.firstPieceSeconds.observe(seconds);
   }
 
   generationFinished(tokens: number, seconds: number): void {

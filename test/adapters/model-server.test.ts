@@ -167,6 +167,27 @@ describe('tunebot serve-model: the server and RemoteModel', () => {
     assert.equal(await metricOf(server.url, 'tunebot_generated_tokens_total'), tokensBefore, 'neither generation ran to its end');
   });
 
+  it('times each generation to its first piece of text, on the server and in its client', async () => {
+    const clientMetrics = new BotMetrics();
+    const client = await RemoteModel.connect(server.url, { metrics: clientMetrics });
+    try {
+      const counted = async (registry: BotMetrics) => (await registry.firstPieceSeconds.get()).values.find((value) => value.metricName === 'tunebot_generation_first_piece_seconds_count')?.value ?? 0;
+      const serverBefore = await counted(metrics);
+      const started = performance.now();
+      const stream = client.generate(PROMPTS[0], LONG);
+      const pieces = await firstPiece(stream);
+      const waited = (performance.now() - started) / 1000;
+      assert.equal(await counted(clientMetrics), 1);
+      assert.equal(await counted(metrics), serverBefore + 1);
+      const sum = (await clientMetrics.firstPieceSeconds.get()).values.find((value) => value.metricName === 'tunebot_generation_first_piece_seconds_sum')?.value ?? -1;
+      assert.ok(sum > 0 && sum <= waited, `the client's ${sum} s lies within the ${waited} s it waited`);
+      await readToEnd(pieces);
+      assert.equal(await counted(clientMetrics), 1, 'once per generation');
+    } finally {
+      await client.close();
+    }
+  });
+
   it('refuses bad requests with 400, 404 or 413 and a message that says what is wrong', async () => {
     const { url } = server;
     await expectError(await post(url, GENERATE_PATH, '{"prompt": "hi",'), 400, 'REQUEST_INVALID', /the body is not JSON/);

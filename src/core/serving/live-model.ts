@@ -17,6 +17,21 @@ export interface LiveModel {
   close(): Promise<void>;
 }
 
+/** `stream`, calling `onFirst` once, as its reader takes the first piece of text. */
+export function onFirstPiece(stream: GenerationStream, onFirst: () => void): GenerationStream {
+  let first = true;
+  return {
+    result: stream.result,
+    async *[Symbol.asyncIterator]() {
+      for await (const piece of stream) {
+        if (first) onFirst();
+        first = false;
+        yield piece;
+      }
+    },
+  };
+}
+
 /**
  * A generation's whole text, trimmed: for replies that are checked before anyone sees them.
  * No stream (generate() found no loaded version) is an empty text.

@@ -1,7 +1,7 @@
 import type { Logger } from '../../log.js';
 import { type GenerateOptions, type GenerationStream, LanguageModel, type LoadOptions } from '../../model/runtime/language-model.js';
 import type { ModelInfo } from '../../model/runtime/worker-protocol.js';
-import type { LiveModel } from './live-model.js';
+import { type LiveModel, onFirstPiece } from './live-model.js';
 import { BotMetrics } from '../metrics.js';
 
 /**
@@ -63,7 +63,7 @@ export class ModelHost implements LiveModel {
     loaded.inFlight++;
     this.metrics.modelRequestsInFlight.inc();
     const started = performance.now();
-    const stream = loaded.model.generate(prompt, options);
+    const stream = onFirstPiece(loaded.model.generate(prompt, options), () => this.metrics.firstPieceStreamed((performance.now() - started) / 1000));
     const release = () => {
       loaded.inFlight--;
       this.metrics.modelRequestsInFlight.dec();

@@ -3,7 +3,7 @@ import { PieceQueue } from '../../model/generation/piece-queue.js';
 import type { GenerationResult } from '../../model/generation/scheduler.js';
 import type { GenerateOptions, GenerationStream } from '../../model/runtime/language-model.js';
 import type { ModelInfo } from '../../model/runtime/worker-protocol.js';
-import type { LiveModel } from './live-model.js';
+import { type LiveModel, onFirstPiece } from './live-model.js';
 import { BotMetrics } from '../metrics.js';
 import { RegistryError } from './model-registry.js';
 import {
@@ -109,7 +109,7 @@ export class RemoteModel implements LiveModel {
         this.metrics.modelRequestsInFlight.dec();
         pieces.end();
       });
-    return {
+    const stream: GenerationStream = {
       result,
       async *[Symbol.asyncIterator]() {
         try {
@@ -120,6 +120,7 @@ export class RemoteModel implements LiveModel {
         }
       },
     };
+    return onFirstPiece(stream, () => this.metrics.firstPieceStreamed((performance.now() - started) / 1000));
   }
 
   /** Cancels the generations in flight; later calls to generate() return null. */
