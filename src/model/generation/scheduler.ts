@@ -147,7 +147,6 @@ export class GenerationScheduler {
           }
         }
         // 2. admit
-        if (this.waiting.length > 0) this.makeDecodeRoom();
         while (this.waiting.length > 0 && this.prefilling.length + this.decoding.length < this.maxBatchSize && this.admitsAnother()) {
           const sequence = this.waiting.shift() as ActiveSequence;
           this.prefillCache.add(sequence.tokens.length);
@@ -169,9 +168,10 @@ export class GenerationScheduler {
   }
 
   /**
-   * Gives the decode cache room for every sequence that will be in it once the requests waiting
-   * now are in (as many as the batch takes): joining one by one, they would lay it out anew at
-   * each doubling, in fresh memory (at 8 x 576 columns, 100 ms a time on top of faulting it in).
+   * Gives the decode cache room for every sequence that will be in it once the prompts going in
+   * and waiting now are in (as many as the batch takes): joining one by one, they would lay it
+   * out anew at each doubling, in fresh memory (at 8 x 576 columns, 100 ms a time on top of
+   * faulting it in). Done as the first of them joins, after its first token has gone out.
    */
   private makeDecodeRoom(): void {
     const coming = [...this.decoding, ...this.prefilling, ...this.waiting].slice(0, this.maxBatchSize);
@@ -206,6 +206,7 @@ export class GenerationScheduler {
       if (sequence.prefilled === sequence.tokens.length) completed.push({ slot, finish: this.accept(sequence, rows[slot]) });
     });
     const joining = completed.filter(({ finish }) => finish === null).map(({ slot }) => slot);
+    if (joining.length > 0) this.makeDecodeRoom();
     this.decodeCache.adopt(this.prefillCache, joining);
     for (const slot of joining) this.decoding.push(this.prefilling[slot]);
     for (const { slot, finish } of completed.reverse()) {
