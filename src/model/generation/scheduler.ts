@@ -171,7 +171,8 @@ export class GenerationScheduler {
    * Gives the decode cache room for every sequence that will be in it once the prompts going in
    * and waiting now are in (as many as the batch takes): joining one by one, they would lay it
    * out anew at each doubling, in fresh memory (at 8 x 576 columns, 100 ms a time on top of
-   * faulting it in). Done as the first of them joins, after its first token has gone out.
+   * faulting it in). Called as prefilled sequences join, so the first of a burst has had its
+   * first token before the burst's room is laid out.
    */
   private makeDecodeRoom(): void {
     const coming = [...this.decoding, ...this.prefilling, ...this.waiting].slice(0, this.maxBatchSize);
